@@ -1,0 +1,180 @@
+//! Frames on the socket, and the one place bincode is called.
+//!
+//! A frame is a 4-byte little-endian length followed by that many bytes of a
+//! bincode-encoded (serde) message. The length is checked against
+//! [`MAX_FRAME`] before anything is allocated, and decoding runs with the
+//! same limit, so a hostile 9-byte frame cannot make the reader allocate
+//! gigabytes. Keeping every bincode call here means the codec could be
+//! swapped (postcard is the natural successor) in one file.
+
+use std::io::{self, Read, Write};
+
+use bincode::config::{self, Configuration, Limit};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The largest frame body either side accepts or sends: 1 MiB.
+pub const MAX_FRAME: usize = 1 << 20;
+
+type Config = Configuration<config::LittleEndian, config::Varint, Limit<MAX_FRAME>>;
+
+fn config() -> Config {
+    config::standard().with_limit::<MAX_FRAME>()
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("frame of {len} bytes is over the {MAX_FRAME}-byte limit")]
+    TooLarge { len: usize },
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Encodes a value with bincode (no length prefix): for cache records.
+pub fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let bytes = bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if bytes.len() > MAX_FRAME {
+        return Err(CodecError::TooLarge { len: bytes.len() });
+    }
+    Ok(bytes)
+}
+
+/// Decodes a value encoded by [`to_vec`]; trailing bytes are an error.
+pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    if bytes.len() > MAX_FRAME {
+        return Err(CodecError::TooLarge { len: bytes.len() });
+    }
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::Malformed(format!(
+            "{} trailing bytes after the message",
+            bytes.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+/// A whole frame: length prefix and body.
+pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
+    let body = to_vec(msg)?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// The body length a frame header announces, refused if over the limit.
+pub fn body_len(header: [u8; 4]) -> Result<usize, CodecError> {
+    let len = u32::from_le_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(CodecError::TooLarge { len });
+    }
+    Ok(len)
+}
+
+/// Reads one frame from a blocking stream. `Ok(None)` is a clean end of
+/// stream before any byte of a frame; an end inside a frame is
+/// [`CodecError::Truncated`].
+pub fn read_frame<R: Read, T: DeserializeOwned>(reader: &mut R) -> Result<Option<T>, CodecError> {
+    let mut header = [0u8; 4];
+    let mut got = 0;
+    while got < header.len() {
+        match reader.read(&mut header[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(CodecError::Truncated),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let len = body_len(header)?;
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => CodecError::Truncated,
+        _ => CodecError::Io(e),
+    })?;
+    from_slice(&body).map(Some)
+}
+
+/// Writes one frame to a blocking stream.
+pub fn write_frame<W: Write, T: Serialize>(writer: &mut W, msg: &T) -> Result<(), CodecError> {
+    writer.write_all(&encode_frame(msg)?)?;
+    writer.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ErrorKind, Request, Response, WireError};
+
+    #[test]
+    fn round_trips_a_request() {
+        let req = Request::Get {
+            name: "gcp".into(),
+            min_valid_secs: Some(60),
+            refresh: false,
+        };
+        let frame = encode_frame(&req).unwrap();
+        let back: Request = read_frame(&mut &frame[..]).unwrap().unwrap();
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn clean_eof_is_none_and_mid_frame_eof_is_truncated() {
+        let none: Option<Request> = read_frame(&mut &[][..]).unwrap();
+        assert!(none.is_none());
+        let frame =
+            encode_frame(&Response::Error(WireError::new(ErrorKind::Internal, "x"))).unwrap();
+        for cut in 1..frame.len() {
+            let err = read_frame::<_, Response>(&mut &frame[..cut]).unwrap_err();
+            assert!(matches!(err, CodecError::Truncated), "cut at {cut}: {err}");
+        }
+    }
+
+    #[test]
+    fn oversized_header_is_refused_before_allocating() {
+        let header = (u32::MAX).to_le_bytes();
+        let err = read_frame::<_, Request>(&mut &header[..]).unwrap_err();
+        assert!(matches!(err, CodecError::TooLarge { .. }));
+    }
+
+    /// A small frame that declares a huge string inside must fail on the
+    /// decode limit, not abort on allocation.
+    #[test]
+    fn huge_inner_length_is_malformed_not_an_abort() {
+        // Variant 1 (Get), then a varint string length of 2^40.
+        let mut body = vec![1u8, 0xFD];
+        body.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        let err = read_frame::<_, Request>(&mut &frame[..]).unwrap_err();
+        assert!(matches!(err, CodecError::Malformed(_)), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        let body = [0xFFu8; 16];
+        let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        let err = read_frame::<_, Request>(&mut &frame[..]).unwrap_err();
+        assert!(matches!(err, CodecError::Malformed(_)));
+    }
+
+    #[test]
+    fn trailing_bytes_are_malformed() {
+        let mut body = to_vec(&Request::List).unwrap();
+        body.push(0);
+        assert!(matches!(
+            from_slice::<Request>(&body),
+            Err(CodecError::Malformed(_))
+        ));
+    }
+}

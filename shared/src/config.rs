@@ -1,0 +1,383 @@
+//! The config file (SPEC §3): its schema, and validation that reports every
+//! problem with the file, the credential and the key before anything runs.
+//!
+//! Parsing goes through a `toml::Table` and a small field reader
+//! ([`parse`]) rather than serde derive, so that unknown keys, wrong types
+//! and semantic errors are all collected (not just the first) and each is
+//! named precisely. The types here are plain data; they hold no secrets,
+//! only where to find them, so they can be printed and fingerprinted freely.
+
+mod parse;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// A validated config.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    pub daemon: DaemonSettings,
+    /// Every credential by name, the built-in `google` and `azure` included.
+    pub credentials: BTreeMap<String, Credential>,
+    pub git: Vec<GitHelper>,
+    pub docker: Vec<DockerHelper>,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DaemonSettings {
+    pub refresh_ahead: Duration,
+    pub refresh_fraction: f64,
+    pub min_valid: Duration,
+    /// Zero: never exit for idleness.
+    pub idle_timeout: Duration,
+    pub http_timeout: Duration,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        Self {
+            refresh_ahead: Duration::from_secs(300),
+            refresh_fraction: 0.2,
+            min_valid: Duration::from_secs(60),
+            idle_timeout: Duration::ZERO,
+            http_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[credentials.NAME]`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Credential {
+    pub name: String,
+    pub source: Source,
+    pub refresh_ahead: Option<Duration>,
+    pub min_valid: Option<Duration>,
+    pub prefetch: bool,
+    /// Always set: the configured one or `CREDCACHE_<NAME>_TOKEN`.
+    pub env_var: String,
+}
+
+impl Credential {
+    /// The `kind = "..."` string.
+    pub fn kind(&self) -> &'static str {
+        self.source.kind()
+    }
+
+    /// The credential whose token authorizes this one's fetch.
+    pub fn auth(&self) -> Option<&str> {
+        self.source.auth()
+    }
+}
+
+/// What a credential is and where its token comes from: one variant per
+/// `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Source {
+    Google(GoogleSettings),
+    Azure(AzureSettings),
+    GkeCluster(GkeClusterSettings),
+    ContainerApp(ContainerAppSettings),
+    ApimUserToken(ApimUserTokenSettings),
+    Command(CommandSettings),
+}
+
+impl Source {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Google(_) => "google",
+            Self::Azure(_) => "azure",
+            Self::GkeCluster(_) => "gke-cluster",
+            Self::ContainerApp(_) => "container-app",
+            Self::ApimUserToken(_) => "apim-user-token",
+            Self::Command(_) => "command",
+        }
+    }
+
+    pub fn auth(&self) -> Option<&str> {
+        match self {
+            Self::GkeCluster(s) => Some(&s.auth),
+            Self::ContainerApp(s) => Some(&s.auth),
+            Self::ApimUserToken(s) => Some(&s.auth),
+            Self::Google(_) | Self::Azure(_) | Self::Command(_) => None,
+        }
+    }
+}
+
+/// Every `kind` the config accepts.
+pub const KINDS: &[&str] = &[
+    "google",
+    "azure",
+    "gke-cluster",
+    "container-app",
+    "apim-user-token",
+    "command",
+];
+
+pub const DEFAULT_GOOGLE_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+pub const DEFAULT_AZURE_SCOPE: &str = "https://management.azure.com/.default";
+pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
+pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
+
+/// `kind = "google"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GoogleSettings {
+    /// A service_account or authorized_user JSON file; `None` means the ADC
+    /// order.
+    pub key_file: Option<PathBuf>,
+    pub scopes: Vec<String>,
+    pub token_uri: Option<String>,
+    pub metadata_host: Option<String>,
+}
+
+/// `kind = "azure"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AzureSettings {
+    pub method: AzureMethod,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretSource>,
+    pub authority_host: Option<String>,
+    pub scope: String,
+    pub identity_endpoint: Option<String>,
+}
+
+/// How an Entra token is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AzureMethod {
+    ClientSecret,
+    WorkloadIdentity,
+    ManagedIdentity,
+    Cli,
+    Auto,
+}
+
+impl AzureMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecret => "client-secret",
+            Self::WorkloadIdentity => "workload-identity",
+            Self::ManagedIdentity => "managed-identity",
+            Self::Cli => "cli",
+            Self::Auto => "auto",
+        }
+    }
+}
+
+/// Where a client secret is read from; never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+/// `kind = "gke-cluster"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GkeClusterSettings {
+    pub auth: String,
+    pub cluster: ClusterPath,
+    /// `https://{location}-gkemulticloud.googleapis.com` unless set.
+    pub endpoint: String,
+}
+
+/// `projects/{project}/locations/{location}/{azureClusters|awsClusters}/{cluster}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterPath {
+    pub project: String,
+    pub location: String,
+    pub platform: ClusterPlatform,
+    pub cluster: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ClusterPlatform {
+    Azure,
+    Aws,
+}
+
+impl fmt::Display for ClusterPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let collection = match self.platform {
+            ClusterPlatform::Azure => "azureClusters",
+            ClusterPlatform::Aws => "awsClusters",
+        };
+        write!(
+            f,
+            "projects/{}/locations/{}/{collection}/{}",
+            self.project, self.location, self.cluster
+        )
+    }
+}
+
+/// `kind = "container-app"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerAppSettings {
+    pub auth: String,
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub app: String,
+    pub api_version: String,
+    pub arm_endpoint: String,
+}
+
+/// `kind = "apim-user-token"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApimUserTokenSettings {
+    pub auth: String,
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub service: String,
+    pub user_id: String,
+    pub key_type: ApimKeyType,
+    pub lifetime: Duration,
+    pub api_version: String,
+    pub arm_endpoint: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ApimKeyType {
+    Primary,
+    Secondary,
+}
+
+impl ApimKeyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Secondary => "secondary",
+        }
+    }
+}
+
+/// The longest APIM token lifetime the API accepts.
+pub const APIM_MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `kind = "command"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandSettings {
+    /// Program and arguments; run directly, never through a shell.
+    pub command: Vec<String>,
+    /// Used when the output carries no expiry.
+    pub lifetime: Duration,
+}
+
+/// `[[git]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GitHelper {
+    pub host: String,
+    pub path_prefix: Option<String>,
+    pub credential: String,
+    pub username: String,
+}
+
+/// `[[docker]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DockerHelper {
+    pub registry: String,
+    pub credential: String,
+    pub username: String,
+}
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path of the key, e.g. `credentials.gcp.key_file`; or
+    /// `line 3, column 7` for a TOML syntax error.
+    pub at: String,
+    pub message: String,
+}
+
+/// Everything wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    /// One line per problem: `FILE: KEY: MESSAGE`.
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.problems
+            .iter()
+            .map(|p| format!("{}: {}: {}", self.file.display(), p.at, p.message))
+    }
+}
+
+/// One line: the first problem, and how many more there are.
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.lines().next() {
+            Some(first) => f.write_str(&first)?,
+            None => write!(f, "{}: invalid config", self.file.display())?,
+        }
+        match self.problems.len() {
+            0 | 1 => Ok(()),
+            2 => f.write_str(" (and 1 more problem; run `credcache config check`)"),
+            n => write!(
+                f,
+                " (and {} more problems; run `credcache config check`)",
+                n - 1
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates `path`. A missing file is the built-in config.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::builtin()),
+            Err(e) => Err(ConfigError {
+                file: path.to_path_buf(),
+                problems: vec![Problem {
+                    at: "file".into(),
+                    message: format!("cannot read: {e}"),
+                }],
+            }),
+        }
+    }
+
+    /// Validates config text; `path` is only for messages and relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        parse::parse(text).map_err(|problems| ConfigError {
+            file: path.to_path_buf(),
+            problems,
+        })
+    }
+
+    /// The config with no file: the built-in `google` and `azure`.
+    pub fn builtin() -> Self {
+        Self::parse("", Path::new("(built-in)")).expect("the empty config is valid")
+    }
+
+    pub fn credential(&self, name: &str) -> Option<&Credential> {
+        self.credentials.get(name)
+    }
+
+    /// `min_valid` for a credential: its own, else the daemon's.
+    pub fn min_valid(&self, cred: &Credential) -> Duration {
+        cred.min_valid.unwrap_or(self.daemon.min_valid)
+    }
+
+    /// `refresh_ahead` for a credential: its own, else the daemon's.
+    pub fn refresh_ahead(&self, cred: &Credential) -> Duration {
+        cred.refresh_ahead.unwrap_or(self.daemon.refresh_ahead)
+    }
+}
+
+/// `CREDCACHE_<NAME>_TOKEN`, upper-cased, `-` and `.` as `_`.
+pub fn default_env_var(name: &str) -> String {
+    let mut var = String::from("CREDCACHE_");
+    var.extend(name.chars().map(|c| match c {
+        '-' | '.' => '_',
+        c => c.to_ascii_uppercase(),
+    }));
+    var.push_str("_TOKEN");
+    var
+}

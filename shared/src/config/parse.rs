@@ -1,0 +1,887 @@
+//! The config validator: a TOML table in, a [`Config`] or every problem out.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use toml::{Table, Value};
+
+use super::*;
+use crate::paths::expand_tilde;
+
+type Problems = Vec<Problem>;
+
+pub(super) fn parse(text: &str) -> Result<Config, Problems> {
+    let root: Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| vec![syntax_problem(text, &e)])?;
+    let mut top = Fields::new(&root, "");
+
+    let daemon = match top.table("daemon") {
+        Some(t) => {
+            let mut f = top.child(t, "daemon");
+            let settings = parse_daemon(&mut f);
+            top.absorb(f);
+            settings
+        }
+        None => DaemonSettings::default(),
+    };
+
+    let mut credentials = BTreeMap::new();
+    if let Some(creds) = top.table("credentials") {
+        let mut creds_fields = top.child(creds, "credentials");
+        for (name, value) in creds {
+            creds_fields.seen.push(name);
+            let at = format!("credentials.{name}");
+            if let Err(why) = check_name(name) {
+                creds_fields.problems.push(Problem {
+                    at: at.clone(),
+                    message: why,
+                });
+            }
+            let Some(table) = value.as_table() else {
+                creds_fields.problems.push(Problem {
+                    at,
+                    message: "must be a table ([credentials.NAME])".into(),
+                });
+                continue;
+            };
+            let mut f = Fields::new(table, &at);
+            if let Some(cred) = parse_credential(name, &mut f) {
+                credentials.insert(name.clone(), cred);
+            }
+            creds_fields.absorb(f);
+        }
+        top.absorb(creds_fields);
+    }
+    for builtin in ["google", "azure"] {
+        if !credentials.contains_key(builtin)
+            && !top
+                .problems
+                .iter()
+                .any(|p| p.at.starts_with(&format!("credentials.{builtin}")))
+        {
+            let cred = parse_credential(builtin, &mut Fields::new(&builtin_table(builtin), ""))
+                .expect("built-in credential is valid");
+            credentials.insert(builtin.to_owned(), cred);
+        }
+    }
+
+    let git = top
+        .array_of_tables("git")
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let mut f = top.child(t, &format!("git[{i}]"));
+            let helper = parse_git(&mut f);
+            top.absorb(f);
+            helper
+        })
+        .collect::<Vec<_>>();
+    let docker = top
+        .array_of_tables("docker")
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let mut f = top.child(t, &format!("docker[{i}]"));
+            let helper = parse_docker(&mut f);
+            top.absorb(f);
+            helper
+        })
+        .collect::<Vec<_>>();
+
+    let mut problems = top.finish();
+    check_references(&credentials, &git, &docker, &mut problems);
+    if problems.is_empty() {
+        Ok(Config {
+            daemon,
+            credentials,
+            git,
+            docker,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn builtin_table(name: &str) -> Table {
+    let mut t = Table::new();
+    t.insert("kind".into(), Value::String(name.into()));
+    t
+}
+
+fn syntax_problem(text: &str, e: &toml::de::Error) -> Problem {
+    let at = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}")
+        }
+        None => "syntax".into(),
+    };
+    Problem {
+        at,
+        message: format!("invalid TOML: {}", e.message().trim().replace('\n', " ")),
+    }
+}
+
+/// Reads the keys of one table, remembering which were used so that the
+/// rest can be reported as unknown, and collecting problems as it goes.
+struct Fields<'t> {
+    table: &'t Table,
+    prefix: String,
+    seen: Vec<&'t str>,
+    problems: Problems,
+}
+
+impl<'t> Fields<'t> {
+    fn new(table: &'t Table, prefix: &str) -> Self {
+        Self {
+            table,
+            prefix: prefix.to_owned(),
+            seen: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    fn child(&self, table: &'t Table, key: &str) -> Fields<'t> {
+        Fields::new(table, &self.at(key))
+    }
+
+    fn at(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    fn problem(&mut self, key: &str, message: impl Into<String>) {
+        let at = self.at(key);
+        self.problems.push(Problem {
+            at,
+            message: message.into(),
+        });
+    }
+
+    fn absorb(&mut self, other: Fields<'_>) {
+        self.problems.extend(other.finish());
+    }
+
+    fn get(&mut self, key: &str) -> Option<&'t Value> {
+        let (k, v) = self.table.get_key_value(key)?;
+        self.seen.push(k.as_str());
+        Some(v)
+    }
+
+    fn typed<T>(
+        &mut self,
+        key: &str,
+        want: &str,
+        conv: impl Fn(&'t Value) -> Option<T>,
+    ) -> Option<T> {
+        let v = self.get(key)?;
+        let out = conv(v);
+        if out.is_none() {
+            self.problem(key, format!("must be {want}, not {}", v.type_str()));
+        }
+        out
+    }
+
+    fn table(&mut self, key: &str) -> Option<&'t Table> {
+        self.typed(key, "a table", Value::as_table)
+    }
+
+    fn array_of_tables(&mut self, key: &str) -> Vec<&'t Table> {
+        let Some(arr) = self.typed(key, "an array of tables", Value::as_array) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, v) in arr.iter().enumerate() {
+            match v.as_table() {
+                Some(t) => out.push(t),
+                None => self.problem(&format!("{key}[{i}]"), "must be a table ([[...]])"),
+            }
+        }
+        out
+    }
+
+    fn opt_str(&mut self, key: &str) -> Option<String> {
+        let s = self.typed(key, "a string", Value::as_str)?;
+        if s.trim().is_empty() {
+            self.problem(key, "must not be empty");
+            return None;
+        }
+        Some(s.to_owned())
+    }
+
+    fn req_str(&mut self, key: &str, kind: &str) -> Option<String> {
+        if !self.table.contains_key(key) {
+            self.problem(key, format!("is required for kind {kind:?}"));
+            return None;
+        }
+        self.opt_str(key)
+    }
+
+    fn opt_bool(&mut self, key: &str) -> Option<bool> {
+        self.typed(key, "true or false", Value::as_bool)
+    }
+
+    fn opt_f64(&mut self, key: &str) -> Option<f64> {
+        self.typed(key, "a number", |v| {
+            v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
+        })
+    }
+
+    fn opt_duration(&mut self, key: &str) -> Option<Duration> {
+        let s = self.typed(key, "a duration string such as \"5m\"", Value::as_str)?;
+        match crate::time::parse_duration(s) {
+            Ok(d) => Some(d),
+            Err(why) => {
+                self.problem(
+                    key,
+                    format!("{why}; write it like \"90s\", \"5m\" or \"8h\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn opt_str_array(&mut self, key: &str) -> Option<Vec<String>> {
+        let arr = self.typed(key, "an array of strings", Value::as_array)?;
+        let strings: Option<Vec<String>> =
+            arr.iter().map(|v| v.as_str().map(str::to_owned)).collect();
+        if strings.is_none() {
+            self.problem(key, "must be an array of strings");
+        }
+        strings
+    }
+
+    fn opt_url(&mut self, key: &str) -> Option<String> {
+        let s = self.opt_str(key)?;
+        match check_url(&s) {
+            Ok(url) => Some(url),
+            Err(why) => {
+                self.problem(key, why);
+                None
+            }
+        }
+    }
+
+    fn opt_uuid(&mut self, key: &str, kind: &str, required: bool) -> Option<String> {
+        let s = if required {
+            self.req_str(key, kind)?
+        } else {
+            self.opt_str(key)?
+        };
+        if !is_uuid(&s) {
+            self.problem(
+                key,
+                format!("{s:?} is not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"),
+            );
+            return None;
+        }
+        Some(s.to_ascii_lowercase())
+    }
+
+    fn req_segment(&mut self, key: &str, kind: &str) -> Option<String> {
+        let s = self.req_str(key, kind)?;
+        if let Some(bad) = s.chars().find(|c| {
+            matches!(c, '/' | '?' | '#' | '%' | '\\') || c.is_whitespace() || c.is_control()
+        }) {
+            self.problem(
+                key,
+                format!("{s:?} contains {bad:?}, which cannot appear in a resource name"),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    /// Reports every key not read as unknown.
+    fn finish(mut self) -> Problems {
+        let mut unknown: Vec<&String> = self
+            .table
+            .keys()
+            .filter(|k| !self.seen.contains(&k.as_str()))
+            .collect();
+        unknown.sort();
+        for key in unknown {
+            let at = self.at(key);
+            self.problems.push(Problem {
+                at,
+                message: "unknown key".into(),
+            });
+        }
+        self.problems
+    }
+}
+
+fn parse_daemon(f: &mut Fields<'_>) -> DaemonSettings {
+    let mut d = DaemonSettings::default();
+    if let Some(v) = f.opt_duration("refresh_ahead") {
+        d.refresh_ahead = v;
+    }
+    if let Some(v) = f.opt_f64("refresh_fraction") {
+        if (0.0..1.0).contains(&v) {
+            d.refresh_fraction = v;
+        } else {
+            f.problem("refresh_fraction", format!("{v} is not between 0 and 1"));
+        }
+    }
+    if let Some(v) = f.opt_duration("min_valid") {
+        d.min_valid = v;
+    }
+    if let Some(v) = f.opt_duration("idle_timeout") {
+        d.idle_timeout = v;
+    }
+    if let Some(v) = f.opt_duration("http_timeout") {
+        if v.is_zero() {
+            f.problem("http_timeout", "must be more than zero");
+        } else {
+            d.http_timeout = v;
+        }
+    }
+    d
+}
+
+fn parse_credential(name: &str, f: &mut Fields<'_>) -> Option<Credential> {
+    let kind = match f.get("kind") {
+        None => {
+            f.problem("kind", format!("is required: one of {}", KINDS.join(", ")));
+            None
+        }
+        Some(Value::String(k)) if KINDS.contains(&k.as_str()) => Some(k.as_str()),
+        Some(v) => {
+            f.problem(
+                "kind",
+                format!("unknown kind {}: expected one of {}", v, KINDS.join(", ")),
+            );
+            None
+        }
+    };
+    let refresh_ahead = f.opt_duration("refresh_ahead");
+    let min_valid = f.opt_duration("min_valid");
+    let prefetch = f.opt_bool("prefetch").unwrap_or(false);
+    let env_var = match f.opt_str("env_var") {
+        Some(v) if is_env_name(&v) => Some(v),
+        Some(v) => {
+            f.problem(
+                "env_var",
+                format!("{v:?} is not a valid environment variable name"),
+            );
+            None
+        }
+        None => None,
+    };
+    let source = match kind? {
+        "google" => Source::Google(parse_google(f)?),
+        "azure" => Source::Azure(parse_azure(f)?),
+        "gke-cluster" => Source::GkeCluster(parse_gke(f)?),
+        "container-app" => Source::ContainerApp(parse_container_app(f)?),
+        "apim-user-token" => Source::ApimUserToken(parse_apim(f)?),
+        "command" => Source::Command(parse_command(f)?),
+        _ => unreachable!("checked against KINDS above"),
+    };
+    Some(Credential {
+        name: name.to_owned(),
+        source,
+        refresh_ahead,
+        min_valid,
+        prefetch,
+        env_var: env_var.unwrap_or_else(|| default_env_var(name)),
+    })
+}
+
+/// Runs every check and only then gives up, so all problems are reported.
+macro_rules! all_ok {
+    ($($v:ident),+) => { ($($v?),+) };
+}
+
+fn parse_google(f: &mut Fields<'_>) -> Option<GoogleSettings> {
+    let key_file = f.opt_str("key_file").map(|p| expand_tilde(&p));
+    let scopes = f.opt_str_array("scopes");
+    if scopes.as_ref().is_some_and(Vec::is_empty) {
+        f.problem("scopes", "must name at least one scope");
+    }
+    let token_uri = f.opt_url("token_uri");
+    let metadata_host = f.opt_str("metadata_host");
+    if let Some(h) = &metadata_host
+        && (h.contains("://") || h.contains('/'))
+    {
+        f.problem(
+            "metadata_host",
+            format!("{h:?} must be a host or host:port, without scheme or path"),
+        );
+    }
+    Some(GoogleSettings {
+        key_file,
+        scopes: scopes.unwrap_or_else(|| vec![DEFAULT_GOOGLE_SCOPE.to_owned()]),
+        token_uri,
+        metadata_host,
+    })
+}
+
+fn parse_azure(f: &mut Fields<'_>) -> Option<AzureSettings> {
+    let method = match f.opt_str("method").as_deref() {
+        None | Some("auto") => Some(AzureMethod::Auto),
+        Some("client-secret") => Some(AzureMethod::ClientSecret),
+        Some("workload-identity") => Some(AzureMethod::WorkloadIdentity),
+        Some("managed-identity") => Some(AzureMethod::ManagedIdentity),
+        Some("cli") => Some(AzureMethod::Cli),
+        Some(other) => {
+            f.problem("method", format!("unknown method {other:?}: expected client-secret, workload-identity, managed-identity, cli or auto"));
+            None
+        }
+    };
+    if f.get("client_secret").is_some() {
+        f.problem(
+            "client_secret",
+            "inline secrets are not allowed: use client_secret_env or client_secret_file",
+        );
+    }
+    let tenant_id = f.opt_str("tenant_id");
+    if let Some(t) = &tenant_id
+        && !is_uuid(t)
+        && !is_tenant_domain(t)
+    {
+        f.problem("tenant_id", format!("{t:?} is not a tenant UUID or domain"));
+    }
+    let client_id = f.opt_uuid("client_id", "azure", false);
+    let secret_env = f.opt_str("client_secret_env");
+    let secret_file = f.opt_str("client_secret_file");
+    let client_secret = match (secret_env, secret_file) {
+        (Some(_), Some(_)) => {
+            f.problem(
+                "client_secret_file",
+                "set client_secret_env or client_secret_file, not both",
+            );
+            None
+        }
+        (Some(var), None) => Some(SecretSource::Env(var)),
+        (None, Some(path)) => Some(SecretSource::File(expand_tilde(&path))),
+        (None, None) => None,
+    };
+    if method == Some(AzureMethod::ClientSecret) {
+        for (key, missing) in [
+            ("tenant_id", tenant_id.is_none()),
+            ("client_id", client_id.is_none()),
+            ("client_secret_env", client_secret.is_none()),
+        ] {
+            if missing && !f.table.contains_key(key) {
+                let what = if key == "client_secret_env" {
+                    "client_secret_env or client_secret_file"
+                } else {
+                    key
+                };
+                f.problem(
+                    key,
+                    format!("{what} is required for method \"client-secret\""),
+                );
+            }
+        }
+    }
+    let authority_host = f.opt_url("authority_host");
+    let scope = f
+        .opt_str("scope")
+        .unwrap_or_else(|| DEFAULT_AZURE_SCOPE.to_owned());
+    let identity_endpoint = f.opt_str("identity_endpoint");
+    if let Some(e) = &identity_endpoint
+        && url::Url::parse(e)
+            .map(|u| !matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(true)
+    {
+        f.problem("identity_endpoint", format!("{e:?} is not an http(s) URL"));
+    }
+    let method = method?;
+    Some(AzureSettings {
+        method,
+        tenant_id,
+        client_id,
+        client_secret,
+        authority_host,
+        scope,
+        identity_endpoint,
+    })
+}
+
+fn parse_gke(f: &mut Fields<'_>) -> Option<GkeClusterSettings> {
+    let auth = f.req_str("auth", "gke-cluster");
+    let cluster = f
+        .req_str("cluster", "gke-cluster")
+        .and_then(|c| match parse_cluster_path(&c) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                f.problem("cluster", why);
+                None
+            }
+        });
+    let endpoint = f.opt_url("endpoint");
+    let (auth, cluster) = all_ok!(auth, cluster);
+    let endpoint = endpoint
+        .unwrap_or_else(|| format!("https://{}-gkemulticloud.googleapis.com", cluster.location));
+    Some(GkeClusterSettings {
+        auth,
+        cluster,
+        endpoint,
+    })
+}
+
+fn parse_cluster_path(s: &str) -> Result<ClusterPath, String> {
+    let bad = || {
+        format!(
+            "{s:?} is not a cluster path: expected projects/PROJECT/locations/LOCATION/azureClusters/CLUSTER (or awsClusters)"
+        )
+    };
+    let parts: Vec<&str> = s.split('/').collect();
+    let [projects, project, locations, location, collection, cluster] = parts[..] else {
+        return Err(bad());
+    };
+    let platform = match collection {
+        "azureClusters" => ClusterPlatform::Azure,
+        "awsClusters" => ClusterPlatform::Aws,
+        _ => return Err(bad()),
+    };
+    let segment_ok = |seg: &str| {
+        !seg.is_empty()
+            && seg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    if projects != "projects"
+        || locations != "locations"
+        || ![project, location, cluster].into_iter().all(segment_ok)
+    {
+        return Err(bad());
+    }
+    Ok(ClusterPath {
+        project: project.into(),
+        location: location.into(),
+        platform,
+        cluster: cluster.into(),
+    })
+}
+
+fn parse_container_app(f: &mut Fields<'_>) -> Option<ContainerAppSettings> {
+    let kind = "container-app";
+    let auth = f.req_str("auth", kind);
+    let subscription_id = f.opt_uuid("subscription_id", kind, true);
+    let resource_group = f.req_segment("resource_group", kind);
+    let app = f.req_segment("app", kind);
+    let api_version = api_version(f, "2024-03-01");
+    let arm_endpoint = f
+        .opt_url("arm_endpoint")
+        .unwrap_or_else(|| DEFAULT_ARM_ENDPOINT.to_owned());
+    let (auth, subscription_id, resource_group, app, api_version) =
+        all_ok!(auth, subscription_id, resource_group, app, api_version);
+    Some(ContainerAppSettings {
+        auth,
+        subscription_id,
+        resource_group,
+        app,
+        api_version,
+        arm_endpoint,
+    })
+}
+
+fn parse_apim(f: &mut Fields<'_>) -> Option<ApimUserTokenSettings> {
+    let kind = "apim-user-token";
+    let auth = f.req_str("auth", kind);
+    let subscription_id = f.opt_uuid("subscription_id", kind, true);
+    let resource_group = f.req_segment("resource_group", kind);
+    let service = f.req_str("service", kind);
+    if let Some(s) = &service
+        && !is_apim_service_name(s)
+    {
+        f.problem("service", format!("{s:?} is not an API Management service name (letters, digits and '-', starting with a letter)"));
+    }
+    let user_id = f.req_segment("user_id", kind);
+    let key_type = match f.opt_str("key_type").as_deref() {
+        None | Some("primary") => Some(ApimKeyType::Primary),
+        Some("secondary") => Some(ApimKeyType::Secondary),
+        Some(other) => {
+            f.problem(
+                "key_type",
+                format!("{other:?} must be \"primary\" or \"secondary\""),
+            );
+            None
+        }
+    };
+    let lifetime = match f.opt_duration("lifetime") {
+        Some(d) if d > APIM_MAX_LIFETIME => {
+            f.problem("lifetime", "is over the 30 days API Management accepts");
+            None
+        }
+        Some(d) if d < Duration::from_secs(120) => {
+            f.problem(
+                "lifetime",
+                "must be at least 2m (APIM tokens expire on a whole minute)",
+            );
+            None
+        }
+        Some(d) => Some(d),
+        None => Some(Duration::from_secs(8 * 3600)),
+    };
+    let api_version = api_version(f, "2024-05-01");
+    let arm_endpoint = f
+        .opt_url("arm_endpoint")
+        .unwrap_or_else(|| DEFAULT_ARM_ENDPOINT.to_owned());
+    let (auth, subscription_id, resource_group, service, user_id, key_type, lifetime, api_version) = all_ok!(
+        auth,
+        subscription_id,
+        resource_group,
+        service,
+        user_id,
+        key_type,
+        lifetime,
+        api_version
+    );
+    if !is_apim_service_name(&service) {
+        return None;
+    }
+    Some(ApimUserTokenSettings {
+        auth,
+        subscription_id,
+        resource_group,
+        service,
+        user_id,
+        key_type,
+        lifetime,
+        api_version,
+        arm_endpoint,
+    })
+}
+
+fn api_version(f: &mut Fields<'_>, default: &str) -> Option<String> {
+    match f.opt_str("api_version") {
+        None => Some(default.to_owned()),
+        Some(v) if v.len() >= 10 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+            Some(v)
+        }
+        Some(v) => {
+            f.problem(
+                "api_version",
+                format!("{v:?} is not an API version such as {default:?}"),
+            );
+            None
+        }
+    }
+}
+
+fn parse_command(f: &mut Fields<'_>) -> Option<CommandSettings> {
+    let command = match f.get("command") {
+        None => {
+            f.problem("command", "is required for kind \"command\": an array such as [\"vault\", \"print\", \"token\"]");
+            None
+        }
+        Some(_) => f.opt_str_array("command"),
+    };
+    if command
+        .as_ref()
+        .is_some_and(|c| c.first().is_none_or(|p| p.trim().is_empty()))
+    {
+        f.problem("command", "must name a program to run");
+    }
+    let lifetime = match f.opt_duration("lifetime") {
+        Some(d) if d.is_zero() => {
+            f.problem("lifetime", "must be more than zero");
+            None
+        }
+        Some(d) => Some(d),
+        None => Some(Duration::from_secs(3600)),
+    };
+    let (command, lifetime) = all_ok!(command, lifetime);
+    if command.first().is_none_or(|p| p.trim().is_empty()) {
+        return None;
+    }
+    Some(CommandSettings { command, lifetime })
+}
+
+fn parse_git(f: &mut Fields<'_>) -> Option<GitHelper> {
+    let host = f
+        .req_str("host", "git")
+        .and_then(|h| check_host_glob(f, "host", h));
+    let path_prefix = f
+        .opt_str("path_prefix")
+        .map(|p| p.trim_start_matches('/').to_owned());
+    let credential = f.req_str("credential", "git");
+    let username = f
+        .opt_str("username")
+        .unwrap_or_else(|| "credcache".to_owned());
+    let (host, credential) = all_ok!(host, credential);
+    Some(GitHelper {
+        host,
+        path_prefix,
+        credential,
+        username,
+    })
+}
+
+fn parse_docker(f: &mut Fields<'_>) -> Option<DockerHelper> {
+    let registry = f
+        .req_str("registry", "docker")
+        .and_then(|h| check_host_glob(f, "registry", h));
+    let credential = f.req_str("credential", "docker");
+    let username = f
+        .opt_str("username")
+        .unwrap_or_else(|| "oauth2accesstoken".to_owned());
+    let (registry, credential) = all_ok!(registry, credential);
+    Some(DockerHelper {
+        registry,
+        credential,
+        username,
+    })
+}
+
+/// A host, or a glob of one with `*` and `?` only.
+fn check_host_glob(f: &mut Fields<'_>, key: &str, host: String) -> Option<String> {
+    let ok = host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*' | '?' | ':'));
+    if !ok {
+        f.problem(key, format!("{host:?} is not a host name or a glob of one (letters, digits, '.', '-', ':', '*', '?')"));
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
+}
+
+fn check_references(
+    creds: &BTreeMap<String, Credential>,
+    git: &[GitHelper],
+    docker: &[DockerHelper],
+    problems: &mut Problems,
+) {
+    for cred in creds.values() {
+        let Some(auth) = cred.auth() else { continue };
+        let at = format!("credentials.{}.auth", cred.name);
+        let Some(target) = creds.get(auth) else {
+            problems.push(Problem {
+                at,
+                message: format!("names {auth:?}, which is not a configured credential"),
+            });
+            continue;
+        };
+        let wants = match cred.source {
+            Source::GkeCluster(_) => "google",
+            _ => "azure",
+        };
+        if target.kind() != wants && target.kind() != "command" {
+            problems.push(Problem {
+                at,
+                message: format!(
+                    "names {auth:?}, a {} credential; {} needs a {wants} (or command) credential",
+                    target.kind(),
+                    cred.kind()
+                ),
+            });
+        }
+    }
+    // Cycles in `auth`: follow each chain; more steps than credentials is a loop.
+    for cred in creds.values() {
+        let mut seen = vec![cred.name.as_str()];
+        let mut next = cred.auth();
+        while let Some(n) = next {
+            if seen.contains(&n) {
+                if n == cred.name {
+                    problems.push(Problem {
+                        at: format!("credentials.{}.auth", cred.name),
+                        message: format!("forms a cycle: {} -> {n}", seen.join(" -> ")),
+                    });
+                }
+                break;
+            }
+            seen.push(n);
+            next = creds.get(n).and_then(Credential::auth);
+        }
+    }
+    for (i, g) in git.iter().enumerate() {
+        if !creds.contains_key(&g.credential) {
+            problems.push(Problem {
+                at: format!("git[{i}].credential"),
+                message: format!(
+                    "names {:?}, which is not a configured credential",
+                    g.credential
+                ),
+            });
+        }
+    }
+    for (i, d) in docker.iter().enumerate() {
+        if !creds.contains_key(&d.credential) {
+            problems.push(Problem {
+                at: format!("docker[{i}].credential"),
+                message: format!(
+                    "names {:?}, which is not a configured credential",
+                    d.credential
+                ),
+            });
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if first_ok && rest_ok && name.len() <= 64 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid credential name (letters, digits, '.', '_', '-'; starting with a letter or digit; at most 64)"
+        ))
+    }
+}
+
+/// `https://` anywhere, `http://` only to loopback: secrets go over TLS.
+pub(crate) fn check_url(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+    match url.scheme() {
+        "https" => Ok(s.trim_end_matches('/').to_owned()),
+        "http" if is_loopback(&url) => Ok(s.trim_end_matches('/').to_owned()),
+        "http" => Err(format!(
+            "{s:?} uses http:// to a host that is not loopback; secrets go over TLS only: use https://"
+        )),
+        other => Err(format!("{s:?} has scheme {other:?}; use https://")),
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+fn is_tenant_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+}
+
+fn is_apim_service_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        && b[b.len() - 1] != b'-'
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,303 @@
+use std::path::Path;
+
+use crate::config::*;
+
+fn ok(text: &str) -> Config {
+    Config::parse(text, Path::new("c.toml"))
+        .unwrap_or_else(|e| panic!("{}", e.lines().collect::<Vec<_>>().join("\n")))
+}
+
+fn problems(text: &str) -> Vec<String> {
+    Config::parse(text, Path::new("c.toml"))
+        .unwrap_err()
+        .lines()
+        .collect()
+}
+
+fn has(problems: &[String], want: &str) {
+    assert!(
+        problems.iter().any(|p| p.contains(want)),
+        "no problem containing {want:?} in {problems:#?}"
+    );
+}
+
+const FULL: &str = r#"
+[daemon]
+refresh_ahead = "5m"
+refresh_fraction = 0.2
+min_valid = "60s"
+idle_timeout = "0s"
+http_timeout = "30s"
+
+[credentials.gcp]
+kind = "google"
+key_file = "~/keys/sa.json"
+scopes = ["https://www.googleapis.com/auth/cloud-platform"]
+token_uri = "https://oauth2.googleapis.com/token"
+metadata_host = "metadata.google.internal"
+
+[credentials.corp]
+kind = "azure"
+method = "client-secret"
+tenant_id = "00000000-0000-0000-0000-000000000000"
+client_id = "11111111-1111-1111-1111-111111111111"
+client_secret_env = "CORP_SECRET"
+authority_host = "https://login.microsoftonline.com"
+scope = "https://management.azure.com/.default"
+
+[credentials.prod-gke]
+kind = "gke-cluster"
+auth = "gcp"
+cluster = "projects/my-proj/locations/us-east4/azureClusters/prod"
+
+[credentials.app-logs]
+kind = "container-app"
+auth = "corp"
+subscription_id = "651f8027-33e8-4ec4-97b4-f6e9f3dc8744"
+resource_group = "rg"
+app = "testcontainerapp0"
+api_version = "2024-03-01"
+arm_endpoint = "https://management.azure.com"
+
+[credentials.apim-dev]
+kind = "apim-user-token"
+auth = "corp"
+subscription_id = "00000000-0000-0000-0000-000000000000"
+resource_group = "rg1"
+service = "apimService1"
+user_id = "userId1718"
+key_type = "primary"
+lifetime = "8h"
+api_version = "2024-05-01"
+arm_endpoint = "https://management.azure.com"
+prefetch = true
+
+[credentials.vault]
+kind = "command"
+command = ["vault", "print", "token"]
+lifetime = "1h"
+env_var = "VAULT_TOKEN"
+
+[[git]]
+host = "dev.azure.com"
+path_prefix = "myorg/"
+credential = "corp"
+username = "credcache"
+
+[[docker]]
+registry = "*.pkg.dev"
+credential = "gcp"
+"#;
+
+#[test]
+fn the_spec_example_is_valid() {
+    let c = ok(FULL);
+    assert_eq!(
+        c.credentials.len(),
+        8,
+        "six configured plus the built-in google and azure"
+    );
+    let gke = c.credential("prod-gke").unwrap();
+    let Source::GkeCluster(s) = &gke.source else {
+        panic!()
+    };
+    assert_eq!(s.endpoint, "https://us-east4-gkemulticloud.googleapis.com");
+    assert_eq!(
+        s.cluster.to_string(),
+        "projects/my-proj/locations/us-east4/azureClusters/prod"
+    );
+    assert_eq!(gke.env_var, "CREDCACHE_PROD_GKE_TOKEN");
+    assert_eq!(c.credential("vault").unwrap().env_var, "VAULT_TOKEN");
+    assert!(c.credential("apim-dev").unwrap().prefetch);
+    assert_eq!(c.docker[0].username, "oauth2accesstoken");
+    let Source::Google(g) = &c.credential("gcp").unwrap().source else {
+        panic!()
+    };
+    assert!(
+        !g.key_file.as_ref().unwrap().starts_with("~"),
+        "tilde expanded"
+    );
+}
+
+#[test]
+fn empty_config_has_the_builtins() {
+    let c = ok("");
+    assert_eq!(
+        c.credentials.keys().collect::<Vec<_>>(),
+        ["azure", "google"]
+    );
+    assert_eq!(c.daemon, DaemonSettings::default());
+    let Source::Azure(a) = &c.credential("azure").unwrap().source else {
+        panic!()
+    };
+    assert_eq!(a.method, AzureMethod::Auto);
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let p = problems("[credentials.x]\nkind = \n");
+    assert_eq!(p.len(), 1);
+    assert!(p[0].starts_with("c.toml: line 2, column "), "{p:?}");
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_credential() {
+    let p = problems(
+        "[credentials.gcp]\nkind = \"google\"\nkey_fil = \"x\"\n[daemon]\nfoo = 1\n[bogus]\n",
+    );
+    has(&p, "c.toml: credentials.gcp.key_fil: unknown key");
+    has(&p, "c.toml: daemon.foo: unknown key");
+    has(&p, "c.toml: bogus: unknown key");
+}
+
+#[test]
+fn every_listed_error_is_reported() {
+    let text = r#"
+[daemon]
+min_valid = "sixty"
+[credentials.a]
+kind = "nope"
+[credentials.g]
+kind = "gke-cluster"
+auth = "missing"
+cluster = "projects/p/zones/z/azureClusters/c"
+[credentials.ca]
+kind = "container-app"
+auth = "azure"
+subscription_id = "not-a-uuid"
+resource_group = "rg"
+app = "x"
+arm_endpoint = "http://management.example.com"
+[credentials.apim]
+kind = "apim-user-token"
+auth = "azure"
+subscription_id = "00000000-0000-0000-0000-000000000000"
+resource_group = "rg"
+service = "svc"
+user_id = "u"
+lifetime = "31d"
+[credentials.corp]
+kind = "azure"
+client_secret = "hunter2"
+[credentials."bad name!"]
+kind = "command"
+command = ["x"]
+"#;
+    let p = problems(text);
+    has(&p, "daemon.min_valid: \"sixty\" is not a duration");
+    has(&p, "credentials.a.kind: unknown kind \"nope\"");
+    has(
+        &p,
+        "credentials.g.cluster: \"projects/p/zones/z/azureClusters/c\" is not a cluster path",
+    );
+    has(
+        &p,
+        "credentials.ca.subscription_id: \"not-a-uuid\" is not a UUID",
+    );
+    has(
+        &p,
+        "credentials.ca.arm_endpoint: \"http://management.example.com\" uses http://",
+    );
+    has(&p, "credentials.apim.lifetime: is over the 30 days");
+    has(
+        &p,
+        "credentials.corp.client_secret: inline secrets are not allowed",
+    );
+    has(
+        &p,
+        "credentials.bad name!: \"bad name!\" is not a valid credential name",
+    );
+    // The secret's value never appears in an error.
+    assert!(p.iter().all(|l| !l.contains("hunter2")));
+}
+
+#[test]
+fn missing_auth_and_wrong_kind_of_auth() {
+    let p = problems(
+        "[credentials.g]\nkind = \"gke-cluster\"\nauth = \"nobody\"\ncluster = \"projects/p/locations/l/awsClusters/c\"\n",
+    );
+    has(
+        &p,
+        "credentials.g.auth: names \"nobody\", which is not a configured credential",
+    );
+    let p = problems(
+        "[credentials.g]\nkind = \"gke-cluster\"\nauth = \"azure\"\ncluster = \"projects/p/locations/l/awsClusters/c\"\n",
+    );
+    has(
+        &p,
+        "credentials.g.auth: names \"azure\", a azure credential; gke-cluster needs a google",
+    );
+}
+
+#[test]
+fn loopback_http_is_allowed() {
+    let c = ok(
+        "[credentials.g]\nkind = \"gke-cluster\"\nauth = \"google\"\ncluster = \"projects/p/locations/l/awsClusters/c\"\nendpoint = \"http://127.0.0.1:8080\"\n",
+    );
+    let Source::GkeCluster(s) = &c.credential("g").unwrap().source else {
+        panic!()
+    };
+    assert_eq!(s.endpoint, "http://127.0.0.1:8080");
+    assert_eq!(s.cluster.platform, ClusterPlatform::Aws);
+}
+
+#[test]
+fn client_secret_method_needs_its_fields() {
+    let p = problems("[credentials.corp]\nkind = \"azure\"\nmethod = \"client-secret\"\n");
+    has(&p, "credentials.corp.tenant_id: tenant_id is required");
+    has(&p, "credentials.corp.client_id: client_id is required");
+    has(
+        &p,
+        "credentials.corp.client_secret_env: client_secret_env or client_secret_file is required",
+    );
+}
+
+#[test]
+fn helper_tables_are_checked() {
+    let p = problems(
+        "[[git]]\nhost = \"dev.azure.com/x\"\ncredential = \"ado\"\n[[docker]]\nregistry = \"\"\ncredential = \"google\"\n",
+    );
+    has(&p, "git[0].host: \"dev.azure.com/x\" is not a host name");
+    has(&p, "docker[0].registry: must not be empty");
+    let p = problems("[[git]]\nhost = \"*.visualstudio.com\"\ncredential = \"ado\"\n");
+    has(
+        &p,
+        "git[0].credential: names \"ado\", which is not a configured credential",
+    );
+}
+
+#[test]
+fn wrong_types_are_named() {
+    let p = problems(
+        "[credentials.v]\nkind = \"command\"\ncommand = \"vault print token\"\nprefetch = \"yes\"\n",
+    );
+    has(
+        &p,
+        "credentials.v.command: must be an array of strings, not string",
+    );
+    has(
+        &p,
+        "credentials.v.prefetch: must be true or false, not string",
+    );
+}
+
+#[test]
+fn default_env_var_names() {
+    assert_eq!(default_env_var("prod-gke"), "CREDCACHE_PROD_GKE_TOKEN");
+    assert_eq!(default_env_var("a.b"), "CREDCACHE_A_B_TOKEN");
+}
+
+#[test]
+fn one_line_summary_counts_the_rest() {
+    let e = Config::parse(
+        "[credentials.a]\nkind = 1\n[credentials.b]\nkind = 2\n",
+        Path::new("c.toml"),
+    )
+    .unwrap_err();
+    let line = e.to_string();
+    assert!(!line.contains('\n'));
+    assert!(
+        line.ends_with("(and 1 more problem; run `credcache config check`)"),
+        "{line}"
+    );
+}

@@ -1,0 +1,19 @@
+//! What both credcache binaries need to agree on: the wire protocol between
+//! `credcache` and `credcached`, the config file's schema and validation,
+//! where files live, and how timestamps are read and written.
+//!
+//! Nothing here does I/O beyond reading a config file or a frame from a
+//! stream the caller owns; nothing here starts a runtime.
+
+pub mod codec;
+pub mod config;
+pub mod paths;
+pub mod protocol;
+pub mod secret;
+pub mod time;
+
+pub use protocol::PROTOCOL_VERSION;
+pub use secret::Secret;
+
+/// The version both binaries report (`--version`, `status`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,256 @@
+//! Where credcache keeps its files (SPEC §2), and the checks that keep other
+//! users out of them.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use directories::{BaseDirs, ProjectDirs};
+
+/// Every location the daemon and client use, resolved once from the
+/// environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    /// The TOML config file (it may not exist).
+    pub config_file: PathBuf,
+    /// Holds the cache and the detached daemon's log.
+    pub data_dir: PathBuf,
+    /// The sled database directory: `<data_dir>/cache`.
+    pub cache_dir: PathBuf,
+    /// The daemon's Unix socket.
+    pub socket: PathBuf,
+    /// The detached daemon's log: `<data_dir>/credcached.log`.
+    pub log_file: PathBuf,
+}
+
+/// Why the paths could not be worked out.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error(
+        "cannot find the home directory: set HOME, or CREDCACHE_CONFIG, CREDCACHE_DATA_DIR and CREDCACHE_SOCKET"
+    )]
+    NoHome,
+    #[error("{path}: {why}")]
+    Unsafe { path: PathBuf, why: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl Paths {
+    /// Resolves from the process environment; `config_override` is the
+    /// `--config` flag, which beats `CREDCACHE_CONFIG`.
+    pub fn from_env(config_override: Option<PathBuf>) -> Result<Self, PathError> {
+        Self::resolve(config_override, |k| std::env::var_os(k))
+    }
+
+    /// Resolves with an explicit environment, for tests.
+    pub fn resolve(
+        config_override: Option<PathBuf>,
+        env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Self, PathError> {
+        let set = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let project = ProjectDirs::from("dev", "credcache", "credcache");
+
+        let config_file = match config_override.or_else(|| set("CREDCACHE_CONFIG")) {
+            Some(p) => p,
+            None => project
+                .as_ref()
+                .ok_or(PathError::NoHome)?
+                .config_dir()
+                .join("config.toml"),
+        };
+        let data_dir = match set("CREDCACHE_DATA_DIR") {
+            Some(p) => p,
+            None => project
+                .as_ref()
+                .ok_or(PathError::NoHome)?
+                .data_local_dir()
+                .to_path_buf(),
+        };
+        let socket = match set("CREDCACHE_SOCKET") {
+            Some(p) => p,
+            None => default_socket(project.as_ref()),
+        };
+        Ok(Self {
+            cache_dir: data_dir.join("cache"),
+            log_file: data_dir.join("credcached.log"),
+            config_file,
+            data_dir,
+            socket,
+        })
+    }
+
+    /// The daemon's lock and pid file, beside the socket.
+    pub fn lock_file(&self) -> PathBuf {
+        with_suffix(&self.socket, ".lock")
+    }
+
+    /// The file clients serialize auto-start on, beside the socket.
+    pub fn start_lock_file(&self) -> PathBuf {
+        with_suffix(&self.socket, ".start")
+    }
+
+    /// The directory that holds the socket.
+    pub fn socket_dir(&self) -> &Path {
+        self.socket.parent().unwrap_or(Path::new("."))
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn default_socket(project: Option<&ProjectDirs>) -> PathBuf {
+    if let Some(dir) = project.and_then(|p| p.runtime_dir()) {
+        return dir.join("credcache.sock");
+    }
+    #[cfg(unix)]
+    {
+        let uid = rustix::process::getuid().as_raw();
+        PathBuf::from(format!("/tmp/credcache-{uid}/credcache.sock"))
+    }
+    #[cfg(not(unix))]
+    {
+        PathBuf::from(r"\\.\pipe\credcache")
+    }
+}
+
+/// Expands a leading `~/` to the home directory, as the config file allows.
+pub fn expand_tilde(path: &str) -> PathBuf {
+    if let Some(rest) = path.strip_prefix("~/")
+        && let Some(base) = BaseDirs::new()
+    {
+        return base.home_dir().join(rest);
+    }
+    if path == "~"
+        && let Some(base) = BaseDirs::new()
+    {
+        return base.home_dir().to_path_buf();
+    }
+    PathBuf::from(path)
+}
+
+/// Makes sure `dir` is a private directory of ours: created 0700 if missing
+/// (parents too); if it exists it must be a real directory (not a symlink),
+/// owned by us and not writable by group or others, or it is refused. This
+/// is the check that defeats a directory planted in a shared `/tmp`.
+#[cfg(unix)]
+pub fn ensure_private_dir(dir: &Path) -> Result<(), PathError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+
+    let io_err = |source| PathError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) => {
+            let unsafe_dir = |why: &str| PathError::Unsafe {
+                path: dir.to_path_buf(),
+                why: why.to_owned(),
+            };
+            if meta.file_type().is_symlink() {
+                return Err(unsafe_dir("is a symlink; refusing to use it"));
+            }
+            if !meta.is_dir() {
+                return Err(unsafe_dir("exists and is not a directory"));
+            }
+            let uid = rustix::process::getuid().as_raw();
+            if meta.uid() != uid {
+                return Err(unsafe_dir(&format!(
+                    "is owned by uid {}, not by this user (uid {uid}); refusing to use it",
+                    meta.uid()
+                )));
+            }
+            if meta.mode() & 0o022 != 0 {
+                return Err(unsafe_dir(&format!(
+                    "is writable by group or others (mode {:o}); refusing to use it (chmod 700 it or remove it)",
+                    meta.mode() & 0o7777
+                )));
+            }
+            if meta.mode() & 0o077 != 0 {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(io_err)?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io_err)?;
+            // The mode given to mkdir is filtered by the umask; force it.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err)
+        }
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn overrides_win() {
+        let p = Paths::resolve(
+            None,
+            env(&[
+                ("CREDCACHE_CONFIG", "/c/config.toml"),
+                ("CREDCACHE_DATA_DIR", "/d"),
+                ("CREDCACHE_SOCKET", "/s/sock"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(p.config_file, PathBuf::from("/c/config.toml"));
+        assert_eq!(p.cache_dir, PathBuf::from("/d/cache"));
+        assert_eq!(p.log_file, PathBuf::from("/d/credcached.log"));
+        assert_eq!(p.socket, PathBuf::from("/s/sock"));
+        assert_eq!(p.lock_file(), PathBuf::from("/s/sock.lock"));
+
+        let p = Paths::resolve(
+            Some("/flag.toml".into()),
+            env(&[("CREDCACHE_CONFIG", "/c/config.toml")]),
+        )
+        .unwrap();
+        assert_eq!(p.config_file, PathBuf::from("/flag.toml"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_dir_is_created_0700_and_loose_ones_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("a/b");
+        ensure_private_dir(&d).unwrap();
+        assert_eq!(
+            std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+
+        let loose = tmp.path().join("loose");
+        std::fs::create_dir(&loose).unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = ensure_private_dir(&loose).unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
+
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&d, &link).unwrap();
+        assert!(
+            ensure_private_dir(&link)
+                .unwrap_err()
+                .to_string()
+                .contains("symlink")
+        );
+    }
+}

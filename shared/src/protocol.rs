@@ -1,0 +1,230 @@
+//! The messages `credcache` and `credcached` exchange over the local socket.
+//!
+//! Every connection starts with [`Request::Hello`] answered by
+//! [`Response::Hello`] (or [`Response::VersionMismatch`]); after that the
+//! client sends any number of requests, each answered by exactly one
+//! response, in order. Framing is in [`crate::codec`].
+//!
+//! Compatibility rule: `Hello` is variant 0 of both enums and its fields
+//! never change, so two builds with different [`PROTOCOL_VERSION`]s can
+//! always tell each other so. Any other change to these types bumps
+//! [`PROTOCOL_VERSION`] by hand.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::Secret;
+
+/// Bumped by hand whenever a message below changes shape.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What a client asks of the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// First message on every connection; the daemon checks the version.
+    Hello {
+        protocol_version: u32,
+        client_version: String,
+    },
+    /// A token for credential `name`, fetched if the cache has none valid
+    /// for at least `min_valid_secs` (default: the credential's `min_valid`).
+    /// `refresh` fetches anew even when the cache could answer.
+    Get {
+        name: String,
+        min_valid_secs: Option<u64>,
+        refresh: bool,
+    },
+    /// The configured credentials and the state of each.
+    List,
+    /// The daemon's own state plus every credential's.
+    Status,
+    /// Fetch anew now: one credential, or every cached one with `None`.
+    /// Answered when the fetches are done.
+    Refresh { name: Option<String> },
+    /// Drop from memory and disk: one credential, or all with `None`.
+    Forget { name: Option<String> },
+    /// Re-read the config file now (as SIGHUP does).
+    Reload,
+    /// Finish in-flight requests, flush the cache, remove the socket, exit.
+    Shutdown,
+}
+
+/// What the daemon answers; one per request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// The versions match; the connection is ready for requests.
+    Hello {
+        protocol_version: u32,
+        daemon_version: String,
+        pid: u32,
+    },
+    /// The client speaks another protocol version; the daemon closes the
+    /// connection after this.
+    VersionMismatch {
+        daemon_protocol_version: u32,
+        daemon_version: String,
+        pid: u32,
+    },
+    /// The answer to `Get`.
+    Token(TokenReply),
+    /// The answer to `List`.
+    Credentials(Vec<CredentialInfo>),
+    /// The answer to `Status`.
+    Status(Box<DaemonStatus>),
+    /// `Refresh`, `Forget`, `Reload` or `Shutdown` done; names what it touched.
+    Done { affected: Vec<String> },
+    /// The request failed.
+    Error(WireError),
+}
+
+/// A token as handed to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenReply {
+    pub name: String,
+    pub kind: String,
+    pub token: Secret,
+    pub expires_at: DateTime<Utc>,
+    pub fetched_at: DateTime<Utc>,
+    /// The variable `get --format env` and `exec` put the token in.
+    pub env_var: String,
+}
+
+/// Where a credential stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CredentialState {
+    /// A token valid for longer than its refresh headroom is cached.
+    Fresh,
+    /// A fetch is in flight.
+    Refreshing,
+    /// The last refresh failed but the cached token is still valid.
+    StaleServing,
+    /// The last fetch failed and no valid token is cached.
+    Failing,
+    /// A token was cached but has expired.
+    Expired,
+    /// Not fetched since the daemon started and nothing in the cache.
+    NeverFetched,
+}
+
+impl CredentialState {
+    /// The word `list` and `status` print.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fresh => "fresh",
+            Self::Refreshing => "refreshing",
+            Self::StaleServing => "stale-serving",
+            Self::Failing => "failing",
+            Self::Expired => "expired",
+            Self::NeverFetched => "never fetched",
+        }
+    }
+}
+
+/// One credential's state, without its token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialInfo {
+    pub name: String,
+    pub kind: String,
+    /// The credential whose token authorizes this one's fetch, if any.
+    pub auth: Option<String>,
+    pub state: CredentialState,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub fetched_at: Option<DateTime<Utc>>,
+    /// When the daemon plans to fetch it anew in the background.
+    pub next_refresh: Option<DateTime<Utc>>,
+    pub consecutive_failures: u32,
+    /// The last fetch error, with the cloud's own code and message.
+    pub last_error: Option<String>,
+    /// Upstream fetches made since the daemon started.
+    pub fetches: u64,
+}
+
+/// The daemon's own state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub daemon_version: String,
+    pub protocol_version: u32,
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+    pub uptime_secs: u64,
+    pub socket: String,
+    pub cache_path: String,
+    pub config_path: String,
+    /// Set when the config file on disk is invalid and the previous one
+    /// stays in force.
+    pub config_error: Option<String>,
+    /// Requests answered since start, all connections together.
+    pub requests_served: u64,
+    pub credentials: Vec<CredentialInfo>,
+}
+
+/// An error that crossed the socket. The client maps `kind` to its exit code
+/// in one place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    pub kind: ErrorKind,
+    /// One line, no secrets: "what happened: why".
+    pub message: String,
+}
+
+impl WireError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The classes of failure a client tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// The request made no sense (e.g. a message before `Hello`).
+    BadRequest,
+    /// No credential of that name is configured.
+    NoSuchCredential,
+    /// The config file is invalid, or a credential's settings are unusable.
+    Config,
+    /// The upstream fetch failed and no valid cached token exists.
+    Upstream,
+    /// The daemon is shutting down and takes no new work.
+    ShuttingDown,
+    /// Anything else.
+    Internal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Changing this number is a deliberate act: the messages changed shape.
+    #[test]
+    fn protocol_version_is_pinned() {
+        assert_eq!(PROTOCOL_VERSION, 1);
+    }
+
+    /// Hello must stay decodable across protocol versions: variant 0 of both
+    /// enums, fields unchanged.
+    #[test]
+    fn hello_is_variant_zero() {
+        let req = crate::codec::to_vec(&Request::Hello {
+            protocol_version: 7,
+            client_version: "x".into(),
+        })
+        .unwrap();
+        assert_eq!(req[0], 0);
+        let resp = crate::codec::to_vec(&Response::Hello {
+            protocol_version: 7,
+            daemon_version: "x".into(),
+            pid: 1,
+        })
+        .unwrap();
+        assert_eq!(resp[0], 0);
+    }
+}
