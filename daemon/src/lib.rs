@@ -1,1 +1,18 @@
+//! `credcached`, the per-user daemon that fetches, caches and refreshes
+//! short-lived cloud tokens, as a library: `main.rs` only parses arguments
+//! and calls [`startup::run`], and tests can start the pieces in-process.
+//!
+//! Start reading at [`startup`] (lock, socket, signals), then [`server`]
+//! (connections and requests) and [`engine`] (cache and single-flight
+//! fetching); [`providers`] has one module per credential kind.
 
+pub mod clock;
+pub mod engine;
+pub mod fingerprint;
+pub mod http;
+pub mod logging;
+pub mod providers;
+pub mod server;
+pub mod startup;
+pub mod store;
+mod wire;

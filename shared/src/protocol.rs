@@ -87,6 +87,10 @@ pub struct TokenReply {
     pub fetched_at: DateTime<Utc>,
     /// The variable `get --format env` and `exec` put the token in.
     pub env_var: String,
+    /// Something the user should know although the request succeeded, e.g.
+    /// that the config file on disk is invalid and the previous one is in
+    /// force. The client prints it on stderr as `credcache: warning: ...`.
+    pub warning: Option<String>,
 }
 
 /// Where a credential stands.

@@ -1,0 +1,591 @@
+//! The heart of the daemon: which credentials exist, what is cached, and
+//! how a request for a token becomes at most one upstream fetch.
+//!
+//! Everything here is independent of the socket: the server turns requests
+//! into calls on [`Engine`], and tests can drive it directly.
+
+mod loaded;
+mod slot;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use credcache_shared::Secret;
+use credcache_shared::protocol::{CredentialInfo, DaemonStatus, ErrorKind, TokenReply, WireError};
+use tokio::sync::watch;
+
+pub use loaded::{Entry, Loaded};
+pub use slot::{CachedToken, Slot};
+
+use crate::clock::Clock;
+use crate::providers::{BoxFuture, ErrorClass, FetchContext, FetchError};
+use crate::store::{Record, Store};
+
+/// How often, at most, a request checks whether the config file changed.
+const CONFIG_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where the daemon's files are, for status.
+#[derive(Debug, Clone)]
+pub struct Locations {
+    pub config_file: PathBuf,
+    pub socket: PathBuf,
+    pub cache_dir: PathBuf,
+}
+
+/// The credential engine. Cheap to clone; every clone is the same engine.
+#[derive(Clone)]
+pub struct Engine(Arc<Inner>);
+
+struct Inner {
+    locations: Locations,
+    clock: Arc<dyn Clock>,
+    store: Store,
+    loaded: RwLock<Arc<Loaded>>,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    watch: Mutex<loaded::Watch>,
+    started_at: DateTime<Utc>,
+    requests: AtomicU64,
+    last_request: Mutex<Instant>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Engine {
+    /// Starts the engine with `config` in force, and takes over the tokens
+    /// in `store` that were written under the current settings.
+    pub fn new(
+        config: credcache_shared::config::Config,
+        locations: Locations,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, String> {
+        let loaded = Loaded::new(config, &locations.config_file)?;
+        let now = clock.now();
+        let mut slots = HashMap::new();
+        for stored in store.load_all() {
+            let current = loaded
+                .entries
+                .get(&stored.name)
+                .is_some_and(|e| e.fingerprint == stored.fingerprint);
+            if !current || stored.record.expires_at <= now {
+                continue;
+            }
+            let token = CachedToken {
+                token: stored.record.token,
+                expires_at: stored.record.expires_at,
+                fetched_at: stored.record.fetched_at,
+            };
+            slots.insert(stored.name, Arc::new(Slot::with_token(token)));
+        }
+        let keep = |name: &str, fp: &str| {
+            slots.contains_key(name)
+                && loaded
+                    .entries
+                    .get(name)
+                    .is_some_and(|e| e.fingerprint == fp)
+        };
+        if let Err(e) = store.retain(keep) {
+            tracing::warn!("could not prune the cache: {e}");
+        }
+        tracing::info!(
+            cached = slots.len(),
+            credentials = loaded.entries.len(),
+            "engine ready"
+        );
+        let (shutdown, _) = watch::channel(false);
+        Ok(Self(Arc::new(Inner {
+            locations,
+            started_at: now,
+            clock,
+            store,
+            loaded: RwLock::new(Arc::new(loaded)),
+            slots: Mutex::new(slots),
+            watch: Mutex::new(loaded::Watch {
+                last_check: SystemTime::now(),
+                error: None,
+                error_stamps: None,
+            }),
+            requests: AtomicU64::new(0),
+            last_request: Mutex::new(Instant::now()),
+            shutdown,
+        })))
+    }
+
+    fn loaded(&self) -> Arc<Loaded> {
+        self.0
+            .loaded
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The slot of `name`, created empty if need be.
+    fn slot(&self, name: &str) -> Arc<Slot> {
+        let mut slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(name.to_owned()).or_default().clone()
+    }
+
+    fn current_slot(&self, name: &str, slot: &Arc<Slot>) -> bool {
+        let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.get(name).is_some_and(|s| Arc::ptr_eq(s, slot))
+    }
+
+    /// Counts a request and notes when it came (for `idle_timeout`).
+    pub fn note_request(&self) {
+        self.0.requests.fetch_add(1, Ordering::Relaxed);
+        *self
+            .0
+            .last_request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// How long since the last request.
+    pub fn idle_for(&self) -> Duration {
+        self.0
+            .last_request
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        self.loaded().config.daemon.idle_timeout
+    }
+
+    /// Asks the daemon to shut down (the `Shutdown` request).
+    pub fn request_shutdown(&self) {
+        self.0.shutdown.send_replace(true);
+    }
+
+    /// Resolves once a shutdown has been requested.
+    pub async fn shutdown_requested(&self) {
+        let mut rx = self.0.shutdown.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+
+    /// A token for `name`: from memory if one is valid for `min_valid`
+    /// (default: the credential's), else fetched, with concurrent callers
+    /// sharing one upstream call.
+    pub async fn get(
+        &self,
+        name: &str,
+        min_valid: Option<Duration>,
+        refresh: bool,
+    ) -> Result<TokenReply, WireError> {
+        self.maybe_reload();
+        let loaded = self.loaded();
+        let entry = self.entry(&loaded, name)?;
+        let min_valid = min_valid.unwrap_or_else(|| loaded.config.min_valid(&entry.cred));
+        let token = self
+            .token(&loaded, entry, min_valid, refresh)
+            .await
+            .map_err(|e| wire_fetch_error(name, &e))?;
+        Ok(TokenReply {
+            name: name.to_owned(),
+            kind: entry.cred.kind().to_owned(),
+            token: token.token,
+            expires_at: token.expires_at,
+            fetched_at: token.fetched_at,
+            env_var: entry.cred.env_var.clone(),
+            warning: self.config_warning(),
+        })
+    }
+
+    fn entry<'l>(&self, loaded: &'l Loaded, name: &str) -> Result<&'l Entry, WireError> {
+        loaded.entries.get(name).ok_or_else(|| {
+            let names: Vec<&str> = loaded
+                .config
+                .credentials
+                .keys()
+                .map(String::as_str)
+                .collect();
+            WireError::new(
+                ErrorKind::NoSuchCredential,
+                format!(
+                    "no credential named {name:?} (configured: {})",
+                    names.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// The token of a credential named by another's `auth`.
+    pub fn dependency_token<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Secret, FetchError>> {
+        Box::pin(async move {
+            let loaded = self.loaded();
+            let entry = loaded.entries.get(name).ok_or_else(|| {
+                FetchError::config(format!("auth names {name:?}, which is not configured"))
+            })?;
+            let min_valid = loaded.config.min_valid(&entry.cred);
+            let token = self
+                .token(&loaded, entry, min_valid, false)
+                .await
+                .map_err(|e| e.context(format!("getting {name}")))?;
+            Ok(token.token)
+        })
+    }
+
+    async fn token(
+        &self,
+        loaded: &Loaded,
+        entry: &Entry,
+        min_valid: Duration,
+        force: bool,
+    ) -> Result<CachedToken, FetchError> {
+        let name = entry.cred.name.as_str();
+        let slot = self.slot(name);
+        if !force && let Some(t) = slot.valid_token(self.0.clock.now(), min_valid) {
+            return Ok(t);
+        }
+        let seen = slot.attempts();
+        let _flight = slot.fetch.lock().await;
+        if slot.attempts() != seen {
+            // A fetch finished while we queued: its outcome answers us too.
+            if let Some(t) = slot.valid_token(self.0.clock.now(), min_valid) {
+                return Ok(t);
+            }
+            if let Some(e) = slot.lock().last_error.clone() {
+                return Err(e);
+            }
+        } else if !force && let Some(t) = slot.valid_token(self.0.clock.now(), min_valid) {
+            return Ok(t);
+        }
+        self.fetch(loaded, entry, &slot).await
+    }
+
+    /// One upstream fetch, with the fetch lock held by the caller.
+    async fn fetch(
+        &self,
+        loaded: &Loaded,
+        entry: &Entry,
+        slot: &Arc<Slot>,
+    ) -> Result<CachedToken, FetchError> {
+        let name = entry.cred.name.as_str();
+        slot.lock().in_flight = true;
+        let now = self.0.clock.now();
+        let timeout = loaded.config.daemon.http_timeout;
+        let cx = FetchContext {
+            name,
+            engine: self,
+            http: &loaded.http,
+            now,
+            timeout,
+        };
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(timeout, entry.provider.fetch(&cx)).await {
+            Ok(Ok(fetched)) if fetched.expires_at <= now => Err(FetchError::transient(format!(
+                "the token fetched has already expired (expiry {})",
+                credcache_shared::time::format_rfc3339(fetched.expires_at)
+            ))),
+            Ok(Ok(fetched)) => Ok(CachedToken {
+                token: fetched.token,
+                expires_at: fetched.expires_at,
+                fetched_at: now,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(FetchError::transient(format!(
+                "no answer within http_timeout ({})",
+                humanize(timeout)
+            ))),
+        };
+        slot.finish(&outcome);
+        match &outcome {
+            Ok(t) => {
+                tracing::info!(
+                    credential = name,
+                    expires_at = %credcache_shared::time::format_rfc3339(t.expires_at),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "fetched a token"
+                );
+                if self.current_slot(name, slot) {
+                    let record = Record {
+                        kind: entry.cred.kind().to_owned(),
+                        token: t.token.clone(),
+                        expires_at: t.expires_at,
+                        fetched_at: t.fetched_at,
+                    };
+                    let store = self.0.store.clone();
+                    let (name, fp) = (name.to_owned(), entry.fingerprint.clone());
+                    let written =
+                        tokio::task::spawn_blocking(move || store.put(&name, &fp, &record)).await;
+                    match written {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!("could not write the cache: {e}"),
+                        Err(e) => tracing::warn!("could not write the cache: {e}"),
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(credential = name, class = ?e.class, "fetch failed: {}", e.message)
+            }
+        }
+        outcome
+    }
+
+    /// Fetches anew: one credential, or every one that has a token.
+    pub async fn refresh(&self, name: Option<&str>) -> Result<Vec<String>, WireError> {
+        self.maybe_reload();
+        let loaded = self.loaded();
+        let names: Vec<String> = match name {
+            Some(n) => vec![self.entry(&loaded, n)?.cred.name.clone()],
+            None => {
+                let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
+                slots
+                    .iter()
+                    .filter(|(n, s)| loaded.entries.contains_key(*n) && s.lock().token.is_some())
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            }
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in names.clone() {
+            let engine = self.clone();
+            let loaded = loaded.clone();
+            tasks.spawn(async move {
+                let entry = &loaded.entries[&n];
+                let result = engine.token(&loaded, entry, Duration::ZERO, true).await;
+                (n, result)
+            });
+        }
+        let mut failures = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((_, Ok(_))) => {}
+                Ok((n, Err(e))) => failures.push(wire_fetch_error(&n, &e)),
+                Err(e) => failures.push(WireError::new(
+                    ErrorKind::Internal,
+                    format!("refresh task failed: {e}"),
+                )),
+            }
+        }
+        match failures.len() {
+            0 => Ok(names),
+            1 => Err(failures.remove(0)),
+            n => Err(WireError::new(
+                failures[0].kind,
+                format!(
+                    "{n} of {} refreshes failed; first: {}",
+                    names.len(),
+                    failures[0].message
+                ),
+            )),
+        }
+    }
+
+    /// Drops tokens from memory and disk: one credential, or all.
+    pub async fn forget(&self, name: Option<&str>) -> Result<Vec<String>, WireError> {
+        let loaded = self.loaded();
+        let names: Vec<String> = match name {
+            Some(n) => vec![self.entry(&loaded, n)?.cred.name.clone()],
+            None => {
+                let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
+                slots
+                    .iter()
+                    .filter(|(_, s)| s.lock().token.is_some())
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            }
+        };
+        for n in &names {
+            // Wait out a fetch in flight so it cannot put the token back.
+            let slot = self.slot(n);
+            let _flight = slot.fetch.lock().await;
+            slot.clear();
+            let store = self.0.store.clone();
+            let n = n.clone();
+            tokio::task::spawn_blocking(move || store.remove(&n))
+                .await
+                .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?
+                .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?;
+        }
+        if name.is_none() {
+            let store = self.0.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.retain(|_, _| false)).await;
+        }
+        Ok(names)
+    }
+
+    /// Checks, at most once a second, whether the config or an identity
+    /// file changed, and reloads if so.
+    fn maybe_reload(&self) {
+        {
+            let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
+            let now = SystemTime::now();
+            if now
+                .duration_since(watch.last_check)
+                .is_ok_and(|d| d < CONFIG_CHECK_INTERVAL)
+            {
+                return;
+            }
+            watch.last_check = now;
+            let loaded = self.loaded();
+            if !loaded.stamps.changed() {
+                return;
+            }
+            // An invalid file that has not changed since it was found
+            // invalid is not re-read on every check.
+            if let Some(bad) = &watch.error_stamps
+                && !bad.changed()
+            {
+                return;
+            }
+        }
+        let _ = self.reload();
+    }
+
+    /// Re-reads the config. Credentials whose settings changed lose their
+    /// cached token; an invalid file leaves the previous config in force.
+    pub fn reload(&self) -> Result<Vec<String>, WireError> {
+        let path = self.0.locations.config_file.clone();
+        let config = match loaded::read_config(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                let message = e.to_string();
+                tracing::warn!("config not reloaded, the previous one stays in force: {message}");
+                let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
+                watch.error = Some(message.clone());
+                watch.error_stamps = Some(loaded::Stamps::take(&path, &self.loaded().config));
+                return Err(WireError::new(ErrorKind::Config, message));
+            }
+        };
+        let new = Loaded::new(config, &path).map_err(|e| WireError::new(ErrorKind::Internal, e))?;
+        let mut changed = Vec::new();
+        {
+            let old = self.loaded();
+            let mut slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.retain(|name, _| {
+                let same = match (old.entries.get(name), new.entries.get(name)) {
+                    (Some(a), Some(b)) => a.fingerprint == b.fingerprint,
+                    _ => false,
+                };
+                if !same {
+                    changed.push(name.clone());
+                }
+                same
+            });
+        }
+        let fingerprints: HashMap<String, String> = new
+            .entries
+            .iter()
+            .map(|(n, e)| (n.clone(), e.fingerprint.clone()))
+            .collect();
+        if let Err(e) = self
+            .0
+            .store
+            .retain(|name, fp| fingerprints.get(name).is_some_and(|f| f == fp))
+        {
+            tracing::warn!("could not prune the cache: {e}");
+        }
+        *self.0.loaded.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        {
+            let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
+            watch.error = None;
+            watch.error_stamps = None;
+        }
+        changed.sort();
+        tracing::info!(dropped = ?changed, "config reloaded");
+        Ok(changed)
+    }
+
+    fn config_warning(&self) -> Option<String> {
+        let watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
+        watch
+            .error
+            .as_ref()
+            .map(|e| format!("the config file is invalid, the previous config stays in force: {e}"))
+    }
+
+    /// Every configured credential's state.
+    pub fn list(&self) -> Vec<CredentialInfo> {
+        self.maybe_reload();
+        let loaded = self.loaded();
+        let now = self.0.clock.now();
+        let mut out: Vec<CredentialInfo> = loaded
+            .entries
+            .values()
+            .map(|entry| {
+                let name = entry.cred.name.clone();
+                let slot = self
+                    .0
+                    .slots
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_default();
+                let state = slot.state(now);
+                let s = slot.lock();
+                CredentialInfo {
+                    kind: entry.cred.kind().to_owned(),
+                    auth: entry.cred.auth().map(str::to_owned),
+                    state,
+                    expires_at: s.token.as_ref().map(|t| t.expires_at),
+                    fetched_at: s.token.as_ref().map(|t| t.fetched_at),
+                    next_refresh: None,
+                    consecutive_failures: s.consecutive_failures,
+                    last_error: s.last_error.as_ref().map(|e| e.message.clone()),
+                    fetches: s.fetches,
+                    name,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// The daemon's own state.
+    pub fn status(&self) -> DaemonStatus {
+        let credentials = self.list();
+        let now = self.0.clock.now();
+        DaemonStatus {
+            daemon_version: credcache_shared::VERSION.to_owned(),
+            protocol_version: credcache_shared::PROTOCOL_VERSION,
+            pid: std::process::id(),
+            started_at: self.0.started_at,
+            uptime_secs: (now - self.0.started_at).num_seconds().max(0) as u64,
+            socket: self.0.locations.socket.display().to_string(),
+            cache_path: self.0.locations.cache_dir.display().to_string(),
+            config_path: self.0.locations.config_file.display().to_string(),
+            config_error: self
+                .0
+                .watch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .error
+                .clone(),
+            requests_served: self.0.requests.load(Ordering::Relaxed),
+            credentials,
+        }
+    }
+
+    /// Flushes the cache to disk (at shutdown).
+    pub fn flush(&self) {
+        if let Err(e) = self.0.store.flush() {
+            tracing::warn!("could not flush the cache: {e}");
+        }
+    }
+}
+
+fn wire_fetch_error(name: &str, e: &FetchError) -> WireError {
+    let kind = match e.class {
+        ErrorClass::Config => ErrorKind::Config,
+        ErrorClass::Transient | ErrorClass::Permanent | ErrorClass::Unauthorized => {
+            ErrorKind::Upstream
+        }
+    };
+    WireError::new(
+        kind,
+        format!("cannot get a token for {name}: {}", e.message),
+    )
+}
+
+fn humanize(d: Duration) -> String {
+    credcache_shared::time::format_duration_secs(d.as_secs() as i64)
+}

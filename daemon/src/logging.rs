@@ -1,0 +1,158 @@
+//! Logging: stderr in the foreground, a size-capped file when detached.
+//!
+//! Third-party crates (HTTP, TLS, sled) are held at `info` whatever
+//! `CREDCACHE_LOG` asks for: their debug output can include request
+//! details, and token values must never reach a log at any level.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// The log file is rotated (to `.1`) past this size.
+pub const MAX_LOG_BYTES: u64 = 8 << 20;
+
+const QUIET_DEPENDENCIES: &[&str] = &[
+    "hyper=info",
+    "hyper_util=info",
+    "h2=info",
+    "reqwest=info",
+    "rustls=info",
+    "sled=info",
+    "mio=info",
+    "tokio=info",
+];
+
+/// Where the log goes.
+pub enum Target<'a> {
+    Stderr,
+    File(&'a Path),
+}
+
+/// Installs the global subscriber.
+pub fn init(target: Target<'_>) -> io::Result<()> {
+    let wanted = std::env::var("CREDCACHE_LOG").unwrap_or_else(|_| "info".to_owned());
+    let mut filter = EnvFilter::try_new(&wanted).unwrap_or_else(|_| EnvFilter::new("info"));
+    for d in QUIET_DEPENDENCIES {
+        filter = filter.add_directive(d.parse().expect("static directive"));
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match target {
+        Target::Stderr => {
+            let _ = builder.with_writer(io::stderr).try_init();
+        }
+        Target::File(path) => {
+            let writer = CappedFile::open(path)?;
+            let _ = builder.with_ansi(false).with_writer(writer).try_init();
+        }
+    }
+    Ok(())
+}
+
+/// An append-only file, mode 0600, that moves itself to `<path>.1` when it
+/// grows past [`MAX_LOG_BYTES`].
+#[derive(Clone)]
+pub struct CappedFile(Arc<Mutex<Inner>>);
+
+struct Inner {
+    path: PathBuf,
+    file: File,
+    written: u64,
+}
+
+impl CappedFile {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let file = open_log(path)?;
+        let written = file.metadata()?.len();
+        let mut inner = Inner {
+            path: path.to_path_buf(),
+            file,
+            written,
+        };
+        if inner.written > MAX_LOG_BYTES {
+            inner.rotate()?;
+        }
+        Ok(Self(Arc::new(Mutex::new(inner))))
+    }
+}
+
+fn open_log(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode on open: force it.
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+impl Inner {
+    fn rotate(&mut self) -> io::Result<()> {
+        let mut old = self.path.as_os_str().to_owned();
+        old.push(".1");
+        std::fs::rename(&self.path, PathBuf::from(old))?;
+        self.file = open_log(&self.path)?;
+        self.written = 0;
+        Ok(())
+    }
+}
+
+impl Write for CappedFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut inner = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.written + buf.len() as u64 > MAX_LOG_BYTES {
+            // If rotation fails (disk full, ...) keep appending.
+            let _ = inner.rotate();
+        }
+        let n = inner.file.write(buf)?;
+        inner.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .file
+            .flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for CappedFile {
+    type Writer = CappedFile;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_past_the_cap_and_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("d.log");
+        let mut w = CappedFile::open(&path).unwrap();
+        let line = vec![b'x'; 1 << 20];
+        for _ in 0..9 {
+            w.write_all(&line).unwrap();
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() <= MAX_LOG_BYTES);
+        assert!(tmp.path().join("d.log.1").exists());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! `kind = "command"`: the escape hatch. Runs a program (never through a
+//! shell) whose stdout is a raw token, or JSON `{"token", "expires_at"}`.
+//! The output is read from a pipe and never logged; only the first line of
+//! stderr, cleaned, reaches an error message.
+
+use std::process::Stdio;
+
+use chrono::Duration;
+use credcache_shared::Secret;
+use credcache_shared::config::CommandSettings;
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+
+use super::{BoxFuture, FetchContext, FetchError, Fetched, Provider};
+use crate::http::{MAX_BODY, sanitize};
+
+pub struct CommandProvider {
+    settings: CommandSettings,
+}
+
+impl CommandProvider {
+    pub fn new(settings: CommandSettings) -> Self {
+        Self { settings }
+    }
+}
+
+#[derive(Deserialize)]
+struct JsonOutput {
+    token: String,
+    expires_at: Option<String>,
+}
+
+impl Provider for CommandProvider {
+    fn fetch<'a>(&'a self, cx: &'a FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
+        Box::pin(async move {
+            let program = &self.settings.command[0];
+            let mut child = tokio::process::Command::new(program)
+                .args(&self.settings.command[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| FetchError::config(format!("cannot run {program:?}: {e}")))?;
+            let mut stdout = child.stdout.take().expect("piped");
+            let mut stderr = child.stderr.take().expect("piped");
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let mut stdout = (&mut stdout).take(MAX_BODY as u64 + 1);
+            let mut stderr = (&mut stderr).take(64 * 1024);
+            let read_out = stdout.read_to_end(&mut out);
+            let read_err = stderr.read_to_end(&mut err);
+            let (r1, r2, status) = tokio::join!(read_out, read_err, child.wait());
+            r1.and(r2).map_err(|e| {
+                FetchError::transient(format!("reading the output of {program:?}: {e}"))
+            })?;
+            let status = status
+                .map_err(|e| FetchError::transient(format!("waiting for {program:?}: {e}")))?;
+            if !status.success() {
+                let first = String::from_utf8_lossy(&err)
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .map(|l| sanitize(l, 200))
+                    .unwrap_or_default();
+                let how = match status.code() {
+                    Some(code) => format!("exited with status {code}"),
+                    None => "was killed by a signal".to_owned(),
+                };
+                let why = if first.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {first}")
+                };
+                return Err(FetchError::transient(format!(
+                    "command {program:?} {how}{why}"
+                )));
+            }
+            if out.len() > MAX_BODY {
+                return Err(FetchError::transient(format!(
+                    "command {program:?} printed more than {MAX_BODY} bytes"
+                )));
+            }
+            parse_output(program, &out, cx.now, self.settings.lifetime)
+        })
+    }
+}
+
+fn parse_output(
+    program: &str,
+    out: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+    lifetime: std::time::Duration,
+) -> Result<Fetched, FetchError> {
+    let text = std::str::from_utf8(out).map_err(|_| {
+        FetchError::transient(format!(
+            "command {program:?} printed something that is not UTF-8"
+        ))
+    })?;
+    let text = text.trim();
+    let default_expiry = now + Duration::from_std(lifetime).unwrap_or(Duration::hours(1));
+    if text.starts_with('{') {
+        let parsed: JsonOutput = serde_json::from_str(text).map_err(|e| {
+            FetchError::transient(format!(
+                "command {program:?} printed JSON without a usable token: {}",
+                sanitize(&e.to_string(), 100)
+            ))
+        })?;
+        if parsed.token.trim().is_empty() {
+            return Err(FetchError::transient(format!(
+                "command {program:?} printed an empty token"
+            )));
+        }
+        let expires_at = match parsed.expires_at {
+            Some(t) => credcache_shared::time::parse_rfc3339("expires_at", &t)
+                .map_err(|e| FetchError::transient(format!("command {program:?}: {e}")))?,
+            None => default_expiry,
+        };
+        return Ok(Fetched {
+            token: Secret::new(parsed.token),
+            expires_at,
+        });
+    }
+    if text.is_empty() {
+        return Err(FetchError::transient(format!(
+            "command {program:?} printed nothing"
+        )));
+    }
+    if text.contains(['\n', '\r']) {
+        return Err(FetchError::transient(format!(
+            "command {program:?} printed several lines; print just the token, or JSON {{\"token\": ..., \"expires_at\": ...}}"
+        )));
+    }
+    Ok(Fetched {
+        token: Secret::new(text),
+        expires_at: default_expiry,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_and_json_outputs() {
+        let now = chrono::Utc::now();
+        let life = std::time::Duration::from_secs(60);
+        let f = parse_output("p", b"  tok-123\n", now, life).unwrap();
+        assert_eq!(f.token.expose(), "tok-123");
+        assert_eq!(f.expires_at, now + Duration::seconds(60));
+        let f = parse_output(
+            "p",
+            br#"{"token":"t","expires_at":"2030-01-02T03:04:05.1234567Z"}"#,
+            now,
+            life,
+        )
+        .unwrap();
+        assert_eq!(
+            credcache_shared::time::format_rfc3339(f.expires_at),
+            "2030-01-02T03:04:05.123456700Z"
+        );
+        for (bad, why) in [
+            (&b""[..], "printed nothing"),
+            (b"a\nb", "several lines"),
+            (
+                br#"{"token":"t","expires_at":"tomorrow"}"#,
+                "expires_at: \"tomorrow\"",
+            ),
+            (br#"{"tok":"t"}"#, "without a usable token"),
+            (b"\xff\xfe", "not UTF-8"),
+        ] {
+            let e = parse_output("p", bad, now, life).unwrap_err();
+            assert!(e.message.contains(why), "{}", e.message);
+            assert!(!e.message.contains("tok-"), "no token in errors");
+        }
+    }
+}

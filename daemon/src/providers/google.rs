@@ -1,0 +1,243 @@
+//! `kind = "google"`: a Google OAuth access token from a service-account
+//! key (RS256 JWT-bearer grant), an authorized-user file (refresh-token
+//! grant), or the metadata server; with no `key_file`, in the ADC order:
+//! `GOOGLE_APPLICATION_CREDENTIALS`, the gcloud ADC file, the metadata
+//! server.
+
+use std::path::{Path, PathBuf};
+
+use credcache_shared::config::GoogleSettings;
+use serde::{Deserialize, Serialize};
+
+use super::{BoxFuture, FetchContext, FetchError, Fetched, Provider, token_response};
+use crate::http;
+
+const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+pub struct Google {
+    settings: GoogleSettings,
+}
+
+impl Google {
+    pub fn new(settings: GoogleSettings) -> Self {
+        Self { settings }
+    }
+}
+
+impl Provider for Google {
+    fn fetch<'a>(&'a self, cx: &'a FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
+        Box::pin(async move {
+            match self.identity_file()? {
+                Some(path) => self.from_file(cx, &path).await,
+                None => self.from_metadata(cx).await,
+            }
+        })
+    }
+}
+
+/// The ADC file to use when no `key_file` is set: `GOOGLE_APPLICATION_CREDENTIALS`
+/// if set (even if missing: that is an error, reported at fetch), else the
+/// gcloud ADC file if it exists.
+pub fn adc_file() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let gcloud = match std::env::var_os("CLOUDSDK_CONFIG").filter(|p| !p.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => directories::BaseDirs::new()?
+            .home_dir()
+            .join(".config/gcloud"),
+    };
+    let file = gcloud.join("application_default_credentials.json");
+    file.is_file().then_some(file)
+}
+
+/// The parts of a Google credentials JSON file we use; `type` decides which.
+#[derive(Deserialize)]
+struct KeyFile {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    client_email: Option<String>,
+    private_key: Option<String>,
+    private_key_id: Option<String>,
+    token_uri: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    refresh_token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    scope: String,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
+}
+
+impl Google {
+    fn identity_file(&self) -> Result<Option<PathBuf>, FetchError> {
+        if let Some(path) = &self.settings.key_file {
+            return Ok(Some(path.clone()));
+        }
+        let adc = adc_file();
+        if let Some(p) = &adc
+            && !p.exists()
+            && std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").is_some()
+        {
+            return Err(FetchError::config(format!(
+                "GOOGLE_APPLICATION_CREDENTIALS names {}, which does not exist",
+                p.display()
+            )));
+        }
+        Ok(adc)
+    }
+
+    fn token_uri<'a>(&'a self, from_file: Option<&'a str>) -> &'a str {
+        self.settings
+            .token_uri
+            .as_deref()
+            .or(from_file)
+            .unwrap_or(DEFAULT_TOKEN_URI)
+    }
+
+    async fn from_file(&self, cx: &FetchContext<'_>, path: &Path) -> Result<Fetched, FetchError> {
+        let text = tokio::fs::read(path).await.map_err(|e| {
+            FetchError::config(format!("cannot read key file {}: {e}", path.display()))
+        })?;
+        let key: KeyFile = serde_json::from_slice(&text).map_err(|e| {
+            FetchError::config(format!(
+                "key file {} is not valid JSON: {}",
+                path.display(),
+                http::sanitize(&e.to_string(), 100)
+            ))
+        })?;
+        let missing =
+            |field: &str| FetchError::config(format!("key file {} has no {field}", path.display()));
+        match key.kind.as_deref() {
+            Some("service_account") => {
+                let email = key
+                    .client_email
+                    .as_deref()
+                    .ok_or_else(|| missing("client_email"))?;
+                let pem = key
+                    .private_key
+                    .as_deref()
+                    .ok_or_else(|| missing("private_key"))?;
+                let token_uri = self.token_uri(key.token_uri.as_deref());
+                let assertion = self.sign_assertion(
+                    cx,
+                    email,
+                    pem,
+                    key.private_key_id.as_deref(),
+                    token_uri,
+                    path,
+                )?;
+                let request = cx.http.client().post(token_uri).form(&[
+                    ("grant_type", JWT_BEARER),
+                    ("assertion", assertion.as_str()),
+                ]);
+                token_call(cx, request).await
+            }
+            Some("authorized_user") => {
+                let client_id = key
+                    .client_id
+                    .as_deref()
+                    .ok_or_else(|| missing("client_id"))?;
+                let client_secret = key
+                    .client_secret
+                    .as_deref()
+                    .ok_or_else(|| missing("client_secret"))?;
+                let refresh_token = key
+                    .refresh_token
+                    .as_deref()
+                    .ok_or_else(|| missing("refresh_token"))?;
+                let token_uri = self.token_uri(key.token_uri.as_deref());
+                let request = cx.http.client().post(token_uri).form(&[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", client_id),
+                    ("client_secret", client_secret),
+                    ("refresh_token", refresh_token),
+                ]);
+                token_call(cx, request).await
+            }
+            Some(other) => Err(FetchError::config(format!(
+                "key file {} has type {:?}; credcache reads \"service_account\" and \"authorized_user\"",
+                path.display(),
+                http::sanitize(other, 40)
+            ))),
+            None => Err(missing("type")),
+        }
+    }
+
+    fn sign_assertion(
+        &self,
+        cx: &FetchContext<'_>,
+        email: &str,
+        pem: &str,
+        kid: Option<&str>,
+        aud: &str,
+        path: &Path,
+    ) -> Result<String, FetchError> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = kid.map(str::to_owned);
+        let iat = cx.now.timestamp();
+        let claims = Claims {
+            iss: email,
+            scope: self.settings.scopes.join(" "),
+            aud,
+            iat,
+            exp: iat + 3600,
+        };
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+            FetchError::config(format!(
+                "key file {}: private_key is not a PEM RSA key ({e})",
+                path.display()
+            ))
+        })?;
+        jsonwebtoken::encode(&header, &claims, &key).map_err(|e| {
+            FetchError::config(format!(
+                "key file {}: cannot sign with private_key ({e})",
+                path.display()
+            ))
+        })
+    }
+
+    async fn from_metadata(&self, cx: &FetchContext<'_>) -> Result<Fetched, FetchError> {
+        let host = match &self.settings.metadata_host {
+            Some(h) => h.clone(),
+            None => std::env::var("GCE_METADATA_HOST")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_owned()),
+        };
+        let url =
+            format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
+        let request = cx
+            .http
+            .direct()
+            .get(url)
+            .query(&[("scopes", self.settings.scopes.join(","))])
+            .header("Metadata-Flavor", "Google");
+        let answer = http::send("google metadata server", request).await.map_err(|e| {
+            FetchError { message: format!("{} (no key_file, no GOOGLE_APPLICATION_CREDENTIALS, no gcloud ADC file, so the metadata server was asked)", e.message), ..e }
+        })?;
+        if !answer.is_success() {
+            return Err(answer.error(cx.now));
+        }
+        token_response::parse(&answer, cx.now)
+    }
+}
+
+async fn token_call(
+    cx: &FetchContext<'_>,
+    request: reqwest::RequestBuilder,
+) -> Result<Fetched, FetchError> {
+    let answer = http::send("google token endpoint", request).await?;
+    if !answer.is_success() {
+        return Err(answer.error(cx.now));
+    }
+    token_response::parse(&answer, cx.now)
+}

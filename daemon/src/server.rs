@@ -1,0 +1,236 @@
+//! The socket server: accepts connections, checks who is calling, caps how
+//! many are open, and turns each request frame into an [`Engine`] call.
+//!
+//! A misbehaving client (garbage, oversized or truncated frames, silence)
+//! costs only its own connection; the accept loop never stops for one.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use credcache_shared::codec::CodecError;
+use credcache_shared::protocol::{ErrorKind, Request, Response, WireError};
+use credcache_shared::{PROTOCOL_VERSION, VERSION};
+use interprocess::local_socket::tokio::{Listener, Stream};
+use interprocess::local_socket::traits::StreamCommon;
+use interprocess::local_socket::traits::tokio::Listener as _;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::engine::Engine;
+use crate::wire::{read_frame, write_frame};
+
+/// Limits on clients.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Open connections at most; more are closed at once.
+    pub max_connections: usize,
+    /// A connection with no request for this long is closed.
+    pub idle: Duration,
+    /// How long shutdown waits for requests in flight.
+    pub grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            idle: Duration::from_secs(30),
+            grace: Duration::from_secs(35),
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets requests in
+/// flight finish (up to `limits.grace`) and returns.
+pub async fn serve(
+    listener: Listener,
+    engine: Engine,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let my_uid = rustix::process::geteuid().as_raw();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly
+                // rather than spin, and keep serving the connections we have.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match stream.peer_creds().map(|c| c.euid()) {
+            Ok(Some(uid)) if uid == my_uid => {}
+            Ok(uid) => {
+                tracing::warn!(peer_uid = ?uid, "refused a connection from another user");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("refused a connection whose peer cannot be identified: {e}");
+                continue;
+            }
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(
+                max = limits.max_connections,
+                "connection limit reached; closing a new connection"
+            );
+            let mut stream = stream;
+            let busy = Response::Error(WireError::new(
+                ErrorKind::Internal,
+                "the daemon has too many open connections; try again",
+            ));
+            let _ =
+                tokio::time::timeout(Duration::from_millis(100), write_frame(&mut stream, &busy))
+                    .await;
+            continue;
+        };
+        let engine = engine.clone();
+        let stop = stop_rx.clone();
+        let idle = limits.idle;
+        connections.spawn(async move {
+            connection(stream, engine, stop, idle).await;
+            drop(permit);
+        });
+    }
+    stop_tx.send_replace(true);
+    let drained = tokio::time::timeout(limits.grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("shutting down with requests still in flight");
+    }
+}
+
+/// One client connection: `Hello` first, then requests until the client
+/// closes, goes idle, or the daemon stops.
+async fn connection(
+    stream: Stream,
+    engine: Engine,
+    mut stop: watch::Receiver<bool>,
+    idle: Duration,
+) {
+    let mut reader = &stream;
+    let mut writer = &stream;
+    let mut greeted = false;
+    loop {
+        let next = tokio::select! {
+            read = tokio::time::timeout(idle, read_frame::<_, Request>(&mut reader)) => read,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let request = match next {
+            Ok(Ok(Some(r))) => r,
+            Ok(Ok(None)) => return,
+            Err(_) => {
+                tracing::debug!("closing an idle connection");
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!("closing a connection: {e}");
+                if matches!(e, CodecError::Malformed(_) | CodecError::TooLarge { .. }) {
+                    let reply = Response::Error(WireError::new(
+                        ErrorKind::BadRequest,
+                        format!("bad frame: {e}"),
+                    ));
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        write_frame(&mut writer, &reply),
+                    )
+                    .await;
+                }
+                return;
+            }
+        };
+        let (response, close, shutdown) = match request {
+            Request::Hello {
+                protocol_version, ..
+            } if protocol_version != PROTOCOL_VERSION => {
+                let r = Response::VersionMismatch {
+                    daemon_protocol_version: PROTOCOL_VERSION,
+                    daemon_version: VERSION.to_owned(),
+                    pid: std::process::id(),
+                };
+                (r, true, false)
+            }
+            Request::Hello { .. } => {
+                greeted = true;
+                let r = Response::Hello {
+                    protocol_version: PROTOCOL_VERSION,
+                    daemon_version: VERSION.to_owned(),
+                    pid: std::process::id(),
+                };
+                (r, false, false)
+            }
+            _ if !greeted => {
+                let r = Response::Error(WireError::new(
+                    ErrorKind::BadRequest,
+                    "the first message must be Hello",
+                ));
+                (r, true, false)
+            }
+            Request::Shutdown => (
+                Response::Done {
+                    affected: Vec::new(),
+                },
+                true,
+                true,
+            ),
+            other => (dispatch(&engine, other).await, false, false),
+        };
+        engine.note_request();
+        if let Err(e) = write_frame(&mut writer, &response).await {
+            tracing::debug!("could not answer a client: {e}");
+            return;
+        }
+        if shutdown {
+            tracing::info!("shutdown requested by a client");
+            engine.request_shutdown();
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+async fn dispatch(engine: &Engine, request: Request) -> Response {
+    let done = |r: Result<Vec<String>, WireError>| match r {
+        Ok(affected) => Response::Done { affected },
+        Err(e) => Response::Error(e),
+    };
+    match request {
+        Request::Get {
+            name,
+            min_valid_secs,
+            refresh,
+        } => {
+            match engine
+                .get(&name, min_valid_secs.map(Duration::from_secs), refresh)
+                .await
+            {
+                Ok(token) => Response::Token(token),
+                Err(e) => Response::Error(e),
+            }
+        }
+        Request::List => Response::Credentials(engine.list()),
+        Request::Status => Response::Status(Box::new(engine.status())),
+        Request::Refresh { name } => done(engine.refresh(name.as_deref()).await),
+        Request::Forget { name } => done(engine.forget(name.as_deref()).await),
+        Request::Reload => done(engine.reload()),
+        // Handled by the caller; answered here too rather than trusted.
+        Request::Hello { .. } | Request::Shutdown => {
+            Response::Error(WireError::new(ErrorKind::BadRequest, "unexpected request"))
+        }
+    }
+}

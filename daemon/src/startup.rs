@@ -1,0 +1,289 @@
+//! From process start to serving: private directories, the one-daemon lock,
+//! the cache, the socket, readiness, signals, and a clean exit.
+//!
+//! Order matters: the exclusive lock is taken before a stale socket is
+//! removed (so a live daemon is never displaced), and the socket is bound
+//! only once the cache is open (so a client that can connect is served).
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use credcache_shared::config::Config;
+use credcache_shared::paths::{self, Paths};
+use interprocess::local_socket::tokio::Listener;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::clock::SystemClock;
+use crate::engine::{Engine, Locations};
+use crate::logging;
+use crate::server::{self, Limits};
+use crate::store::Store;
+
+/// How the daemon was asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--config PATH`, beating `CREDCACHE_CONFIG`.
+    pub config: Option<PathBuf>,
+    /// `--detach`: started by a client. Log to the log file, and report
+    /// readiness as one line on stdout (`ready PID`, `running PID` or
+    /// `error: MESSAGE`), then let go of stdout.
+    pub detach: bool,
+}
+
+/// Why the daemon did not start.
+#[derive(Debug)]
+enum StartError {
+    AlreadyRunning { pid: Option<u32> },
+    Config(String, Vec<String>),
+    Other(String),
+}
+
+impl StartError {
+    fn line(&self) -> String {
+        match self {
+            Self::AlreadyRunning { pid: Some(pid) } => format!("already running (pid {pid})"),
+            Self::AlreadyRunning { pid: None } => "already running".to_owned(),
+            Self::Config(line, _) => line.clone(),
+            Self::Other(why) => why.clone(),
+        }
+    }
+}
+
+/// Runs the daemon to completion.
+pub fn run(options: Options) -> ExitCode {
+    // Everything the daemon creates (sled files, log, socket) is private.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    if options.detach {
+        // A session of its own: the terminal that started the client can
+        // close without taking the daemon with it.
+        let _ = rustix::process::setsid();
+    }
+    let reporter = Reporter {
+        detach: options.detach,
+    };
+    let paths = match Paths::from_env(options.config.clone()) {
+        Ok(p) => p,
+        Err(e) => return reporter.failed(&StartError::Other(e.to_string())),
+    };
+    let logged = if options.detach {
+        paths::ensure_private_dir(&paths.data_dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                logging::init(logging::Target::File(&paths.log_file))
+                    .map_err(|e| format!("{}: {e}", paths.log_file.display()))
+            })
+    } else {
+        logging::init(logging::Target::Stderr).map_err(|e| e.to_string())
+    };
+    if let Err(e) = logged {
+        return reporter.failed(&StartError::Other(e));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return reporter.failed(&StartError::Other(format!("cannot start the runtime: {e}")));
+        }
+    };
+    match runtime.block_on(serve(paths, &reporter)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => reporter.failed(&e),
+    }
+}
+
+/// Tells whoever started the daemon how the start went.
+struct Reporter {
+    detach: bool,
+}
+
+impl Reporter {
+    fn ready(&self, socket: &Path) {
+        tracing::info!(pid = std::process::id(), socket = %socket.display(), version = credcache_shared::VERSION, "listening");
+        if self.detach {
+            self.say(&format!("ready {}", std::process::id()));
+        }
+    }
+
+    fn failed(&self, e: &StartError) -> ExitCode {
+        let line = e.line();
+        match e {
+            StartError::AlreadyRunning { .. } => tracing::info!("not starting: {line}"),
+            _ => tracing::error!("cannot start: {line}"),
+        }
+        if self.detach {
+            match e {
+                StartError::AlreadyRunning { pid } => {
+                    self.say(&format!("running {}", pid.unwrap_or(0)));
+                    return ExitCode::SUCCESS;
+                }
+                _ => self.say(&format!("error: {line}")),
+            }
+        } else {
+            match e {
+                StartError::Config(_, lines) => {
+                    for l in lines {
+                        eprintln!("credcached: {l}");
+                    }
+                }
+                _ => eprintln!("credcached: {line}"),
+            }
+        }
+        match e {
+            StartError::Config(..) => ExitCode::from(2),
+            _ => ExitCode::FAILURE,
+        }
+    }
+
+    /// Writes the one readiness line, then points stdout at /dev/null so
+    /// nothing later can write into the starter's pipe.
+    fn say(&self, line: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+        if let Ok(null) = File::options().write(true).open("/dev/null") {
+            let _ = rustix::stdio::dup2_stdout(&null);
+        }
+    }
+}
+
+async fn serve(paths: Paths, reporter: &Reporter) -> Result<(), StartError> {
+    let other = |e: paths::PathError| StartError::Other(e.to_string());
+    paths::ensure_private_dir(paths.socket_dir()).map_err(other)?;
+    paths::ensure_private_dir(&paths.data_dir).map_err(other)?;
+    let lock = take_lock(&paths.lock_file())?;
+
+    let config = Config::load(&paths.config_file)
+        .map_err(|e| StartError::Config(e.to_string(), e.lines().collect()))?;
+    let (store, warning) =
+        Store::open(&paths.cache_dir).map_err(|e| StartError::Other(e.to_string()))?;
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    let locations = Locations {
+        config_file: paths.config_file.clone(),
+        socket: paths.socket.clone(),
+        cache_dir: paths.cache_dir.clone(),
+    };
+    let engine =
+        Engine::new(config, locations, store, Arc::new(SystemClock)).map_err(StartError::Other)?;
+
+    let listener = bind(&paths.socket)?;
+    write_pid(&lock);
+    reporter.ready(&paths.socket);
+
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| StartError::Other(format!("cannot handle SIGHUP: {e}")))?;
+    let reloader = engine.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            let _ = reloader.reload();
+        }
+    });
+    let mut term = signal(SignalKind::terminate()).map_err(|e| StartError::Other(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| StartError::Other(e.to_string()))?;
+    let stopper = engine.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            () = stopper.shutdown_requested() => {},
+            () = idle_exit(&stopper) => {},
+        }
+    };
+    server::serve(listener, engine.clone(), Limits::default(), shutdown).await;
+
+    engine.flush();
+    match std::fs::remove_file(&paths.socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("could not remove {}: {e}", paths.socket.display()),
+    }
+    tracing::info!("stopped");
+    drop(lock);
+    Ok(())
+}
+
+/// Takes the one-daemon-per-socket lock, or says who holds it.
+fn take_lock(path: &Path) -> Result<File, StartError> {
+    let io = |e: std::io::Error| StartError::Other(format!("{}: {e}", path.display()));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = (&file).read_to_string(&mut text);
+            Err(StartError::AlreadyRunning {
+                pid: text.trim().parse().ok(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+fn write_pid(mut lock: &File) {
+    let _ = lock.set_len(0);
+    let _ = lock.write_all(format!("{}\n", std::process::id()).as_bytes());
+}
+
+/// Binds the socket, 0600. With the lock held, anything at the path is a
+/// stale socket from a daemon that died: it is removed first.
+fn bind(path: &Path) -> Result<Listener, StartError> {
+    let fail =
+        |e: std::io::Error| StartError::Other(format!("cannot listen on {}: {e}", path.display()));
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            tracing::info!("removing a stale socket left by a daemon that did not exit cleanly");
+            std::fs::remove_file(path).map_err(fail)?;
+        }
+        Ok(_) => {
+            return Err(StartError::Other(format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            )));
+        }
+        Err(_) => {}
+    }
+    let name = path.to_fs_name::<GenericFilePath>().map_err(fail)?;
+    ListenerOptions::new()
+        .name(name)
+        .mode(0o600)
+        .create_tokio()
+        .map_err(fail)
+}
+
+/// Resolves once the daemon has had no request for `idle_timeout` (never,
+/// when it is zero).
+async fn idle_exit(engine: &Engine) {
+    loop {
+        let limit = engine.idle_timeout();
+        if limit.is_zero() {
+            // Re-checked now and then: a reload may set a timeout.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            continue;
+        }
+        let idle = engine.idle_for();
+        if idle >= limit {
+            tracing::info!(idle_secs = idle.as_secs(), "idle timeout reached: exiting");
+            return;
+        }
+        tokio::time::sleep(limit - idle).await;
+    }
+}

@@ -1,0 +1,379 @@
+//! The on-disk token cache: the only module that knows about sled.
+//!
+//! Keys are `<credential name> NUL <settings fingerprint>`, so a credential
+//! whose settings changed can never be served a record written under the
+//! old ones. Values are one format-version byte followed by a bincode
+//! [`Record`]; version 1 is plaintext, and at-rest encryption will add a
+//! version that wraps the same record, with no migration of old ones needed
+//! (an unreadable record is simply a cache miss).
+//!
+//! A database that sled cannot open is moved aside and rebuilt: the cache is
+//! re-derivable, so losing it costs one upstream fetch per credential, while
+//! refusing to start would cost the user their tools.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use credcache_shared::Secret;
+use serde::{Deserialize, Serialize};
+
+/// The record format written today.
+const FORMAT_PLAIN_V1: u8 = 1;
+
+/// sled's page cache: the records are tiny, a few MiB is plenty.
+const CACHE_CAPACITY: u64 = 4 << 20;
+
+/// A cached token as stored. Internal: it crosses no socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub kind: String,
+    pub token: Secret,
+    pub expires_at: DateTime<Utc>,
+    pub fetched_at: DateTime<Utc>,
+}
+
+/// One record read back at start-up.
+#[derive(Debug)]
+pub struct Stored {
+    pub name: String,
+    pub fingerprint: String,
+    pub record: Record,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cache database {path} is in use by another process (another credcached with the same CREDCACHE_DATA_DIR?)"
+    )]
+    Locked { path: PathBuf },
+    #[error("cache database {path}: {source}")]
+    Sled { path: PathBuf, source: sled::Error },
+    #[error("cache database {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The sled-backed cache.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the database at `path`, moving a corrupt one aside. The second
+    /// value is a warning to log when that happened.
+    pub fn open(path: &Path) -> Result<(Self, Option<String>), StoreError> {
+        match Self::open_once(path) {
+            Ok(store) => Ok((store, None)),
+            Err(StoreError::Sled { source, .. }) if !is_lock_error(&source) => {
+                let aside = aside_path(path);
+                std::fs::rename(path, &aside).map_err(|e| StoreError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                })?;
+                let store = Self::open_once(path)?;
+                let warning = format!(
+                    "cache database {} could not be opened ({source}); moved it to {} and started an empty cache",
+                    path.display(),
+                    aside.display()
+                );
+                Ok((store, Some(warning)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Self, StoreError> {
+        let sled_err = |source: sled::Error| {
+            if is_lock_error(&source) {
+                StoreError::Locked {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                StoreError::Sled {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        };
+        // sled panics on some kinds of corruption instead of returning an
+        // error; a panic here must not take the daemon down either.
+        let opened = std::panic::catch_unwind(|| {
+            sled::Config::new()
+                .path(path)
+                .cache_capacity(CACHE_CAPACITY)
+                .mode(sled::Mode::LowSpace)
+                .open()
+        });
+        let db = match opened {
+            Ok(result) => result.map_err(sled_err)?,
+            Err(_) => {
+                return Err(StoreError::Sled {
+                    path: path.to_path_buf(),
+                    source: sled::Error::Corruption { at: None, bt: () },
+                });
+            }
+        };
+        restrict_permissions(path);
+        Ok(Self {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every readable record. Unreadable ones (unknown format, garbage) are
+    /// removed and skipped: they are cache misses, not errors.
+    pub fn load_all(&self) -> Vec<Stored> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for item in self.db.iter() {
+            let Ok((key, value)) = item else { continue };
+            match decode(&key, &value) {
+                Some(stored) => out.push(stored),
+                None => bad.push(key),
+            }
+        }
+        for key in bad {
+            tracing::warn!("dropping an unreadable cache record");
+            let _ = self.db.remove(key);
+        }
+        out
+    }
+
+    /// Writes a record for `name` under `fingerprint`, replacing every other
+    /// record of that name, and flushes it to disk so it survives a crash.
+    pub fn put(&self, name: &str, fingerprint: &str, record: &Record) -> Result<(), StoreError> {
+        let mut value = vec![FORMAT_PLAIN_V1];
+        value.extend(
+            credcache_shared::codec::to_vec(record).expect("a token record fits in a frame"),
+        );
+        self.remove_except(name, Some(fingerprint))?;
+        self.db
+            .insert(key(name, fingerprint), value)
+            .map_err(|e| self.err(e))?;
+        self.db.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Removes every record of `name`.
+    pub fn remove(&self, name: &str) -> Result<(), StoreError> {
+        self.remove_except(name, None)?;
+        self.db.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Removes every record for which `keep(name, fingerprint)` is false.
+    pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for item in self.db.iter() {
+            let Ok((k, _)) = item else { continue };
+            let drop = match split_key(&k) {
+                Some((name, fp)) => !keep(name, fp),
+                None => true,
+            };
+            if drop {
+                self.db.remove(k).map_err(|e| self.err(e))?;
+                removed += 1;
+            }
+        }
+        self.db.flush().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(|e| self.err(e))
+    }
+
+    /// Bytes on disk, for status and benchmarks.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    fn remove_except(&self, name: &str, keep: Option<&str>) -> Result<(), StoreError> {
+        let mut prefix = name.as_bytes().to_vec();
+        prefix.push(0);
+        for item in self.db.scan_prefix(&prefix) {
+            let Ok((k, _)) = item else { continue };
+            if keep.is_some_and(|fp| k[prefix.len()..] == *fp.as_bytes()) {
+                continue;
+            }
+            self.db.remove(k).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn err(&self, source: sled::Error) -> StoreError {
+        StoreError::Sled {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+fn key(name: &str, fingerprint: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 1 + fingerprint.len());
+    k.extend_from_slice(name.as_bytes());
+    k.push(0);
+    k.extend_from_slice(fingerprint.as_bytes());
+    k
+}
+
+fn split_key(key: &[u8]) -> Option<(&str, &str)> {
+    let at = key.iter().position(|b| *b == 0)?;
+    let name = std::str::from_utf8(&key[..at]).ok()?;
+    let fp = std::str::from_utf8(&key[at + 1..]).ok()?;
+    Some((name, fp))
+}
+
+fn decode(key: &[u8], value: &[u8]) -> Option<Stored> {
+    let (name, fingerprint) = split_key(key)?;
+    let (&format, body) = value.split_first()?;
+    if format != FORMAT_PLAIN_V1 {
+        return None;
+    }
+    let record = credcache_shared::codec::from_slice(body).ok()?;
+    Some(Stored {
+        name: name.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        record,
+    })
+}
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
+        || io.to_string().contains("could not acquire lock"))
+}
+
+fn aside_path(path: &Path) -> PathBuf {
+    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".corrupt-{stamp}"));
+    path.with_file_name(name)
+}
+
+/// sled creates its files with the process umask; the daemon sets 077, and
+/// this makes sure of it for files that already existed.
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+    let Ok(entries) = walk(path) else { return };
+    for (p, is_dir) in entries {
+        let mode = if is_dir { 0o700 } else { 0o600 };
+        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+    }
+}
+
+fn walk(dir: &Path) -> std::io::Result<Vec<(PathBuf, bool)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            out.extend(walk(&entry.path())?);
+            out.push((entry.path(), true));
+        } else if ft.is_file() {
+            out.push((entry.path(), false));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(token: &str) -> Record {
+        let now = Utc::now();
+        Record {
+            kind: "google".into(),
+            token: Secret::new(token),
+            expires_at: now,
+            fetched_at: now,
+        }
+    }
+
+    #[test]
+    fn put_replaces_other_fingerprints_and_survives_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache");
+        {
+            let (store, warning) = Store::open(&path).unwrap();
+            assert!(warning.is_none());
+            store.put("gcp", "fp1", &record("a")).unwrap();
+            store.put("gcp", "fp2", &record("b")).unwrap();
+            store.put("other", "fp1", &record("c")).unwrap();
+        }
+        let (store, _) = Store::open(&path).unwrap();
+        let mut all = store.load_all();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            (all[0].name.as_str(), all[0].fingerprint.as_str()),
+            ("gcp", "fp2")
+        );
+        assert_eq!(all[0].record.token.expose(), "b");
+        store.remove("gcp").unwrap();
+        assert_eq!(store.load_all().len(), 1);
+        assert_eq!(store.retain(|_, _| false).unwrap(), 1);
+        assert!(store.load_all().is_empty());
+    }
+
+    #[test]
+    fn unreadable_records_are_skipped_and_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&tmp.path().join("cache")).unwrap();
+        store.db.insert(key("x", "fp"), vec![99, 1, 2, 3]).unwrap();
+        store.db.insert(b"no-separator".to_vec(), vec![1]).unwrap();
+        store
+            .db
+            .insert(key("y", "fp"), vec![FORMAT_PLAIN_V1, 0xFF, 0xFF])
+            .unwrap();
+        assert!(store.load_all().is_empty());
+        assert_eq!(store.db.len(), 0);
+    }
+
+    #[test]
+    fn a_second_open_is_refused_as_locked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache");
+        let _first = Store::open(&path).unwrap();
+        match Store::open(&path) {
+            Err(StoreError::Locked { .. }) => {}
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("second open succeeded"),
+        }
+    }
+
+    #[test]
+    fn a_corrupt_database_is_moved_aside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(
+            path.join("conf"),
+            b"\xFF\xFEgarbage that is not a sled config",
+        )
+        .unwrap();
+        std::fs::write(path.join("db"), vec![0xAB; 4096]).unwrap();
+        let (store, warning) = Store::open(&path).unwrap();
+        assert!(warning.unwrap().contains("moved it to"));
+        store.put("a", "fp", &record("t")).unwrap();
+        let aside: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("cache.corrupt-")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1);
+    }
+}
