@@ -589,3 +589,6 @@ fn wire_fetch_error(name: &str, e: &FetchError) -> WireError {
 fn humanize(d: Duration) -> String {
     credcache_shared::time::format_duration_secs(d.as_secs() as i64)
 }
+
+#[cfg(test)]
+mod tests;
