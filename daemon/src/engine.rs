@@ -242,8 +242,10 @@ impl Engine {
         let name = entry.cred.name.as_str();
         let slot = self.slot(name);
         if !force && let Some(t) = slot.valid_token(self.0.clock.now(), min_valid) {
+            tracing::debug!(credential = name, "answered from the cache");
             return Ok(t);
         }
+        tracing::debug!(credential = name, force, "no usable cached token: fetching");
         let seen = slot.attempts();
         let _flight = slot.fetch.lock().await;
         if slot.attempts() != seen {

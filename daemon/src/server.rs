@@ -96,6 +96,10 @@ pub async fn serve(
                     .await;
             continue;
         };
+        tracing::debug!(
+            open = limits.max_connections - permits.available_permits(),
+            "accepted a connection"
+        );
         let engine = engine.clone();
         let stop = stop_rx.clone();
         let idle = limits.idle;
@@ -187,7 +191,10 @@ async fn connection(
                 true,
                 true,
             ),
-            other => (dispatch(&engine, other).await, false, false),
+            other => {
+                tracing::debug!(request = request_name(&other), "request");
+                (dispatch(&engine, other).await, false, false)
+            }
         };
         engine.note_request();
         if let Err(e) = write_frame(&mut writer, &response).await {
@@ -201,6 +208,21 @@ async fn connection(
         if close {
             return;
         }
+    }
+}
+
+/// The request's kind, for the debug log (never its fields' values beyond
+/// a credential name).
+fn request_name(request: &Request) -> &'static str {
+    match request {
+        Request::Hello { .. } => "hello",
+        Request::Get { .. } => "get",
+        Request::List => "list",
+        Request::Status => "status",
+        Request::Refresh { .. } => "refresh",
+        Request::Forget { .. } => "forget",
+        Request::Reload => "reload",
+        Request::Shutdown => "shutdown",
     }
 }
 

@@ -116,11 +116,13 @@ impl Reporter {
 
     fn failed(&self, e: &StartError) -> ExitCode {
         let line = e.line();
-        match e {
-            StartError::AlreadyRunning { .. } => tracing::info!("not starting: {line}"),
-            _ => tracing::error!("cannot start: {line}"),
-        }
         if self.detach {
+            // Detached, the log file is where a user looks later; in the
+            // foreground the stderr line below says it all.
+            match e {
+                StartError::AlreadyRunning { .. } => tracing::info!("not starting: {line}"),
+                _ => tracing::error!("cannot start: {line}"),
+            }
             match e {
                 StartError::AlreadyRunning { pid } => {
                     self.say(&format!("running {}", pid.unwrap_or(0)));

@@ -23,12 +23,18 @@ struct Scripted {
 }
 
 impl Provider for Scripted {
-    fn fetch<'a>(&'a self, _cx: &'a FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
+    fn fetch<'a>(
+        &'a self,
+        _cx: &'a FetchContext<'a>,
+    ) -> BoxFuture<'a, Result<Fetched, FetchError>> {
         Box::pin(async move {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             self.gate.acquire().await.unwrap().forget();
             let answer = self.answers.lock().unwrap().remove(0)?;
-            Ok(Fetched { token: Secret::new(format!("token-{n}")), expires_at: self.clock.now() + chrono::Duration::seconds(answer) })
+            Ok(Fetched {
+                token: Secret::new(format!("token-{n}")),
+                expires_at: self.clock.now() + chrono::Duration::seconds(answer),
+            })
         })
     }
 }
@@ -37,16 +43,31 @@ fn start() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap()
 }
 
-fn engine_with(answers: Vec<Result<i64, FetchError>>) -> (Engine, Arc<Scripted>, Arc<FakeClock>, tempfile::TempDir) {
+fn engine_with(
+    answers: Vec<Result<i64, FetchError>>,
+) -> (Engine, Arc<Scripted>, Arc<FakeClock>, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let config_file = tmp.path().join("config.toml");
-    std::fs::write(&config_file, "[credentials.v]\nkind = \"command\"\ncommand = [\"false\"]\n").unwrap();
+    std::fs::write(
+        &config_file,
+        "[credentials.v]\nkind = \"command\"\ncommand = [\"false\"]\n",
+    )
+    .unwrap();
     let config = Config::load(&config_file).unwrap();
     let (store, _) = Store::open(&tmp.path().join("cache")).unwrap();
     let clock = Arc::new(FakeClock::new(start()));
-    let locations = Locations { config_file, socket: tmp.path().join("s"), cache_dir: tmp.path().join("cache") };
+    let locations = Locations {
+        config_file,
+        socket: tmp.path().join("s"),
+        cache_dir: tmp.path().join("cache"),
+    };
     let engine = Engine::new(config, locations, store, clock.clone()).unwrap();
-    let scripted = Arc::new(Scripted { calls: AtomicU32::new(0), gate: Semaphore::new(0), answers: Mutex::new(answers), clock: clock.clone() });
+    let scripted = Arc::new(Scripted {
+        calls: AtomicU32::new(0),
+        gate: Semaphore::new(0),
+        answers: Mutex::new(answers),
+        clock: clock.clone(),
+    });
     engine.set_provider("v", scripted.clone());
     (engine, scripted, clock, tmp)
 }
@@ -80,7 +101,8 @@ async fn concurrent_gets_make_one_fetch() {
 
 #[tokio::test]
 async fn concurrent_gets_share_a_failure_too() {
-    let (engine, p, _clock, _tmp) = engine_with(vec![Err(FetchError::transient("upstream said 500"))]);
+    let (engine, p, _clock, _tmp) =
+        engine_with(vec![Err(FetchError::transient("upstream said 500"))]);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..10 {
         let e = engine.clone();
@@ -103,22 +125,35 @@ async fn concurrent_gets_share_a_failure_too() {
 async fn cached_until_min_valid_then_fetched_again() {
     let (engine, p, clock, _tmp) = engine_with(vec![Ok(3600), Ok(3600)]);
     p.gate.add_permits(2);
-    assert_eq!(engine.get("v", None, false).await.unwrap().token.expose(), "token-0");
+    assert_eq!(
+        engine.get("v", None, false).await.unwrap().token.expose(),
+        "token-0"
+    );
     clock.advance(chrono::Duration::seconds(3500));
-    assert_eq!(engine.get("v", None, false).await.unwrap().token.expose(), "token-0");
+    assert_eq!(
+        engine.get("v", None, false).await.unwrap().token.expose(),
+        "token-0"
+    );
     // 60 s of min_valid left to serve: 3541 s in, it must be refetched.
     clock.advance(chrono::Duration::seconds(41));
-    assert_eq!(engine.get("v", None, false).await.unwrap().token.expose(), "token-1");
+    assert_eq!(
+        engine.get("v", None, false).await.unwrap().token.expose(),
+        "token-1"
+    );
     assert_eq!(p.calls.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
 async fn a_wall_clock_jump_past_expiry_never_serves_the_old_token() {
-    let (engine, p, clock, _tmp) = engine_with(vec![Ok(3600), Err(FetchError::transient("offline"))]);
+    let (engine, p, clock, _tmp) =
+        engine_with(vec![Ok(3600), Err(FetchError::transient("offline"))]);
     p.gate.add_permits(2);
     engine.get("v", None, false).await.unwrap();
     clock.advance(chrono::Duration::hours(8));
-    let e = engine.get("v", Some(Duration::ZERO), false).await.unwrap_err();
+    let e = engine
+        .get("v", Some(Duration::ZERO), false)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Upstream);
     assert_eq!(state_of(&engine, "v"), CredentialState::Failing);
 }
@@ -128,11 +163,20 @@ async fn refresh_forces_a_fetch_and_forget_drops_the_token() {
     let (engine, p, _clock, _tmp) = engine_with(vec![Ok(3600), Ok(3600)]);
     p.gate.add_permits(2);
     engine.get("v", None, false).await.unwrap();
-    assert_eq!(engine.refresh(Some("v")).await.unwrap(), vec!["v".to_owned()]);
-    assert_eq!(engine.get("v", None, false).await.unwrap().token.expose(), "token-1");
+    assert_eq!(
+        engine.refresh(Some("v")).await.unwrap(),
+        vec!["v".to_owned()]
+    );
+    assert_eq!(
+        engine.get("v", None, false).await.unwrap().token.expose(),
+        "token-1"
+    );
     assert_eq!(engine.forget(None).await.unwrap(), vec!["v".to_owned()]);
     assert_eq!(state_of(&engine, "v"), CredentialState::NeverFetched);
-    assert_eq!(engine.get("nope", None, false).await.unwrap_err().kind, ErrorKind::NoSuchCredential);
+    assert_eq!(
+        engine.get("nope", None, false).await.unwrap_err().kind,
+        ErrorKind::NoSuchCredential
+    );
 }
 
 #[tokio::test]
@@ -144,5 +188,10 @@ async fn an_already_expired_answer_is_an_error_not_a_token() {
 }
 
 fn state_of(engine: &Engine, name: &str) -> CredentialState {
-    engine.list().into_iter().find(|c| c.name == name).unwrap().state
+    engine
+        .list()
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap()
+        .state
 }

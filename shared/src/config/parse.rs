@@ -90,7 +90,11 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
         .collect::<Vec<_>>();
 
     let mut problems = top.finish();
-    check_references(&credentials, &git, &docker, &mut problems);
+    check_auth_references(
+        root.get("credentials").and_then(Value::as_table),
+        &mut problems,
+    );
+    check_helper_references(&credentials, &git, &docker, &mut problems);
     if problems.is_empty() {
         Ok(Config {
             daemon,
@@ -745,55 +749,76 @@ fn check_host_glob(f: &mut Fields<'_>, key: &str, host: String) -> Option<String
     Some(host.to_ascii_lowercase())
 }
 
-fn check_references(
-    creds: &BTreeMap<String, Credential>,
-    git: &[GitHelper],
-    docker: &[DockerHelper],
-    problems: &mut Problems,
-) {
-    for cred in creds.values() {
-        let Some(auth) = cred.auth() else { continue };
-        let at = format!("credentials.{}.auth", cred.name);
-        let Some(target) = creds.get(auth) else {
+/// Checks `auth` references on the raw tables, so that a credential with
+/// other problems still has its `auth` checked.
+fn check_auth_references(creds: Option<&Table>, problems: &mut Problems) {
+    let empty = Table::new();
+    let creds = creds.unwrap_or(&empty);
+    let kind_of = |name: &str| -> Option<&str> {
+        match creds.get(name) {
+            Some(t) => t.get("kind").and_then(Value::as_str),
+            None if name == "google" || name == "azure" => {
+                Some(if name == "google" { "google" } else { "azure" })
+            }
+            None => None,
+        }
+    };
+    let auth_of = |name: &str| {
+        creds
+            .get(name)
+            .and_then(|t| t.get("auth"))
+            .and_then(Value::as_str)
+    };
+    for (name, table) in creds {
+        let Some(auth) = auth_of(name) else { continue };
+        let at = format!("credentials.{name}.auth");
+        let own_kind = table.get("kind").and_then(Value::as_str).unwrap_or("");
+        if !creds.contains_key(auth) && kind_of(auth).is_none() {
             problems.push(Problem {
                 at,
                 message: format!("names {auth:?}, which is not a configured credential"),
             });
             continue;
+        }
+        let wants = match own_kind {
+            "gke-cluster" => "google",
+            "container-app" | "apim-user-token" => "azure",
+            _ => continue,
         };
-        let wants = match cred.source {
-            Source::GkeCluster(_) => "google",
-            _ => "azure",
-        };
-        if target.kind() != wants && target.kind() != "command" {
+        let target_kind = kind_of(auth).unwrap_or("");
+        if target_kind != wants && target_kind != "command" && KINDS.contains(&target_kind) {
             problems.push(Problem {
-                at,
-                message: format!(
-                    "names {auth:?}, a {} credential; {} needs a {wants} (or command) credential",
-                    target.kind(),
-                    cred.kind()
-                ),
+                at: at.clone(),
+                message: format!("names {auth:?}, a {target_kind} credential; {own_kind} needs a {wants} (or command) credential"),
             });
         }
-    }
-    // Cycles in `auth`: follow each chain; more steps than credentials is a loop.
-    for cred in creds.values() {
-        let mut seen = vec![cred.name.as_str()];
-        let mut next = cred.auth();
+        // Cycles: follow the chain; coming back to `name` is a loop.
+        let mut chain = vec![name.as_str()];
+        let mut next = Some(auth);
         while let Some(n) = next {
-            if seen.contains(&n) {
-                if n == cred.name {
-                    problems.push(Problem {
-                        at: format!("credentials.{}.auth", cred.name),
-                        message: format!("forms a cycle: {} -> {n}", seen.join(" -> ")),
-                    });
-                }
+            if n == name {
+                chain.push(n);
+                problems.push(Problem {
+                    at: at.clone(),
+                    message: format!("forms a cycle: {}", chain.join(" -> ")),
+                });
                 break;
             }
-            seen.push(n);
-            next = creds.get(n).and_then(Credential::auth);
+            if chain.contains(&n) {
+                break;
+            }
+            chain.push(n);
+            next = auth_of(n);
         }
     }
+}
+
+fn check_helper_references(
+    creds: &BTreeMap<String, Credential>,
+    git: &[GitHelper],
+    docker: &[DockerHelper],
+    problems: &mut Problems,
+) {
     for (i, g) in git.iter().enumerate() {
         if !creds.contains_key(&g.credential) {
             problems.push(Problem {

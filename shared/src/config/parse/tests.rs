@@ -301,3 +301,22 @@ fn one_line_summary_counts_the_rest() {
         "{line}"
     );
 }
+
+#[test]
+fn auth_cycles_are_named() {
+    let p = problems(
+        "[credentials.a]\nkind = \"gke-cluster\"\nauth = \"b\"\ncluster = \"projects/p/locations/l/awsClusters/c\"\n\
+         [credentials.b]\nkind = \"gke-cluster\"\nauth = \"a\"\ncluster = \"projects/p/locations/l/awsClusters/c\"\n",
+    );
+    has(&p, "credentials.a.auth: forms a cycle: a -> b -> a");
+    has(&p, "credentials.b.auth: forms a cycle: b -> a -> b");
+}
+
+#[test]
+fn auth_is_checked_even_when_the_credential_has_other_problems() {
+    let p = problems(
+        "[credentials.g]\nkind = \"gke-cluster\"\nauth = \"missing\"\ncluster = \"bad\"\n",
+    );
+    has(&p, "credentials.g.auth: names \"missing\"");
+    has(&p, "credentials.g.cluster: \"bad\" is not a cluster path");
+}

@@ -1,0 +1,99 @@
+//! `credcache config check | path`: the config file, read by the client
+//! itself. No daemon is contacted or started, so `check` works before the
+//! first start and in CI.
+
+use std::io;
+use std::path::Path;
+
+use credcache_shared::config::Config;
+
+use crate::connect::Endpoint;
+use crate::exit::Error;
+use crate::output;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Validate the config file (exit 2 on problems, each on its own line).
+    Check,
+    /// Print the config file's path.
+    Path,
+}
+
+pub fn run(endpoint: &Endpoint, command: &Command) -> Result<(), Error> {
+    let path = &endpoint.paths.config_file;
+    match command {
+        Command::Check => output::stdout(&check(path)?),
+        Command::Path => output::stdout(&format!("{}\n", path.display())),
+    }
+}
+
+/// The verdict on `path`: the line to print on success, or every problem.
+fn check(path: &Path) -> Result<String, Error> {
+    let missing = matches!(std::fs::metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound);
+    let config = Config::load(path).map_err(|e| Error::Config(e.lines().collect()))?;
+    let names: Vec<&str> = config.credentials.keys().map(String::as_str).collect();
+    Ok(if missing {
+        format!(
+            "{}: no config file; using the built-in credentials {}\n",
+            path.display(),
+            names.join(", ")
+        )
+    } else {
+        let n = names.len();
+        let noun = if n == 1 { "credential" } else { "credentials" };
+        format!("{}: ok ({n} {noun})\n", path.display())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_means_the_builtins() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.toml");
+        assert_eq!(
+            check(&path).unwrap(),
+            format!(
+                "{}: no config file; using the built-in credentials azure, google\n",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_valid_file_is_ok_with_its_count() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[credentials.vault]\nkind = \"command\"\ncommand = [\"vault\", \"print\", \"token\"]\n",
+        )
+        .unwrap();
+        let line = check(&path).unwrap();
+        assert!(
+            line.starts_with(&format!("{}: ok (", path.display())),
+            "{line}"
+        );
+        assert!(line.ends_with(" credentials)\n"), "{line}");
+    }
+
+    #[test]
+    fn every_problem_is_a_line_and_exit_2() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[daemon]\nbogus = 1\n[credentials.x]\nkind = \"nope\"\n",
+        )
+        .unwrap();
+        let err = check(&path).unwrap_err();
+        assert_eq!(err.exit_code(), crate::exit::USAGE);
+        let lines = err.messages();
+        assert!(lines.len() >= 2, "{lines:?}");
+        for line in &lines {
+            assert!(line.starts_with(&path.display().to_string()), "{line}");
+        }
+    }
+}

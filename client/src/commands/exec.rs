@@ -1,0 +1,79 @@
+//! `credcache exec NAME[,NAME...] -- COMMAND [ARGS...]`: runs a command
+//! with each token in its credential's `env_var`, and exits as it does.
+//!
+//! Tokens go in the environment only, never in argv (which any local user
+//! can read from `ps`). The client waits for the child rather than exec'ing
+//! it so the exit code can be reported the way shells do (128 + signal).
+//! Forwarding SIGTERM sent to the client alone is not done yet; Ctrl-C at
+//! a terminal reaches the child directly, and the client ignores it so it
+//! does not exit before the child.
+
+use std::ffi::OsString;
+use std::process::Command;
+
+use credcache_shared::Secret;
+
+use crate::commands::get;
+use crate::connect::{Autostart, Endpoint};
+use crate::exit::Error;
+use crate::format;
+use crate::sys;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Credentials whose tokens to pass, comma-separated.
+    #[arg(
+        value_name = "NAME[,NAME...]",
+        value_delimiter = ',',
+        action = clap::ArgAction::Set,
+        num_args = 1,
+        required = true
+    )]
+    pub names: Vec<String>,
+
+    /// The command to run, after `--`.
+    #[arg(value_name = "COMMAND", last = true, required = true, num_args = 1..)]
+    pub command: Vec<OsString>,
+}
+
+pub fn run(endpoint: &Endpoint, args: Args) -> Result<u8, Error> {
+    if let Some(empty) = args.names.iter().position(String::is_empty) {
+        return Err(Error::Usage(format!(
+            "credential name {} in the list is empty (write NAME[,NAME...] without spaces or stray commas)",
+            empty + 1
+        )));
+    }
+    let mut env: Vec<(String, Secret)> = Vec::with_capacity(args.names.len());
+    {
+        let mut conn = endpoint.connect(Autostart::IfAllowed)?;
+        for name in &args.names {
+            let reply = get::fetch(&mut conn, name, None, false)?;
+            format::check_env_var(name, &reply.env_var)?;
+            env.push((reply.env_var.clone(), reply.token.clone()));
+        }
+        // The connection closes here: the daemon need not keep it open for
+        // as long as the child runs.
+    }
+
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| Error::Usage("no command to run after `--`".into()))?;
+    let mut command = Command::new(program);
+    command.args(rest);
+    for (var, token) in &env {
+        command.env(var, token.expose());
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| Error::Other(format!("cannot run {}: {e}", program.to_string_lossy())))?;
+    drop(env);
+    sys::ignore_terminal_interrupts();
+    let status = child.wait().map_err(|e| {
+        Error::Other(format!(
+            "cannot wait for {}: {e}",
+            program.to_string_lossy()
+        ))
+    })?;
+    Ok(sys::exit_code_of(status))
+}

@@ -1,0 +1,448 @@
+//! Reaching the daemon: connect to its socket, say hello, and start it when
+//! nobody answers (SPEC §4).
+//!
+//! Auto-start follows atuin's and sccache's pattern: probe; if nothing
+//! listens, take the start lock (so concurrent clients start one daemon),
+//! probe again (another client may have won), then spawn
+//! `credcached --detach` and wait for the one line it prints once its
+//! socket listens. Nothing sleeps on a guess: the readiness line is the
+//! signal, and the only polling is a short, bounded re-connect when the
+//! daemon reports that another one already serves the socket.
+//!
+//! **Invariant:** nothing here runs before a connection attempt except
+//! resolving paths, so a warm `credcache get` costs one connect and two
+//! round trips.
+
+mod spawn;
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use credcache_shared::codec::{self, CodecError};
+use credcache_shared::paths::{self, Paths};
+use credcache_shared::protocol::{Request, Response};
+use credcache_shared::{PROTOCOL_VERSION, VERSION};
+use interprocess::local_socket::{GenericFilePath, Stream, ToFsName, prelude::*};
+
+use crate::exit::Error;
+pub use spawn::DAEMON_PROGRAM;
+use spawn::Spawned;
+
+/// How long to keep re-connecting after the daemon said `ready`/`running`.
+const CONNECT_AFTER_START: Duration = Duration::from_secs(5);
+/// How long the daemon has to answer `Hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the daemon has to answer a request that does no upstream work.
+const QUICK_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Whether a command may start a daemon when none answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Autostart {
+    /// Start one unless `CREDCACHE_NO_AUTOSTART=1`.
+    IfAllowed,
+    /// Never: the command only observes or stops the daemon.
+    Never,
+}
+
+/// Where the daemon is and how to start it.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub paths: Paths,
+    /// The `--config` flag, passed on to a daemon we start.
+    config_flag: Option<PathBuf>,
+}
+
+/// What a probe of the socket found.
+pub enum Probe {
+    /// A daemon answered `Hello`; the connection is ready for requests.
+    Ready(Connection),
+    /// A daemon answered, but speaks another protocol version.
+    Mismatch(Mismatch),
+    /// Nothing listens (no socket file, or connection refused).
+    Down(io::Error),
+}
+
+/// How a daemon we asked to be running came to be so.
+pub enum Started {
+    /// This call started it.
+    Now(Connection),
+    /// It was already running (maybe started by a concurrent client).
+    Already(Connection),
+}
+
+/// A daemon that speaks another protocol version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub protocol_version: u32,
+    pub daemon_version: String,
+    pub pid: u32,
+}
+
+impl Mismatch {
+    /// The error every command but `daemon stop`/`restart` reports.
+    pub fn error(&self) -> Error {
+        Error::Unreachable(format!(
+            "cannot talk to the daemon: it speaks protocol version {} (credcached {}, pid {}) \
+             and this client speaks version {PROTOCOL_VERSION} (credcache {VERSION}); \
+             run `credcache daemon restart`",
+            self.protocol_version, self.daemon_version, self.pid
+        ))
+    }
+}
+
+/// An open, greeted connection to the daemon.
+pub struct Connection {
+    stream: Stream,
+    pid: u32,
+    log_file: PathBuf,
+}
+
+impl Connection {
+    /// The daemon's pid, from its `Hello`.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends one request and reads its answer. An `Error` answer becomes
+    /// [`Error::Daemon`] with `context` ("cannot get gcp") in front.
+    pub fn call(&mut self, request: &Request, context: &str) -> Result<Response, Error> {
+        // Requests that may wait on the cloud are bounded by the daemon
+        // (`http_timeout`, retries included); a client-side limit would
+        // only second-guess the config. The rest answer from memory.
+        let timeout = match request {
+            Request::Get { .. } | Request::Refresh { .. } | Request::Shutdown => None,
+            _ => Some(QUICK_REQUEST_TIMEOUT),
+        };
+        self.stream
+            .set_recv_timeout(timeout)
+            .map_err(|e| self.transport_error(CodecError::Io(e)))?;
+        codec::write_frame(&mut self.stream, request).map_err(|e| self.transport_error(e))?;
+        match codec::read_frame(&mut self.stream) {
+            Ok(Some(Response::Error(error))) => Err(Error::Daemon {
+                context: context.to_owned(),
+                error,
+            }),
+            Ok(Some(response)) => Ok(response),
+            Ok(None) => Err(Error::Unreachable(format!(
+                "{context}: the daemon closed the connection without answering (see {})",
+                self.log_file.display()
+            ))),
+            Err(e) => Err(self.transport_error(e)),
+        }
+    }
+
+    fn transport_error(&self, e: CodecError) -> Error {
+        transport_error(e, &self.log_file)
+    }
+}
+
+fn transport_error(e: CodecError, log_file: &Path) -> Error {
+    let log = log_file.display();
+    match e {
+        CodecError::Io(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Error::Unreachable(format!(
+                "the daemon did not answer in time (see {log}); `credcache daemon restart` may help"
+            ))
+        }
+        CodecError::Io(e) => Error::Unreachable(format!("lost the connection to the daemon: {e}")),
+        other => Error::Unreachable(format!(
+            "cannot understand the daemon: {other}; run `credcache daemon restart`"
+        )),
+    }
+}
+
+/// The error for an unexpected kind of answer (a daemon bug, or a
+/// protocol change that forgot to bump the version).
+pub fn unexpected(response: &Response) -> Error {
+    let what = match response {
+        Response::Hello { .. } => "Hello",
+        Response::VersionMismatch { .. } => "VersionMismatch",
+        Response::Token(_) => "Token",
+        Response::Credentials(_) => "Credentials",
+        Response::Status(_) => "Status",
+        Response::Done { .. } => "Done",
+        Response::Error(_) => "Error",
+    };
+    Error::Other(format!(
+        "unexpected answer from the daemon: {what}; run `credcache daemon restart`"
+    ))
+}
+
+impl Endpoint {
+    /// Resolves paths from the environment; `config_flag` is `--config`.
+    pub fn from_env(config_flag: Option<PathBuf>) -> Result<Self, Error> {
+        let paths = Paths::from_env(config_flag.clone())
+            .map_err(|e| Error::Usage(format!("cannot work out credcache's paths: {e}")))?;
+        Ok(Self { paths, config_flag })
+    }
+
+    /// Connects to a running daemon, starting one if none answers and
+    /// `autostart` allows it.
+    pub fn connect(&self, autostart: Autostart) -> Result<Connection, Error> {
+        match self.probe()? {
+            Probe::Ready(conn) => Ok(conn),
+            Probe::Mismatch(m) => Err(m.error()),
+            Probe::Down(why) => {
+                let allowed = autostart == Autostart::IfAllowed
+                    && autostart_enabled(std::env::var_os("CREDCACHE_NO_AUTOSTART"));
+                if !allowed {
+                    return Err(self.not_running(&why, autostart));
+                }
+                match self.start_under_lock()? {
+                    Started::Now(conn) | Started::Already(conn) => Ok(conn),
+                }
+            }
+        }
+    }
+
+    /// The error for "nobody answers" when no daemon may be started.
+    pub fn not_running(&self, why: &io::Error, autostart: Autostart) -> Error {
+        let socket = self.paths.socket.display();
+        let off = if autostart == Autostart::IfAllowed {
+            " and auto-start is off (CREDCACHE_NO_AUTOSTART=1)"
+        } else {
+            ""
+        };
+        let why = match why.kind() {
+            io::ErrorKind::NotFound => format!("no socket at {socket}"),
+            io::ErrorKind::ConnectionRefused => format!("nothing listens on {socket}"),
+            _ => format!("cannot connect to {socket}: {why}"),
+        };
+        Error::Unreachable(format!(
+            "daemon not running: {why}{off}; start it with `credcache daemon start`"
+        ))
+    }
+
+    /// Connects and says hello, without starting anything.
+    pub fn probe(&self) -> Result<Probe, Error> {
+        let stream = match self.connect_socket() {
+            Ok(stream) => stream,
+            Err(e) if is_down(&e) => return Ok(Probe::Down(e)),
+            Err(e) => {
+                return Err(Error::Unreachable(format!(
+                    "cannot connect to the daemon at {}: {e}",
+                    self.paths.socket.display()
+                )));
+            }
+        };
+        self.hello(stream)
+    }
+
+    /// Whether anything accepts connections on the socket, without a
+    /// `Hello` (used while waiting for a stopping daemon to go away).
+    pub fn socket_refuses(&self) -> bool {
+        matches!(self.connect_socket(), Err(e) if is_down(&e))
+    }
+
+    fn connect_socket(&self) -> io::Result<Stream> {
+        let name = self
+            .paths
+            .socket
+            .as_path()
+            .to_fs_name::<GenericFilePath>()?;
+        Stream::connect(name)
+    }
+
+    fn hello(&self, mut stream: Stream) -> Result<Probe, Error> {
+        let log = &self.paths.log_file;
+        stream
+            .set_recv_timeout(Some(HELLO_TIMEOUT))
+            .map_err(|e| transport_error(CodecError::Io(e), log))?;
+        let hello = Request::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client_version: VERSION.to_owned(),
+        };
+        codec::write_frame(&mut stream, &hello).map_err(|e| transport_error(e, log))?;
+        let response = codec::read_frame(&mut stream).map_err(|e| transport_error(e, log))?;
+        match response {
+            Some(Response::Hello {
+                protocol_version,
+                pid,
+                ..
+            }) if protocol_version == PROTOCOL_VERSION => Ok(Probe::Ready(Connection {
+                stream,
+                pid,
+                log_file: log.clone(),
+            })),
+            Some(Response::Hello {
+                protocol_version,
+                daemon_version,
+                pid,
+            })
+            | Some(Response::VersionMismatch {
+                daemon_protocol_version: protocol_version,
+                daemon_version,
+                pid,
+            }) => Ok(Probe::Mismatch(Mismatch {
+                protocol_version,
+                daemon_version,
+                pid,
+            })),
+            Some(Response::Error(error)) => Err(Error::Daemon {
+                context: "the daemon refused the connection".into(),
+                error,
+            }),
+            Some(other) => Err(unexpected(&other)),
+            None => Err(Error::Unreachable(format!(
+                "the daemon closed the connection before answering (see {})",
+                log.display()
+            ))),
+        }
+    }
+
+    /// Makes sure a daemon runs: probes, and if nothing answers, starts
+    /// one under the start lock. Ignores `CREDCACHE_NO_AUTOSTART`: callers
+    /// decide whether starting is allowed.
+    pub fn start(&self) -> Result<Started, Error> {
+        match self.probe()? {
+            Probe::Ready(conn) => Ok(Started::Already(conn)),
+            Probe::Mismatch(m) => Err(m.error()),
+            Probe::Down(_) => self.start_under_lock(),
+        }
+    }
+
+    /// Takes the start lock, and starts a daemon unless one answers by then.
+    fn start_under_lock(&self) -> Result<Started, Error> {
+        let cannot = |why: String| Error::Unreachable(format!("cannot start the daemon: {why}"));
+        paths::ensure_private_dir(self.paths.socket_dir()).map_err(|e| cannot(e.to_string()))?;
+        let lock_path = self.paths.start_lock_file();
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| cannot(format!("{}: {e}", lock_path.display())))?;
+        lock.lock()
+            .map_err(|e| cannot(format!("cannot lock {}: {e}", lock_path.display())))?;
+        let started = self.start_locked();
+        // Closing the file would release the lock too; say it explicitly.
+        let _ = File::unlock(&lock);
+        started
+    }
+
+    fn start_locked(&self) -> Result<Started, Error> {
+        // Another client may have started it while we waited for the lock.
+        match self.probe()? {
+            Probe::Ready(conn) => return Ok(Started::Already(conn)),
+            Probe::Mismatch(m) => return Err(m.error()),
+            Probe::Down(_) => {}
+        }
+        let spawned = spawn::start_detached(self.config_flag.as_deref(), &self.paths)?;
+        // After `ready` the socket listens; after `running` the other
+        // daemon may still be between taking its lock and listening.
+        let conn = self.connect_until(Instant::now() + CONNECT_AFTER_START)?;
+        Ok(match spawned {
+            Spawned::Ready => Started::Now(conn),
+            Spawned::AlreadyRunning => Started::Already(conn),
+        })
+    }
+
+    /// Re-connects until a daemon answers or `deadline` passes.
+    fn connect_until(&self, deadline: Instant) -> Result<Connection, Error> {
+        loop {
+            match self.probe()? {
+                Probe::Ready(conn) => return Ok(conn),
+                Probe::Mismatch(m) => return Err(m.error()),
+                Probe::Down(why) if Instant::now() >= deadline => {
+                    return Err(Error::Unreachable(format!(
+                        "cannot start the daemon: it reported that it runs, but {} does not answer ({why}) (see {})",
+                        self.paths.socket.display(),
+                        self.paths.log_file.display()
+                    )));
+                }
+                Probe::Down(_) => thread::sleep(POLL_INTERVAL),
+            }
+        }
+    }
+
+    /// The `credcached` command line `daemon run` executes.
+    pub fn foreground_command(&self) -> Command {
+        let mut command = Command::new(spawn::daemon_program());
+        if let Some(config) = &self.config_flag {
+            command.arg("--config").arg(config);
+        }
+        command
+    }
+}
+
+/// Connecting failed because nobody listens, as opposed to a permission
+/// problem or a bad path, which starting a daemon would not fix.
+fn is_down(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// `CREDCACHE_NO_AUTOSTART=1` turns auto-start off; anything else leaves it on.
+fn autostart_enabled(value: Option<OsString>) -> bool {
+    value.is_none_or(|v| v != "1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn autostart_is_off_only_for_exactly_1() {
+        assert!(autostart_enabled(None));
+        assert!(autostart_enabled(Some("0".into())));
+        assert!(autostart_enabled(Some("".into())));
+        assert!(!autostart_enabled(Some("1".into())));
+    }
+
+    #[test]
+    fn mismatch_names_both_versions_and_the_fix() {
+        let m = Mismatch {
+            protocol_version: 9,
+            daemon_version: "9.0.0".into(),
+            pid: 77,
+        };
+        let err = m.error();
+        assert_eq!(err.exit_code(), crate::exit::UNREACHABLE);
+        let text = &err.messages()[0];
+        assert!(text.contains("protocol version 9"), "{text}");
+        assert!(
+            text.contains(&format!("version {PROTOCOL_VERSION}")),
+            "{text}"
+        );
+        assert!(text.contains("credcache daemon restart"), "{text}");
+    }
+
+    fn endpoint(dir: &Path) -> Endpoint {
+        let env = |k: &str| match k {
+            "CREDCACHE_SOCKET" => Some(dir.join("s.sock").into_os_string()),
+            "CREDCACHE_DATA_DIR" => Some(dir.join("data").into_os_string()),
+            "CREDCACHE_CONFIG" => Some(dir.join("config.toml").into_os_string()),
+            _ => None,
+        };
+        Endpoint {
+            paths: Paths::resolve(None, env).unwrap(),
+            config_flag: None,
+        }
+    }
+
+    #[test]
+    fn a_missing_socket_is_down_and_never_started_when_not_allowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ep = endpoint(tmp.path());
+        assert!(matches!(ep.probe().unwrap(), Probe::Down(_)));
+        assert!(ep.socket_refuses());
+        let err = ep.connect(Autostart::Never).err().unwrap();
+        assert_eq!(err.exit_code(), crate::exit::UNREACHABLE);
+        assert!(err.messages()[0].contains("credcache daemon start"));
+    }
+}

@@ -1,0 +1,235 @@
+//! Starting `credcached --detach` and reading the one line it answers.
+//!
+//! The contract with the daemon: it detaches itself (setsid, log file),
+//! then writes exactly one line to stdout and closes it: `ready <pid>` once
+//! its socket listens, `running <pid>` when another daemon already serves
+//! the socket, or `error: <message>`. Silence, anything else, or no line
+//! within [`START_TIMEOUT`] is a failure. The caller holds the start lock.
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use credcache_shared::config::Config;
+use credcache_shared::paths::Paths;
+
+use crate::exit::Error;
+
+/// The daemon's executable name, looked up next to ours, then on PATH.
+pub const DAEMON_PROGRAM: &str = "credcached";
+
+/// How long a spawned daemon has to print its readiness line.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest readiness line read; a runaway child cannot fill memory.
+const MAX_LINE: u64 = 4096;
+
+/// A daemon serves the socket now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spawned {
+    /// The one we spawned.
+    Ready,
+    /// Another one, which won a race we could not see.
+    AlreadyRunning,
+}
+
+/// What `credcached --detach` said on its stdout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadyLine {
+    /// `ready <pid>`: it started and its socket listens.
+    Ready(u32),
+    /// `running <pid>`: another daemon already serves the socket.
+    Running(u32),
+    /// `error: <message>`: it could not start.
+    Failed(String),
+    /// Stdout closed without a line.
+    Silent,
+    /// Anything else: a broken or foreign `credcached`.
+    Garbled(String),
+}
+
+impl ReadyLine {
+    pub fn parse(line: &str) -> Self {
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.trim().is_empty() {
+            return Self::Silent;
+        }
+        if let Some(message) = line.strip_prefix("error:") {
+            return Self::Failed(message.trim().to_owned());
+        }
+        let pid = |rest: &str| rest.trim().parse::<u32>().ok();
+        if let Some(p) = line.strip_prefix("ready ").and_then(pid) {
+            return Self::Ready(p);
+        }
+        if let Some(p) = line.strip_prefix("running ").and_then(pid) {
+            return Self::Running(p);
+        }
+        Self::Garbled(line.chars().take(200).collect())
+    }
+}
+
+/// Spawns `credcached --detach [--config PATH]` and waits for its verdict.
+/// Every failure is [`Error::Unreachable`] pointing at the daemon's log.
+/// A daemon that refuses to start over an invalid config file is reported
+/// as the config error it is (exit 2).
+pub fn start_detached(config_flag: Option<&Path>, paths: &Paths) -> Result<Spawned, Error> {
+    let cannot = |why: String| {
+        Error::Unreachable(format!(
+            "cannot start the daemon: {why} (see {})",
+            paths.log_file.display()
+        ))
+    };
+
+    let program = daemon_program();
+    let mut command = Command::new(&program);
+    command.arg("--detach");
+    if let Some(config) = config_flag {
+        command.arg("--config").arg(config);
+    }
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::Unreachable(format!(
+            "cannot start the daemon: {DAEMON_PROGRAM} is neither next to this executable \
+             nor on PATH; install it beside credcache"
+        )),
+        _ => Error::Unreachable(format!(
+            "cannot start the daemon: cannot run {}: {e}",
+            program.display()
+        )),
+    })?;
+
+    let line = read_ready_line(&mut child, START_TIMEOUT).map_err(cannot)?;
+    // On `ready` the child is the daemon itself and keeps running: it is
+    // not waited for. In every other case it has exited or is about to.
+    match ReadyLine::parse(&line) {
+        ReadyLine::Ready(_) => Ok(Spawned::Ready),
+        ReadyLine::Running(_) => {
+            reap(&mut child);
+            Ok(Spawned::AlreadyRunning)
+        }
+        ReadyLine::Failed(message) => {
+            reap(&mut child);
+            // The line is free text; the config file is ours to check, and
+            // only on this failure path, so the hot path never parses it.
+            if let Err(e) = Config::load(&paths.config_file) {
+                return Err(Error::Config(vec![format!("cannot start the daemon: {e}")]));
+            }
+            Err(cannot(message))
+        }
+        ReadyLine::Silent => {
+            let status = match child.try_wait() {
+                Ok(Some(status)) => format!(" ({status})"),
+                _ => String::new(),
+            };
+            Err(cannot(format!(
+                "{DAEMON_PROGRAM} stopped without saying whether it started{status}"
+            )))
+        }
+        ReadyLine::Garbled(text) => {
+            reap(&mut child);
+            Err(cannot(format!(
+                "{DAEMON_PROGRAM} said {text:?} instead of `ready <pid>`"
+            )))
+        }
+    }
+}
+
+/// Reads the daemon's one readiness line, giving up after `timeout` (and
+/// then killing the child, which is ours and is stuck). A thread does the
+/// blocking read so the wait can have a deadline.
+fn read_ready_line(child: &mut Child, timeout: Duration) -> Result<String, String> {
+    let Some(stdout) = child.stdout.take() else {
+        return Err("no pipe to read its readiness line from".into());
+    };
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let result = BufReader::new(stdout.take(MAX_LINE))
+            .read_line(&mut line)
+            .map(|_| line);
+        let _ = tx.send(result);
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(Ok(line)) => Ok(line),
+        Ok(Err(e)) => Err(format!("cannot read its readiness line: {e}")),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(format!(
+                "{DAEMON_PROGRAM} did not report ready within {}s",
+                timeout.as_secs()
+            ))
+        }
+    }
+}
+
+/// Collects the exit status of a `credcached --detach` that said it is
+/// done, if it has exited already; never blocks.
+fn reap(child: &mut Child) {
+    let _ = child.try_wait();
+}
+
+/// `credcached` next to our own executable, else the bare name for a PATH
+/// search.
+pub fn daemon_program() -> PathBuf {
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        let beside = dir.join(DAEMON_PROGRAM);
+        if beside.is_file() {
+            return beside;
+        }
+    }
+    PathBuf::from(DAEMON_PROGRAM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_readiness_line() {
+        assert_eq!(ReadyLine::parse("ready 4242\n"), ReadyLine::Ready(4242));
+        assert_eq!(ReadyLine::parse("running 17\r\n"), ReadyLine::Running(17));
+        assert_eq!(
+            ReadyLine::parse("error: /tmp/credcache-1000: is writable by group or others\n"),
+            ReadyLine::Failed("/tmp/credcache-1000: is writable by group or others".into())
+        );
+        assert_eq!(ReadyLine::parse(""), ReadyLine::Silent);
+        assert_eq!(ReadyLine::parse("\n"), ReadyLine::Silent);
+        for garbled in ["ready soon", "ready -1", "ready", "Listening on /run/x"] {
+            assert_eq!(
+                ReadyLine::parse(garbled),
+                ReadyLine::Garbled(garbled.into())
+            );
+        }
+    }
+
+    #[test]
+    fn a_silent_child_is_a_failure_not_a_hang() {
+        let mut child = Command::new("true").stdout(Stdio::piped()).spawn().unwrap();
+        let line = read_ready_line(&mut child, Duration::from_secs(10)).unwrap();
+        assert_eq!(ReadyLine::parse(&line), ReadyLine::Silent);
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_stuck_child_times_out_and_is_killed() {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let err = read_ready_line(&mut child, Duration::from_millis(50)).unwrap_err();
+        assert!(err.contains("did not report ready"), "{err}");
+        assert!(
+            child.try_wait().unwrap().is_some(),
+            "the child was not reaped"
+        );
+    }
+}

@@ -1,0 +1,389 @@
+//! The reports `list` and `status` print: aligned tables for people and
+//! JSON for scripts. They describe credentials (state, expiry, last error)
+//! and never carry a token, which is why they live apart from the token
+//! shapes in [`super`].
+
+use chrono::{DateTime, Utc};
+use credcache_shared::protocol::{CredentialInfo, DaemonStatus};
+use credcache_shared::time::format_rfc3339;
+use serde::Serialize;
+
+use crate::exit::Error;
+
+fn json_pretty<T: Serialize>(value: &T) -> Result<String, Error> {
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Other(format!("cannot write JSON: {e}")))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// One credential in `list --json` and `status --json`.
+#[derive(Serialize)]
+struct CredentialJson<'a> {
+    name: &'a str,
+    kind: &'a str,
+    auth: Option<&'a str>,
+    state: &'static str,
+    expires_at: Option<String>,
+    fetched_at: Option<String>,
+    next_refresh: Option<String>,
+    consecutive_failures: u32,
+    last_error: Option<&'a str>,
+    fetches: u64,
+}
+
+impl<'a> From<&'a CredentialInfo> for CredentialJson<'a> {
+    fn from(info: &'a CredentialInfo) -> Self {
+        Self {
+            name: &info.name,
+            kind: &info.kind,
+            auth: info.auth.as_deref(),
+            state: info.state.as_str(),
+            expires_at: info.expires_at.map(format_rfc3339),
+            fetched_at: info.fetched_at.map(format_rfc3339),
+            next_refresh: info.next_refresh.map(format_rfc3339),
+            consecutive_failures: info.consecutive_failures,
+            last_error: info.last_error.as_deref(),
+            fetches: info.fetches,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    daemon_version: &'a str,
+    protocol_version: u32,
+    pid: u32,
+    started_at: String,
+    uptime_secs: u64,
+    socket: &'a str,
+    cache_path: &'a str,
+    config_path: &'a str,
+    config_error: Option<&'a str>,
+    requests_served: u64,
+    credentials: Vec<CredentialJson<'a>>,
+}
+
+/// `list --json`: an array of credential objects.
+pub fn credentials_json(credentials: &[CredentialInfo]) -> Result<String, Error> {
+    json_pretty(
+        &credentials
+            .iter()
+            .map(CredentialJson::from)
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// `list`: NAME KIND STATE EXPIRES-IN.
+pub fn credentials_table(credentials: &[CredentialInfo], now: DateTime<Utc>) -> String {
+    let mut rows = vec![row(["NAME", "KIND", "STATE", "EXPIRES-IN"])];
+    rows.extend(credentials.iter().map(|c| {
+        vec![
+            c.name.clone(),
+            c.kind.clone(),
+            c.state.as_str().to_owned(),
+            expires_in(c.expires_at, now),
+        ]
+    }));
+    table(&rows)
+}
+
+/// `status --json`.
+pub fn status_json(status: &DaemonStatus) -> Result<String, Error> {
+    json_pretty(&StatusJson {
+        daemon_version: &status.daemon_version,
+        protocol_version: status.protocol_version,
+        pid: status.pid,
+        started_at: format_rfc3339(status.started_at),
+        uptime_secs: status.uptime_secs,
+        socket: &status.socket,
+        cache_path: &status.cache_path,
+        config_path: &status.config_path,
+        config_error: status.config_error.as_deref(),
+        requests_served: status.requests_served,
+        credentials: status
+            .credentials
+            .iter()
+            .map(CredentialJson::from)
+            .collect(),
+    })
+}
+
+/// `status`: the daemon's facts, a blank line, then one row per credential.
+pub fn status_text(status: &DaemonStatus, now: DateTime<Utc>) -> String {
+    let mut facts = vec![
+        row([
+            "version:",
+            &format!(
+                "credcached {} (protocol {})",
+                status.daemon_version, status.protocol_version
+            ),
+        ]),
+        row(["pid:", &status.pid.to_string()]),
+        row([
+            "uptime:",
+            &format!(
+                "{} (since {})",
+                uptime(status.uptime_secs),
+                format_rfc3339(status.started_at)
+            ),
+        ]),
+        row(["socket:", &status.socket]),
+        row(["cache:", &status.cache_path]),
+        row(["config:", &status.config_path]),
+    ];
+    if let Some(error) = &status.config_error {
+        facts.push(row([
+            "config error:",
+            &format!("{error} (the previous config stays in force)"),
+        ]));
+    }
+    facts.push(row(["requests:", &status.requests_served.to_string()]));
+
+    let mut creds = vec![row([
+        "NAME",
+        "KIND",
+        "STATE",
+        "EXPIRES-IN",
+        "LAST-REFRESH",
+        "LAST-ERROR",
+    ])];
+    creds.extend(status.credentials.iter().map(|c| {
+        vec![
+            c.name.clone(),
+            c.kind.clone(),
+            c.state.as_str().to_owned(),
+            expires_in(c.expires_at, now),
+            ago(c.fetched_at, now),
+            c.last_error.clone().unwrap_or_else(|| "-".into()),
+        ]
+    }));
+    format!("{}\n{}", table(&facts), table(&creds))
+}
+
+/// `3m 2s`, for `status` and `daemon status`.
+pub fn uptime(secs: u64) -> String {
+    short_duration(secs)
+}
+
+/// A duration for a table cell: its two largest units, `59m 30s`,
+/// `7h 59m`, `30d 2h`. Seconds beyond the first two units do not help
+/// anyone reading a table (and humantime's `3years 1month 8days 10h 38m
+/// 11s` would swamp the column).
+pub fn short_duration(secs: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
+    let Some(first) = UNITS.iter().position(|(size, _)| secs >= *size) else {
+        return "0s".into();
+    };
+    let (size, unit) = UNITS[first];
+    let mut text = format!("{}{unit}", secs / size);
+    if let Some(&(next_size, next_unit)) = UNITS.get(first + 1) {
+        let next = secs % size / next_size;
+        if next > 0 {
+            text.push_str(&format!(" {next}{next_unit}"));
+        }
+    }
+    text
+}
+
+/// Time left on a token for people: `59m 30s`, `expired`, or `-`.
+pub fn expires_in(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match expires_at {
+        None => "-".into(),
+        Some(t) => match (t - now).num_seconds() {
+            secs if secs <= 0 => "expired".into(),
+            secs => short_duration(secs.unsigned_abs()),
+        },
+    }
+}
+
+fn ago(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match at {
+        None => "-".into(),
+        Some(t) => format!(
+            "{} ago",
+            short_duration((now - t).num_seconds().max(0).unsigned_abs())
+        ),
+    }
+}
+
+fn row<const N: usize>(cells: [&str; N]) -> Vec<String> {
+    cells.iter().map(|c| (*c).to_owned()).collect()
+}
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < r.len() {
+                let pad = widths[i] - cell.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use credcache_shared::protocol::CredentialState;
+    use serde_json::Value;
+
+    fn at(secs: i64, nanos: u32) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + secs, nanos).unwrap()
+    }
+
+    fn info(
+        name: &str,
+        state: CredentialState,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> CredentialInfo {
+        CredentialInfo {
+            name: name.into(),
+            kind: "google".into(),
+            auth: None,
+            state,
+            expires_at,
+            fetched_at: expires_at.map(|t| t - chrono::Duration::hours(1)),
+            next_refresh: None,
+            consecutive_failures: 0,
+            last_error: None,
+            fetches: 1,
+        }
+    }
+
+    #[test]
+    fn short_durations_keep_two_units() {
+        let cases = [
+            (0, "0s"),
+            (59, "59s"),
+            (60, "1m"),
+            (182, "3m 2s"),
+            (3570, "59m 30s"),
+            (3600 * 8 - 1, "7h 59m"),
+            (86_400 * 3 + 7200 + 5, "3d 2h"),
+            (86_400 + 30, "1d"),
+            (98_032_307, "1134d 15h"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(short_duration(secs), want, "{secs}");
+        }
+    }
+
+    #[test]
+    fn list_table_is_aligned() {
+        let creds = [
+            info("google", CredentialState::Fresh, Some(at(3570, 0))),
+            info("prod-gke-long", CredentialState::NeverFetched, None),
+            info("x", CredentialState::Expired, Some(at(-5, 0))),
+        ];
+        assert_eq!(
+            credentials_table(&creds, at(0, 0)),
+            "\
+NAME           KIND    STATE          EXPIRES-IN
+google         google  fresh          59m 30s
+prod-gke-long  google  never fetched  -
+x              google  expired        expired
+"
+        );
+    }
+
+    #[test]
+    fn list_json_fields_and_timestamps() {
+        let mut c = info("gcp", CredentialState::StaleServing, Some(at(60, 1_000)));
+        c.auth = Some("corp".into());
+        c.last_error = Some("invalid_grant: Bad Request".into());
+        c.consecutive_failures = 2;
+        let v: Value = serde_json::from_str(&credentials_json(&[c]).unwrap()).unwrap();
+        let o = &v[0];
+        let mut keys: Vec<&str> = o.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "auth",
+                "consecutive_failures",
+                "expires_at",
+                "fetched_at",
+                "fetches",
+                "kind",
+                "last_error",
+                "name",
+                "next_refresh",
+                "state"
+            ]
+        );
+        assert_eq!(o["state"], "stale-serving");
+        assert_eq!(o["auth"], "corp");
+        assert_eq!(o["expires_at"], "2027-01-15T08:01:00.000001Z");
+        assert_eq!(o["next_refresh"], Value::Null);
+        assert_eq!(o["consecutive_failures"], 2);
+    }
+
+    fn status() -> DaemonStatus {
+        DaemonStatus {
+            daemon_version: "0.1.0".into(),
+            protocol_version: 1,
+            pid: 4242,
+            started_at: at(-182, 0),
+            uptime_secs: 182,
+            socket: "/run/user/1000/credcache.sock".into(),
+            cache_path: "/home/u/.local/share/credcache/cache".into(),
+            config_path: "/home/u/.config/credcache/config.toml".into(),
+            config_error: None,
+            requests_served: 17,
+            credentials: vec![info("google", CredentialState::Fresh, Some(at(600, 0)))],
+        }
+    }
+
+    #[test]
+    fn status_text_shows_the_daemon_and_each_credential() {
+        let mut s = status();
+        let text = status_text(&s, at(0, 0));
+        assert!(
+            text.starts_with("version:   credcached 0.1.0 (protocol 1)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("uptime:    3m 2s (since 2027-01-15T07:56:58Z)\n"),
+            "{text}"
+        );
+        assert!(text.contains("requests:  17\n\nNAME"), "{text}");
+        assert!(text.contains("google  google  fresh  10m"), "{text}");
+        assert!(!text.contains("config error"));
+
+        s.config_error = Some("config.toml: credentials.x.kind: unknown kind".into());
+        let text = status_text(&s, at(0, 0));
+        assert!(
+            text.contains("config error:  config.toml: credentials.x.kind"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn status_json_fields() {
+        let v: Value = serde_json::from_str(&status_json(&status()).unwrap()).unwrap();
+        assert_eq!(v["pid"], 4242);
+        assert_eq!(v["started_at"], "2027-01-15T07:56:58Z");
+        assert_eq!(v["config_error"], Value::Null);
+        assert_eq!(v["credentials"][0]["name"], "google");
+        assert_eq!(v["requests_served"], 17);
+    }
+}

@@ -1,0 +1,168 @@
+//! Config errors named precisely, and reloads that never take the daemon
+//! down.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{Sandbox, count, signal};
+
+const BAD: &str = r#"
+[daemon]
+min_valid = "sixty"
+[credentials.a]
+kind = "nope"
+[credentials.g]
+kind = "gke-cluster"
+auth = "missing"
+cluster = "projects/p/zones/z/azureClusters/c"
+[credentials.ca]
+kind = "container-app"
+auth = "azure"
+subscription_id = "not-a-uuid"
+resource_group = "rg"
+app = "x"
+arm_endpoint = "http://management.example.com"
+[credentials.apim]
+kind = "apim-user-token"
+auth = "azure"
+subscription_id = "00000000-0000-0000-0000-000000000000"
+resource_group = "rg"
+service = "svc"
+user_id = "u"
+lifetime = "31d"
+[credentials.corp]
+kind = "azure"
+client_secret = "hunter2"
+typo_key = 1
+[credentials.loop1]
+kind = "gke-cluster"
+auth = "gcp"
+cluster = "projects/p/locations/l/awsClusters/c"
+"#;
+
+#[test]
+fn config_check_names_file_credential_and_key_for_every_problem() {
+    let sb = Sandbox::new();
+    sb.write_config(BAD);
+    let out = sb.run(["config", "check"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    let file = sb.config.display().to_string();
+    for want in [
+        "daemon.min_valid: \"sixty\" is not a duration",
+        "credentials.a.kind: unknown kind \"nope\"",
+        "credentials.g.auth: names \"missing\", which is not a configured credential",
+        "credentials.g.cluster: \"projects/p/zones/z/azureClusters/c\" is not a cluster path",
+        "credentials.ca.subscription_id: \"not-a-uuid\" is not a UUID",
+        "credentials.ca.arm_endpoint: \"http://management.example.com\" uses http://",
+        "credentials.apim.lifetime: is over the 30 days",
+        "credentials.corp.client_secret: inline secrets are not allowed",
+        "credentials.corp.typo_key: unknown key",
+        "credentials.loop1.auth: names \"gcp\", which is not a configured credential",
+    ] {
+        assert!(
+            out.stderr.contains(&format!("credcache: {file}: {want}")),
+            "missing {want:?} in:\n{}",
+            out.stderr
+        );
+    }
+    assert!(
+        !out.stderr.contains("hunter2"),
+        "a secret never reaches an error"
+    );
+    assert!(
+        sb.daemon_pid().is_none(),
+        "config check never starts a daemon"
+    );
+
+    sb.write_config("[credentials.x]\nkind = \"command\"\ncommand = [\"true\"]\n");
+    sb.run(["config", "check"]).ok();
+}
+
+#[test]
+fn an_invalid_config_at_start_is_a_config_error() {
+    let sb = Sandbox::new();
+    sb.write_config("[credentials.a]\nkind = \"nope\"\n");
+    let out = sb.run(["get", "a"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("credentials.a.kind: unknown kind"),
+        "{out:?}"
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+}
+
+#[test]
+fn an_invalid_edit_keeps_the_previous_config_and_is_reported() {
+    let sb = Sandbox::new();
+    let (script, calls) = sb.counting_script("v");
+    let good = Sandbox::command_credential("vault", &script);
+    sb.write_config(&good);
+    assert_eq!(sb.get("vault"), "tok-1-v");
+
+    sb.write_config(&format!("{good}bogus = 1\n"));
+    let reload = sb.run(["daemon", "reload"]);
+    assert_eq!(reload.code, 2, "{reload:?}");
+    assert!(reload.stderr.contains("bogus: unknown key"), "{reload:?}");
+
+    let get = sb.run(["get", "vault"]);
+    assert_eq!(
+        get.stdout, "tok-1-v\n",
+        "the previous config stays in force: {get:?}"
+    );
+    assert!(
+        get.stderr.contains("warning") && get.stderr.contains("bogus: unknown key"),
+        "{get:?}"
+    );
+    let status = sb.run(["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(status.ok()).unwrap();
+    assert!(v["config_error"].as_str().unwrap().contains("bogus"), "{v}");
+    assert!(sb.log().contains("previous one stays in force"));
+    assert_eq!(count(&calls), 1);
+}
+
+#[test]
+fn sighup_and_a_changed_file_reload_the_config() {
+    let sb = Sandbox::new();
+    let (a, _) = sb.counting_script("a");
+    let (b, _) = sb.counting_script("b");
+    sb.write_config(&Sandbox::command_credential("one", &a));
+    assert_eq!(sb.get("one"), "tok-1-a");
+
+    sb.write_config(&format!(
+        "{}{}",
+        Sandbox::command_credential("one", &a),
+        Sandbox::command_credential("two", &b)
+    ));
+    signal(sb.daemon_pid().unwrap(), rustix::process::Signal::HUP);
+    // SIGHUP is asynchronous; without it, the file's new mtime is noticed
+    // within a second anyway. Either way `two` appears: poll, with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = sb.run(["get", "two"]);
+        if out.code == 0 {
+            assert_eq!(out.stdout, "tok-1-b\n");
+            break;
+        }
+        assert_eq!(out.code, 4, "{out:?}");
+        assert!(Instant::now() < deadline, "config never reloaded");
+    }
+
+    // Editing the file alone (no signal, no reload command) is noticed too.
+    let (c, _) = sb.counting_script("c");
+    sb.write_config(&Sandbox::command_credential("three", &c));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = sb.run(["get", "three"]);
+        if out.code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "edited config never noticed: {out:?}"
+        );
+    }
+    assert_eq!(
+        sb.run(["get", "two"]).code,
+        4,
+        "removed credentials are gone"
+    );
+}

@@ -1,0 +1,278 @@
+//! A sandbox per test: its own HOME, config, data dir and socket, and
+//! helpers to run the binaries in it.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+/// The directory holding the built binaries: the test executable lives in
+/// `target/<profile>/deps/`.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    for bin in ["credcache", "credcached"] {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} is missing: build the workspace first (cargo test --workspace does)",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+pub struct Sandbox {
+    pub dir: TempDir,
+    pub home: PathBuf,
+    pub config: PathBuf,
+    pub data: PathBuf,
+    pub socket: PathBuf,
+    extra_env: Vec<(String, String)>,
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Out {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Out {
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.code, 0, "failed: {self:#?}");
+        &self.stdout
+    }
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("cc")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        Self {
+            config: dir.path().join("config.toml"),
+            data: dir.path().join("data"),
+            socket: dir.path().join("run/credcache.sock"),
+            home,
+            dir,
+            extra_env: Vec::new(),
+        }
+    }
+
+    pub fn env(&mut self, key: &str, value: impl Into<String>) -> &mut Self {
+        self.extra_env.push((key.to_owned(), value.into()));
+        self
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// A command for one of the binaries, with the sandbox's environment
+    /// only (plus PATH), so nothing of the real user's leaks in.
+    pub fn command(&self, bin: &str) -> Command {
+        let mut cmd = Command::new(bin_dir().join(bin));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env("CREDCACHE_CONFIG", &self.config)
+            .env("CREDCACHE_DATA_DIR", &self.data)
+            .env("CREDCACHE_SOCKET", &self.socket)
+            .env("CREDCACHE_LOG", "debug")
+            // Never let a test reach a real metadata server or IMDS.
+            .env("GCE_METADATA_HOST", "127.0.0.1:9")
+            .stdin(Stdio::null());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs `credcache ARGS` to completion.
+    pub fn run<I, S>(&self, args: I) -> Out
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command("credcache")
+            .args(args)
+            .output()
+            .expect("run credcache")
+            .into()
+    }
+
+    /// `credcache get NAME`, which must succeed; the token.
+    #[track_caller]
+    pub fn get(&self, name: &str) -> String {
+        self.run(["get", name]).ok().trim_end().to_owned()
+    }
+
+    /// The running daemon's pid, from its lock file.
+    pub fn daemon_pid(&self) -> Option<i32> {
+        let mut lock = self.socket.as_os_str().to_owned();
+        lock.push(".lock");
+        std::fs::read_to_string(PathBuf::from(lock))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.join("credcached.log")).unwrap_or_default()
+    }
+
+    /// A `command`-kind script that counts its runs in a file and prints
+    /// `tok-<n>-<label>`. Returns the script and the count file.
+    pub fn counting_script(&self, label: &str) -> (PathBuf, PathBuf) {
+        let count = self.dir.path().join(format!("{label}.count"));
+        let script = self.dir.path().join(format!("{label}.sh"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nn=$(cat '{c}' 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > '{c}'\necho \"tok-$n-{label}\"\n",
+                c = count.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (script, count)
+    }
+
+    /// Config text for a `command` credential running `script`.
+    pub fn command_credential(name: &str, script: &Path) -> String {
+        format!(
+            "[credentials.{name}]\nkind = \"command\"\ncommand = [{:?}]\nlifetime = \"1h\"\n",
+            script.display().to_string()
+        )
+    }
+
+    /// Sends SIGKILL to the daemon and waits until its lock is free, which
+    /// the kernel releases only when the process is gone.
+    pub fn kill_daemon(&self) {
+        let Some(pid) = self.daemon_pid() else { return };
+        signal(pid, rustix::process::Signal::KILL);
+        self.wait_lock_free();
+    }
+
+    /// Blocks until no daemon holds the lock (a blocking `flock`, so no
+    /// polling or sleeping).
+    pub fn wait_lock_free(&self) {
+        let mut lock = self.socket.as_os_str().to_owned();
+        lock.push(".lock");
+        if let Ok(f) = std::fs::File::open(PathBuf::from(lock)) {
+            f.lock().unwrap();
+            f.unlock().unwrap();
+        }
+    }
+}
+
+pub fn count(file: &Path) -> u32 {
+    std::fs::read_to_string(file)
+        .map(|s| s.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
+pub fn signal(pid: i32, sig: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(pid) = self.daemon_pid() {
+            signal(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Runs a daemon in the foreground (`credcached`) and returns the child
+/// once it logged that it listens, reading its stderr for that line.
+pub struct Foreground {
+    pub child: std::process::Child,
+    pub stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Sandbox {
+    pub fn foreground_daemon(&self) -> Foreground {
+        let mut child = self
+            .command("credcached")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let mut byte = [0u8; 1];
+            while let Ok(1) = pipe.read(&mut byte) {
+                if byte[0] == b'\n' {
+                    let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+                    buf.clear();
+                } else {
+                    buf.push(byte[0]);
+                }
+            }
+        });
+        let fg = Foreground { child, stderr: rx };
+        fg.wait_for_line("listening");
+        fg
+    }
+}
+
+impl Foreground {
+    /// Reads stderr lines until one contains `needle`; panics at EOF.
+    pub fn wait_for_line(&self, needle: &str) -> String {
+        for line in self.stderr.iter() {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("daemon stderr ended without a line containing {needle:?}");
+    }
+}
+
+impl Sandbox {
+    /// The daemon's pid if a daemon holds the lock right now.
+    pub fn daemon_pid_alive(&self) -> Option<i32> {
+        let mut lock = self.socket.as_os_str().to_owned();
+        lock.push(".lock");
+        let f = std::fs::File::open(PathBuf::from(lock)).ok()?;
+        match f.try_lock_shared() {
+            Ok(()) => None,
+            Err(_) => self.daemon_pid(),
+        }
+    }
+}
