@@ -11,9 +11,14 @@ use std::time::Duration;
 use credcache_shared::codec::CodecError;
 use credcache_shared::protocol::{ErrorKind, Request, Response, WireError};
 use credcache_shared::{PROTOCOL_VERSION, VERSION};
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::StreamCommon;
 use interprocess::local_socket::traits::tokio::Listener as _;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -39,6 +44,32 @@ impl Default for Limits {
             grace: Duration::from_secs(35),
         }
     }
+}
+
+/// Binds the socket, 0600. The caller must hold the daemon lock, so that
+/// anything already at the path is a stale socket left by a daemon that
+/// died: it is removed first.
+pub fn bind(path: &Path) -> Result<Listener, String> {
+    let fail = |e: std::io::Error| format!("cannot listen on {}: {e}", path.display());
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            tracing::info!("removing a stale socket left by a daemon that did not exit cleanly");
+            std::fs::remove_file(path).map_err(fail)?;
+        }
+        Ok(_) => {
+            return Err(format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            ));
+        }
+        Err(_) => {}
+    }
+    let name = path.to_fs_name::<GenericFilePath>().map_err(fail)?;
+    ListenerOptions::new()
+        .name(name)
+        .mode(0o600)
+        .create_tokio()
+        .map_err(fail)
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets requests in

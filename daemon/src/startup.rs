@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,9 +15,6 @@ use std::time::Duration;
 
 use credcache_shared::config::Config;
 use credcache_shared::paths::{self, Paths};
-use interprocess::local_socket::tokio::Listener;
-use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
-use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::clock::SystemClock;
@@ -179,7 +176,7 @@ async fn serve(paths: Paths, reporter: &Reporter) -> Result<(), StartError> {
     let engine =
         Engine::new(config, locations, store, Arc::new(SystemClock)).map_err(StartError::Other)?;
 
-    let listener = bind(&paths.socket)?;
+    let listener = server::bind(&paths.socket).map_err(StartError::Other)?;
     write_pid(&lock);
     reporter.ready(&paths.socket);
 
@@ -243,32 +240,6 @@ fn take_lock(path: &Path) -> Result<File, StartError> {
 fn write_pid(mut lock: &File) {
     let _ = lock.set_len(0);
     let _ = lock.write_all(format!("{}\n", std::process::id()).as_bytes());
-}
-
-/// Binds the socket, 0600. With the lock held, anything at the path is a
-/// stale socket from a daemon that died: it is removed first.
-fn bind(path: &Path) -> Result<Listener, StartError> {
-    let fail =
-        |e: std::io::Error| StartError::Other(format!("cannot listen on {}: {e}", path.display()));
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            tracing::info!("removing a stale socket left by a daemon that did not exit cleanly");
-            std::fs::remove_file(path).map_err(fail)?;
-        }
-        Ok(_) => {
-            return Err(StartError::Other(format!(
-                "{} exists and is not a socket; refusing to replace it",
-                path.display()
-            )));
-        }
-        Err(_) => {}
-    }
-    let name = path.to_fs_name::<GenericFilePath>().map_err(fail)?;
-    ListenerOptions::new()
-        .name(name)
-        .mode(0o600)
-        .create_tokio()
-        .map_err(fail)
 }
 
 /// Resolves once the daemon has had no request for `idle_timeout` (never,

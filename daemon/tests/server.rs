@@ -1,0 +1,166 @@
+//! The server in-process on a temp socket, with limits small enough to
+//! exercise: the connection cap, the idle timeout and a graceful stop.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use credcache_daemon::clock::SystemClock;
+use credcache_daemon::engine::{Engine, Locations};
+use credcache_daemon::server::{self, Limits};
+use credcache_daemon::store::Store;
+use credcache_shared::codec;
+use credcache_shared::config::Config;
+use credcache_shared::protocol::{Request, Response};
+use credcache_shared::{PROTOCOL_VERSION, VERSION};
+
+struct Running {
+    _tmp: tempfile::TempDir,
+    socket: std::path::PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn start(limits: Limits) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let socket = tmp.path().join("s.sock");
+        let (store, _) = Store::open(&tmp.path().join("cache")).unwrap();
+        let locations = Locations {
+            config_file: tmp.path().join("none.toml"),
+            socket: socket.clone(),
+            cache_dir: tmp.path().join("cache"),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let path = socket.clone();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let engine =
+                    Engine::new(Config::builtin(), locations, store, Arc::new(SystemClock))
+                        .unwrap();
+                let listener = server::bind(&path).unwrap();
+                ready_tx.send(()).unwrap();
+                server::serve(listener, engine, limits, async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            });
+        });
+        ready_rx.recv().unwrap();
+        Self {
+            _tmp: tmp,
+            socket,
+            stop: Some(stop_tx),
+            done: Some(done),
+        }
+    }
+
+    fn connect(&self) -> UnixStream {
+        let s = UnixStream::connect(&self.socket).unwrap();
+        // A safety net so a regression fails the test instead of hanging it.
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s
+    }
+
+    fn hello(&self) -> UnixStream {
+        let mut s = self.connect();
+        codec::write_frame(
+            &mut s,
+            &Request::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                client_version: VERSION.into(),
+            },
+        )
+        .unwrap();
+        let r: Response = codec::read_frame(&mut s).unwrap().unwrap();
+        assert!(matches!(r, Response::Hello { .. }), "{r:?}");
+        s
+    }
+
+    fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(done) = self.done.take() {
+            done.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn an_idle_connection_is_closed() {
+    let server = Running::start(Limits {
+        idle: Duration::from_millis(200),
+        ..Limits::default()
+    });
+    let mut s = server.hello();
+    let mut buf = [0u8; 1];
+    // The daemon closes it: read returns end of stream (not the timeout).
+    assert_eq!(s.read(&mut buf).unwrap(), 0);
+    // A connection that never even says Hello is closed the same way.
+    let mut s = server.connect();
+    assert_eq!(s.read(&mut buf).unwrap(), 0);
+    // And the server still serves.
+    let _ = server.hello();
+}
+
+#[test]
+fn the_connection_cap_turns_away_the_extra_one_and_recovers() {
+    let server = Running::start(Limits {
+        max_connections: 2,
+        ..Limits::default()
+    });
+    let a = server.hello();
+    let _b = server.hello();
+    let mut c = server.connect();
+    let mut reply = Vec::new();
+    c.read_to_end(&mut reply).unwrap();
+    let r: Response = codec::read_frame(&mut &reply[..]).unwrap().unwrap();
+    match r {
+        Response::Error(e) => assert!(e.message.contains("too many open connections"), "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+    drop(a);
+    // The slot frees once the server notices `a` is gone: retry until then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = server.connect();
+        codec::write_frame(
+            &mut s,
+            &Request::Hello {
+                protocol_version: PROTOCOL_VERSION,
+                client_version: VERSION.into(),
+            },
+        )
+        .unwrap();
+        match codec::read_frame::<_, Response>(&mut s).unwrap() {
+            Some(Response::Hello { .. }) => break,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "cap never freed: {other:?}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn stop_closes_idle_connections_and_returns() {
+    let mut server = Running::start(Limits::default());
+    let mut s = server.hello();
+    server.stop();
+    let mut buf = [0u8; 1];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
+    let _ = s.write_all(&[0]);
+}
