@@ -1,0 +1,178 @@
+//! What tests call on a running [`Emulator`]: counters and the call log,
+//! faults and switches, and the identities it issues or accepts.
+
+use std::io;
+use std::path::Path;
+
+use super::container_app::app_key;
+use super::credentials::{self, AuthorizedUser, ServiceAccount};
+use super::endpoint::{Call, Endpoint};
+use super::fault::Fault;
+use super::server::Emulator;
+use super::state::IssuedToken;
+use super::timestamp::TimestampForm;
+
+impl Emulator {
+    /// Requests this endpoint has received (faulted ones included) since
+    /// start or the last [`reset_counts`](Emulator::reset_counts).
+    pub fn calls(&self, endpoint: Endpoint) -> u64 {
+        self.shared.lock().calls(endpoint)
+    }
+
+    /// Every answered request, oldest first.
+    pub fn call_log(&self) -> Vec<Call> {
+        self.shared.lock().call_log()
+    }
+
+    /// The answered requests of one endpoint, oldest first.
+    pub fn calls_to(&self, endpoint: Endpoint) -> Vec<Call> {
+        let log = self.call_log();
+        log.into_iter()
+            .filter(|call| call.endpoint == endpoint)
+            .collect()
+    }
+
+    /// Zeroes every counter and empties the call log.
+    pub fn reset_counts(&self) {
+        self.shared.lock().reset_counts();
+    }
+
+    /// Queues a fault behind any already queued for this endpoint.
+    pub fn push_fault(&self, endpoint: Endpoint, fault: Fault) {
+        self.shared.lock().push_fault(endpoint, fault);
+    }
+
+    pub fn clear_faults(&self, endpoint: Endpoint) {
+        self.shared.lock().clear_faults(endpoint);
+    }
+
+    /// Lifetime of tokens issued from now on (default 3600 s; 0 issues tokens
+    /// that are already expired). APIM ignores it: its expiry is requested.
+    pub fn set_lifetime(&self, endpoint: Endpoint, secs: u64) {
+        self.shared.lock().set_lifetime(endpoint, secs);
+    }
+
+    /// How GKE `expirationTime` / Container Apps `properties.expires` are written.
+    pub fn set_timestamp_form(&self, endpoint: Endpoint, form: TimestampForm) {
+        self.shared.lock().set_timestamp_form(endpoint, form);
+    }
+
+    /// On: answer the previously issued token and expiry again, as upstream
+    /// token caches do near expiry.
+    pub fn set_same_token(&self, endpoint: Endpoint, on: bool) {
+        self.shared.lock().set_same_token(endpoint, on);
+    }
+
+    /// On: `expires_in`/`expires_on` as JSON strings (managed identity's
+    /// default); off: as numbers (Google's and Entra v2's default).
+    pub fn set_expiry_strings(&self, endpoint: Endpoint, on: bool) {
+        self.shared.lock().set_expiry_strings(endpoint, on);
+    }
+
+    /// What the emulator knows of a token it issued, expired or not.
+    pub fn token_info(&self, token: &str) -> Option<IssuedToken> {
+        self.shared.lock().token_info(token)
+    }
+
+    /// The token this endpoint issued last.
+    pub fn last_token(&self, endpoint: Endpoint) -> Option<IssuedToken> {
+        self.shared.lock().last_token(endpoint)
+    }
+
+    /// Writes a Google `service_account` key file with a fresh RSA key whose
+    /// `token_uri` is this emulator's, and accepts JWTs signed by it.
+    ///
+    /// # Panics
+    /// If the file cannot be written; see [`Emulator::try_write_service_account_key`].
+    pub fn write_service_account_key(&self, path: impl AsRef<Path>) -> ServiceAccount {
+        let path = path.as_ref();
+        self.try_write_service_account_key(path)
+            .unwrap_or_else(|e| panic!("cannot write service account key {}: {e}", path.display()))
+    }
+
+    pub fn try_write_service_account_key(
+        &self,
+        path: impl AsRef<Path>,
+    ) -> io::Result<ServiceAccount> {
+        credentials::write_service_account(&self.shared, path.as_ref())
+    }
+
+    /// Refuses the service account's JWTs from now on (`invalid_grant`), as
+    /// for a deleted or disabled account.
+    pub fn disable_service_account(&self, client_email: &str) {
+        self.shared
+            .lock()
+            .registry
+            .disable_service_account(client_email);
+    }
+
+    /// Writes a Google `authorized_user` file whose client and refresh token
+    /// the emulator accepts.
+    ///
+    /// # Panics
+    /// If the file cannot be written; see [`Emulator::try_write_authorized_user`].
+    pub fn write_authorized_user(&self, path: impl AsRef<Path>) -> AuthorizedUser {
+        let path = path.as_ref();
+        self.try_write_authorized_user(path, None)
+            .unwrap_or_else(|e| panic!("cannot write authorized user file {}: {e}", path.display()))
+    }
+
+    /// As [`Emulator::write_authorized_user`], optionally with a `quota_project_id`.
+    pub fn try_write_authorized_user(
+        &self,
+        path: impl AsRef<Path>,
+        quota_project_id: Option<&str>,
+    ) -> io::Result<AuthorizedUser> {
+        credentials::write_authorized_user(&self.shared, path.as_ref(), quota_project_id)
+    }
+
+    /// Makes a refresh token answer `invalid_grant` from now on.
+    pub fn revoke_refresh_token(&self, refresh_token: &str) {
+        self.shared
+            .lock()
+            .registry
+            .revoke_refresh_token(refresh_token);
+    }
+
+    /// Registers an Entra app with a client secret in a tenant (the tenant is
+    /// created on first use). Federated assertions are accepted for it too.
+    pub fn register_client(&self, tenant: &str, client_id: &str, secret: &str) {
+        self.shared
+            .lock()
+            .registry
+            .register_client(tenant, client_id, Some(secret));
+    }
+
+    /// Registers an Entra app that has no secret, for workload identity.
+    pub fn register_federated_client(&self, tenant: &str, client_id: &str) {
+        self.shared
+            .lock()
+            .registry
+            .register_client(tenant, client_id, None);
+    }
+
+    /// Which federated assertions Entra accepts: `None` = any non-empty one
+    /// (the default), `Some(t)` = exactly `t` (to check a rotated file is re-read).
+    pub fn set_federated_token(&self, expected: Option<&str>) {
+        self.shared.lock().registry.federated_token = expected.map(str::to_owned);
+    }
+
+    /// The `X-IDENTITY-HEADER` value App Service's identity endpoint requires
+    /// (until set, any non-empty value is accepted).
+    pub fn set_identity_header(&self, value: &str) {
+        self.shared.lock().registry.identity_header = Some(value.to_owned());
+    }
+
+    /// Registers a GKE cluster (`projects/p/locations/l/azureClusters/c`).
+    /// Once any is registered, unknown clusters answer 404.
+    pub fn register_cluster(&self, name: &str) {
+        self.shared.lock().registry.clusters.insert(name.to_owned());
+    }
+
+    /// Registers a container app. Once any is registered, unknown apps
+    /// answer 404 `ResourceNotFound`.
+    pub fn register_container_app(&self, subscription: &str, resource_group: &str, app: &str) {
+        let key = app_key(subscription, resource_group, app);
+        self.shared.lock().registry.container_apps.insert(key);
+    }
+}
