@@ -111,7 +111,7 @@ impl Connection {
     }
 
     /// Sends one request and reads its answer. An `Error` answer becomes
-    /// [`Error::Daemon`] with `context` ("cannot get gcp") in front.
+    /// [`Error::Daemon`] with `context` ("cannot get a token for gcp") in front.
     pub fn call(&mut self, request: &Request, context: &str) -> Result<Response, Error> {
         // Requests that may wait on the cloud are bounded by the daemon
         // (`http_timeout`, retries included); a client-side limit would

@@ -34,7 +34,7 @@ pub enum Error {
     /// protocol, or the connection broke.
     Unreachable(String),
     /// The daemon answered the request with an error; `context` says what
-    /// the client was doing ("cannot get gcp").
+    /// the client was doing ("cannot get a token for gcp").
     Daemon { context: String, error: WireError },
     /// Anything else.
     Other(String),

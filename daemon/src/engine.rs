@@ -183,7 +183,7 @@ impl Engine {
         let token = self
             .token(&loaded, entry, min_valid, refresh)
             .await
-            .map_err(|e| wire_fetch_error(name, &e))?;
+            .map_err(|e| wire_fetch_error(&e))?;
         Ok(TokenReply {
             name: name.to_owned(),
             kind: entry.cred.kind().to_owned(),
@@ -281,7 +281,11 @@ impl Engine {
             timeout,
         };
         let started = Instant::now();
-        let outcome = match tokio::time::timeout(timeout, entry.provider.fetch(&cx)).await {
+        // HTTP calls time out by themselves at `http_timeout`, with a message
+        // naming the endpoint; this outer bound, a little longer, catches
+        // everything else (a hung command, a slow chain of dependencies).
+        let bound = timeout + Duration::from_secs(1);
+        let outcome = match tokio::time::timeout(bound, entry.provider.fetch(&cx)).await {
             Ok(Ok(fetched)) if fetched.expires_at <= now => Err(FetchError::transient(format!(
                 "the token fetched has already expired (expiry {})",
                 credcache_shared::time::format_rfc3339(fetched.expires_at)
@@ -360,7 +364,13 @@ impl Engine {
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok((_, Ok(_))) => {}
-                Ok((n, Err(e))) => failures.push(wire_fetch_error(&n, &e)),
+                Ok((n, Err(e))) => {
+                    let mut w = wire_fetch_error(&e);
+                    if name.is_none() {
+                        w.message = format!("{n}: {}", w.message);
+                    }
+                    failures.push(w)
+                }
                 Err(e) => failures.push(WireError::new(
                     ErrorKind::Internal,
                     format!("refresh task failed: {e}"),
@@ -575,17 +585,15 @@ impl Engine {
     }
 }
 
-fn wire_fetch_error(name: &str, e: &FetchError) -> WireError {
+/// A fetch error as a client sees it; the client says which credential.
+fn wire_fetch_error(e: &FetchError) -> WireError {
     let kind = match e.class {
         ErrorClass::Config => ErrorKind::Config,
         ErrorClass::Transient | ErrorClass::Permanent | ErrorClass::Unauthorized => {
             ErrorKind::Upstream
         }
     };
-    WireError::new(
-        kind,
-        format!("cannot get a token for {name}: {}", e.message),
-    )
+    WireError::new(kind, e.message.clone())
 }
 
 fn humanize(d: Duration) -> String {

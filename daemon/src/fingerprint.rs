@@ -69,8 +69,11 @@ pub fn identity_files(cred: &Credential) -> Vec<std::path::PathBuf> {
     }
 }
 
-/// Cheap change detection for identity files: path, size, mtime and inode.
-pub fn file_stamp(path: &Path) -> Option<(u64, i64, i64, u64)> {
+/// Size, mtime (seconds and nanoseconds) and inode of a file.
+pub type FileStamp = (u64, i64, i64, u64);
+
+/// Cheap change detection for identity files: size, mtime and inode.
+pub fn file_stamp(path: &Path) -> Option<FileStamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some((m.len(), m.mtime(), m.mtime_nsec(), m.ino()))

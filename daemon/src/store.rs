@@ -330,7 +330,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(&tmp.path().join("cache")).unwrap();
         store.db.insert(key("x", "fp"), vec![99, 1, 2, 3]).unwrap();
-        store.db.insert(b"no-separator".to_vec(), vec![1]).unwrap();
+        store.db.insert(b"no-separator", vec![1]).unwrap();
         store
             .db
             .insert(key("y", "fp"), vec![FORMAT_PLAIN_V1, 0xFF, 0xFF])

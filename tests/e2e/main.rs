@@ -11,6 +11,7 @@ mod harness;
 mod basics;
 mod concurrency;
 mod config;
+mod google;
 mod hostile;
 mod persistence;
 mod secrets;

@@ -57,7 +57,7 @@ pub fn fetch(
         min_valid_secs: min_valid.map(whole_secs_up),
         refresh,
     };
-    match conn.call(&request, &format!("cannot get {name}"))? {
+    match conn.call(&request, &format!("cannot get a token for {name}"))? {
         Response::Token(reply) => {
             if let Some(warning) = &reply.warning {
                 output::warning(warning);

@@ -58,7 +58,7 @@ impl Loaded {
 /// Size, mtime and inode of the config file and every identity file, so a
 /// change to any of them is noticed with a few `stat` calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stamps(Vec<(PathBuf, Option<(u64, i64, i64, u64)>)>);
+pub struct Stamps(Vec<(PathBuf, Option<fingerprint::FileStamp>)>);
 
 impl Stamps {
     pub fn take(config_path: &Path, config: &Config) -> Self {

@@ -30,8 +30,8 @@ impl Provider for Google {
     fn fetch<'a>(&'a self, cx: &'a FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
         Box::pin(async move {
             match self.identity_file()? {
-                Some(path) => self.from_file(cx, &path).await,
-                None => self.from_metadata(cx).await,
+                Some(path) => self.fetch_with_file(cx, &path).await,
+                None => self.fetch_from_metadata(cx).await,
             }
         })
     }
@@ -103,7 +103,11 @@ impl Google {
             .unwrap_or(DEFAULT_TOKEN_URI)
     }
 
-    async fn from_file(&self, cx: &FetchContext<'_>, path: &Path) -> Result<Fetched, FetchError> {
+    async fn fetch_with_file(
+        &self,
+        cx: &FetchContext<'_>,
+        path: &Path,
+    ) -> Result<Fetched, FetchError> {
         let text = tokio::fs::read(path).await.map_err(|e| {
             FetchError::config(format!("cannot read key file {}: {e}", path.display()))
         })?;
@@ -205,7 +209,7 @@ impl Google {
         })
     }
 
-    async fn from_metadata(&self, cx: &FetchContext<'_>) -> Result<Fetched, FetchError> {
+    async fn fetch_from_metadata(&self, cx: &FetchContext<'_>) -> Result<Fetched, FetchError> {
         let host = match &self.settings.metadata_host {
             Some(h) => h.clone(),
             None => std::env::var("GCE_METADATA_HOST")
