@@ -22,7 +22,7 @@ pub use loaded::{Entry, Loaded};
 pub use slot::{CachedToken, Slot};
 
 use crate::clock::Clock;
-use crate::providers::{BoxFuture, ErrorClass, FetchContext, FetchError};
+use crate::providers::{AuthToken, BoxFuture, ErrorClass, FetchContext, FetchError};
 use crate::store::{Record, Store};
 
 /// How often, at most, a request checks whether the config file changed.
@@ -77,6 +77,7 @@ impl Engine {
                 token: stored.record.token,
                 expires_at: stored.record.expires_at,
                 fetched_at: stored.record.fetched_at,
+                quota_project: stored.record.quota_project,
             };
             slots.insert(stored.name, Arc::new(Slot::with_token(token)));
         }
@@ -217,7 +218,7 @@ impl Engine {
     pub fn dependency_token<'a>(
         &'a self,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Secret, FetchError>> {
+    ) -> BoxFuture<'a, Result<AuthToken, FetchError>> {
         Box::pin(async move {
             let loaded = self.loaded();
             let entry = loaded.entries.get(name).ok_or_else(|| {
@@ -228,8 +229,32 @@ impl Engine {
                 .token(&loaded, entry, min_valid, false)
                 .await
                 .map_err(|e| e.context(format!("getting {name}")))?;
-            Ok(token.token)
+            Ok(AuthToken {
+                token: token.token,
+                quota_project: token.quota_project,
+            })
         })
+    }
+
+    /// Drops `name`'s cached token if it is still `rejected`: an API said
+    /// 401 to it, so the next `dependency_token` fetches a new one. A token
+    /// that was already replaced is left alone.
+    pub fn reject_token(&self, name: &str, rejected: &Secret) {
+        let slot = self.slot(name);
+        let dropped = {
+            let mut s = slot.lock();
+            let same = s.token.as_ref().is_some_and(|t| t.token == *rejected);
+            if same {
+                s.token = None;
+            }
+            same
+        };
+        if dropped {
+            tracing::info!(credential = name, "an API rejected this token: dropping it");
+            if let Err(e) = self.0.store.remove(name) {
+                tracing::warn!("could not update the cache: {e}");
+            }
+        }
     }
 
     async fn token(
@@ -258,6 +283,10 @@ impl Engine {
             }
         } else if !force && let Some(t) = slot.valid_token(self.0.clock.now(), min_valid) {
             return Ok(t);
+        }
+        // Upstream said when to come back; only an explicit refresh overrides.
+        if !force && let Some(e) = slot.held_off(self.0.clock.now()) {
+            return Err(e);
         }
         self.fetch(loaded, entry, &slot).await
     }
@@ -294,6 +323,7 @@ impl Engine {
                 token: fetched.token,
                 expires_at: fetched.expires_at,
                 fetched_at: now,
+                quota_project: fetched.quota_project,
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(FetchError::transient(format!(
@@ -301,7 +331,7 @@ impl Engine {
                 humanize(timeout)
             ))),
         };
-        slot.finish(&outcome);
+        slot.finish(&outcome, now);
         match &outcome {
             Ok(t) => {
                 tracing::info!(
@@ -316,6 +346,7 @@ impl Engine {
                         token: t.token.clone(),
                         expires_at: t.expires_at,
                         fetched_at: t.fetched_at,
+                        quota_project: t.quota_project.clone(),
                     };
                     let store = self.0.store.clone();
                     let (name, fp) = (name.to_owned(), entry.fingerprint.clone());

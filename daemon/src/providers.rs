@@ -2,6 +2,7 @@
 //! credential's settings into a fetched token. Adding a kind is one new
 //! module here plus one arm in [`build`].
 
+pub mod azure;
 pub mod command;
 pub mod google;
 mod token_response;
@@ -30,6 +31,26 @@ pub trait Provider: Send + Sync {
 pub struct Fetched {
     pub token: Secret,
     pub expires_at: DateTime<Utc>,
+    /// Google's `quota_project_id` of the identity that fetched it: calls
+    /// made with the token send it as `x-goog-user-project`.
+    pub quota_project: Option<String>,
+}
+
+impl Fetched {
+    pub fn new(token: Secret, expires_at: DateTime<Utc>) -> Self {
+        Self {
+            token,
+            expires_at,
+            quota_project: None,
+        }
+    }
+}
+
+/// The token of a credential named by `auth`, as a provider uses it.
+#[derive(Debug, Clone)]
+pub struct AuthToken {
+    pub token: Secret,
+    pub quota_project: Option<String>,
 }
 
 /// What a provider may use while fetching.
@@ -45,8 +66,14 @@ pub struct FetchContext<'a> {
 impl FetchContext<'_> {
     /// The current token of the credential this one's `auth` names, fetched
     /// first if need be (and cached in its own right).
-    pub async fn auth_token(&self, auth: &str) -> Result<Secret, FetchError> {
+    pub async fn auth_token(&self, auth: &str) -> Result<AuthToken, FetchError> {
         self.engine.dependency_token(auth).await
+    }
+
+    /// Tells the engine an API answered 401 to `token` of `auth`: it is
+    /// dropped, so the next [`auth_token`](Self::auth_token) fetches anew.
+    pub fn reject_auth_token(&self, auth: &str, token: &Secret) {
+        self.engine.reject_token(auth, token);
     }
 }
 
@@ -114,10 +141,10 @@ pub fn build(cred: &Credential, _config: &Config) -> Arc<dyn Provider> {
     match &cred.source {
         Source::Google(s) => Arc::new(google::Google::new(s.clone())),
         Source::Command(s) => Arc::new(command::CommandProvider::new(s.clone())),
-        Source::Azure(_)
-        | Source::GkeCluster(_)
-        | Source::ContainerApp(_)
-        | Source::ApimUserToken(_) => Arc::new(NotYet(cred.kind())),
+        Source::Azure(s) => Arc::new(azure::Azure::new(s.clone())),
+        Source::GkeCluster(_) | Source::ContainerApp(_) | Source::ApimUserToken(_) => {
+            Arc::new(NotYet(cred.kind()))
+        }
     }
 }
 

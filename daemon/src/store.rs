@@ -30,6 +30,7 @@ pub struct Record {
     pub token: Secret,
     pub expires_at: DateTime<Utc>,
     pub fetched_at: DateTime<Utc>,
+    pub quota_project: Option<String>,
 }
 
 /// One record read back at start-up.
@@ -296,6 +297,7 @@ mod tests {
             token: Secret::new(token),
             expires_at: now,
             fetched_at: now,
+            quota_project: None,
         }
     }
 

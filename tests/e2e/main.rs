@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod azure;
 mod basics;
 mod concurrency;
 mod config;

@@ -16,6 +16,7 @@ pub struct CachedToken {
     pub token: Secret,
     pub expires_at: DateTime<Utc>,
     pub fetched_at: DateTime<Utc>,
+    pub quota_project: Option<String>,
 }
 
 impl CachedToken {
@@ -55,6 +56,9 @@ pub struct SlotState {
     pub last_error: Option<FetchError>,
     pub consecutive_failures: u32,
     pub in_flight: bool,
+    /// Set from an upstream `Retry-After`: no fetch before this instant
+    /// unless a user explicitly asks (`refresh`).
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 impl Slot {
@@ -82,8 +86,8 @@ impl Slot {
         self.lock().attempts
     }
 
-    /// Records the outcome of a fetch.
-    pub fn finish(&self, outcome: &Result<CachedToken, FetchError>) {
+    /// Records the outcome of a fetch that started at `started`.
+    pub fn finish(&self, outcome: &Result<CachedToken, FetchError>, started: DateTime<Utc>) {
         let mut s = self.lock();
         s.attempts += 1;
         s.in_flight = false;
@@ -99,12 +103,34 @@ impl Slot {
                 s.consecutive_failures += 1;
             }
         }
+        s.not_before = match outcome {
+            Err(FetchError {
+                retry_after: Some(after),
+                ..
+            }) => chrono::Duration::from_std(*after).ok().map(|d| started + d),
+            _ => None,
+        };
+    }
+
+    /// The last error, if upstream asked us (with `Retry-After`) not to
+    /// call again before a time still in the future.
+    pub fn held_off(&self, now: DateTime<Utc>) -> Option<FetchError> {
+        let s = self.lock();
+        let until = s.not_before.filter(|t| *t > now)?;
+        let mut e = s.last_error.clone()?;
+        let secs = (until - now).num_seconds().max(1);
+        e.message = format!(
+            "{} (not asking again for {secs}s, as Retry-After said)",
+            e.message
+        );
+        Some(e)
     }
 
     /// Drops the token and the error history.
     pub fn clear(&self) {
         let mut s = self.lock();
         s.token = None;
+        s.not_before = None;
         s.last_error = None;
         s.consecutive_failures = 0;
     }
@@ -132,6 +158,7 @@ mod tests {
             token: Secret::new("t"),
             fetched_at: DateTime::from_timestamp(fetched, 0).unwrap(),
             expires_at: DateTime::from_timestamp(expires, 0).unwrap(),
+            quota_project: None,
         }
     }
 
@@ -157,11 +184,11 @@ mod tests {
         let now = DateTime::from_timestamp(100, 0).unwrap();
         let slot = Slot::default();
         assert_eq!(slot.state(now), CredentialState::NeverFetched);
-        slot.finish(&Err(FetchError::transient("boom")));
+        slot.finish(&Err(FetchError::transient("boom")), now);
         assert_eq!(slot.state(now), CredentialState::Failing);
-        slot.finish(&Ok(token(0, 200)));
+        slot.finish(&Ok(token(0, 200)), now);
         assert_eq!(slot.state(now), CredentialState::Fresh);
-        slot.finish(&Err(FetchError::transient("boom")));
+        slot.finish(&Err(FetchError::transient("boom")), now);
         assert_eq!(slot.state(now), CredentialState::StaleServing);
         assert_eq!(slot.lock().consecutive_failures, 1);
         slot.lock().last_error = None;
@@ -170,5 +197,22 @@ mod tests {
             CredentialState::Expired
         );
         assert_eq!(slot.attempts(), 3);
+    }
+
+    #[test]
+    fn retry_after_holds_fetches_off_until_it_passes() {
+        let now = DateTime::from_timestamp(100, 0).unwrap();
+        let slot = Slot::default();
+        let mut e = FetchError::transient("answered 429");
+        e.retry_after = Some(Duration::from_secs(30));
+        slot.finish(&Err(e), now);
+        let held = slot.held_off(now + chrono::Duration::seconds(10)).unwrap();
+        assert_eq!(
+            held.message,
+            "answered 429 (not asking again for 20s, as Retry-After said)"
+        );
+        assert!(slot.held_off(now + chrono::Duration::seconds(30)).is_none());
+        slot.finish(&Ok(token(0, 200)), now);
+        assert!(slot.held_off(now).is_none());
     }
 }

@@ -31,10 +31,10 @@ impl Provider for Scripted {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             self.gate.acquire().await.unwrap().forget();
             let answer = self.answers.lock().unwrap().remove(0)?;
-            Ok(Fetched {
-                token: Secret::new(format!("token-{n}")),
-                expires_at: self.clock.now() + chrono::Duration::seconds(answer),
-            })
+            Ok(Fetched::new(
+                Secret::new(format!("token-{n}")),
+                self.clock.now() + chrono::Duration::seconds(answer),
+            ))
         })
     }
 }

@@ -115,10 +115,7 @@ fn parse_output(
                 .map_err(|e| FetchError::transient(format!("command {program:?}: {e}")))?,
             None => default_expiry,
         };
-        return Ok(Fetched {
-            token: Secret::new(parsed.token),
-            expires_at,
-        });
+        return Ok(Fetched::new(Secret::new(parsed.token), expires_at));
     }
     if text.is_empty() {
         return Err(FetchError::transient(format!(
@@ -130,10 +127,7 @@ fn parse_output(
             "command {program:?} printed several lines; print just the token, or JSON {{\"token\": ..., \"expires_at\": ...}}"
         )));
     }
-    Ok(Fetched {
-        token: Secret::new(text),
-        expires_at: default_expiry,
-    })
+    Ok(Fetched::new(Secret::new(text), default_expiry))
 }
 
 #[cfg(test)]

@@ -66,6 +66,7 @@ struct KeyFile {
     client_id: Option<String>,
     client_secret: Option<String>,
     refresh_token: Option<String>,
+    quota_project_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -165,7 +166,9 @@ impl Google {
                     ("client_secret", client_secret),
                     ("refresh_token", refresh_token),
                 ]);
-                token_call(cx, request).await
+                let mut fetched = token_call(cx, request).await?;
+                fetched.quota_project = key.quota_project_id.filter(|q| !q.is_empty());
+                Ok(fetched)
             }
             Some(other) => Err(FetchError::config(format!(
                 "key file {} has type {:?}; credcache reads \"service_account\" and \"authorized_user\"",

@@ -38,7 +38,7 @@ pub fn parse(answer: &Answer, now: DateTime<Utc>) -> Result<Fetched, FetchError>
             "the answer has neither expires_in nor expires_on".into()
         ));
     };
-    Ok(Fetched { token, expires_at })
+    Ok(Fetched::new(token, expires_at))
 }
 
 /// A whole number sent as a JSON number or a string of digits.
