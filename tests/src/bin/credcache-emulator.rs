@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! credcache-emulator serve [--port N] [--service-account PATH]... [--authorized-user PATH]...
+//! credcache-emulator demo
 //! ```
 //!
+//! `demo` runs the product against the emulator (see `credcache_tests::demo`).
 //! `serve` writes the requested credential files, prints exactly one line
 //! `listening on http://127.0.0.1:PORT` to stdout, then serves until SIGINT
 //! or SIGTERM. Everything else is driven over `/__emulator/`.
@@ -16,12 +18,13 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use credcache_tests::emulator::Emulator;
 
-const USAGE: &str = "usage: credcache-emulator serve [--port N] [--service-account PATH]... [--authorized-user PATH]...";
+const USAGE: &str = "usage: credcache-emulator serve [--port N] [--service-account PATH]... [--authorized-user PATH]...\n       credcache-emulator demo";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("serve") => ServeArgs::parse(&args[1..]).and_then(serve),
+        Some("demo") => credcache_tests::demo::run(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -1,0 +1,206 @@
+//! `credcache-emulator demo`: the product doing its job, offline. It starts
+//! the emulator, writes a throwaway config pointing at it, and runs the real
+//! `credcache` client (which starts the real `credcached`) the way a user
+//! would, printing each command, what it printed, and what it cost.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+
+use crate::emulator::{Emulator, Endpoint};
+
+const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+const CLIENT: &str = "11111111-1111-1111-1111-111111111111";
+const SUBSCRIPTION: &str = "651f8027-33e8-4ec4-97b4-f6e9f3dc8744";
+
+/// Runs the demo, printing a transcript to stdout.
+pub fn run() -> anyhow::Result<()> {
+    let bin_dir = std::env::current_exe()?
+        .parent()
+        .context("no parent dir")?
+        .to_path_buf();
+    let client = bin_dir.join("credcache");
+    for bin in [&client, &bin_dir.join("credcached")] {
+        if !bin.is_file() {
+            bail!(
+                "{} is missing: build the workspace first (cargo build --workspace)",
+                bin.display()
+            );
+        }
+    }
+    let emu = Emulator::start();
+    let home = tempfile::Builder::new()
+        .prefix("credcache-demo")
+        .tempdir_in("/tmp")?;
+    let demo = Demo::new(&emu, home.path(), client)?;
+
+    println!(
+        "credcache demo: emulated Google and Azure clouds at {}",
+        emu.url()
+    );
+    println!(
+        "throwaway config, cache and socket under {}\n",
+        home.path().display()
+    );
+    println!("{}", demo.config_text.trim_end());
+    println!();
+
+    demo.step(
+        "credcache get gcp",
+        &["get", "gcp"],
+        "the client started the daemon, which fetched a Google token",
+    );
+    println!(
+        "    google token endpoint calls so far: {}",
+        emu.calls(Endpoint::GoogleToken)
+    );
+    demo.step(
+        "credcache get gcp",
+        &["get", "gcp"],
+        "answered from the daemon's memory",
+    );
+    println!(
+        "    google token endpoint calls so far: {}",
+        emu.calls(Endpoint::GoogleToken)
+    );
+    for name in ["prod-gke", "app-logs", "apim-dev", "corp"] {
+        demo.step(
+            &format!("credcache get {name}"),
+            &["get", name],
+            "fetched (with its identity, if not cached yet)",
+        );
+    }
+    demo.step(
+        "credcache get prod-gke --format exec-credential",
+        &["get", "prod-gke", "--format", "exec-credential"],
+        "what kubectl reads",
+    );
+    demo.step(
+        "credcache get apim-dev --format header",
+        &["get", "apim-dev", "--format", "header"],
+        "for curl -H @-",
+    );
+    demo.step(
+        "credcache refresh --all",
+        &["refresh", "--all"],
+        "every cached token fetched anew",
+    );
+    demo.step("credcache status", &["status"], "");
+    println!(
+        "\nupstream calls made: google token {}, entra token {}, gke {}, container apps {}, api management {}",
+        emu.calls(Endpoint::GoogleToken),
+        emu.calls(Endpoint::EntraToken),
+        emu.calls(Endpoint::GkeToken),
+        emu.calls(Endpoint::ContainerAppToken),
+        emu.calls(Endpoint::ApimToken),
+    );
+    demo.step("credcache daemon stop", &["daemon", "stop"], "");
+    Ok(())
+}
+
+struct Demo {
+    client: PathBuf,
+    env: Vec<(&'static str, String)>,
+    config_text: String,
+}
+
+impl Demo {
+    fn new(emu: &Emulator, home: &Path, client: PathBuf) -> anyhow::Result<Self> {
+        let key = home.join("sa.json");
+        emu.try_write_service_account_key(&key)?;
+        emu.register_client(TENANT, CLIENT, "demo-secret");
+        let url = emu.url();
+        let config_text = format!(
+            r#"[credentials.gcp]
+kind = "google"
+key_file = "{key}"
+
+[credentials.corp]
+kind = "azure"
+method = "client-secret"
+tenant_id = "{TENANT}"
+client_id = "{CLIENT}"
+client_secret_env = "DEMO_SECRET"
+authority_host = "{url}"
+
+[credentials.prod-gke]
+kind = "gke-cluster"
+auth = "gcp"
+cluster = "projects/my-proj/locations/us-east4/azureClusters/prod"
+endpoint = "{url}"
+
+[credentials.app-logs]
+kind = "container-app"
+auth = "corp"
+subscription_id = "{SUBSCRIPTION}"
+resource_group = "rg"
+app = "testcontainerapp0"
+arm_endpoint = "{url}"
+
+[credentials.apim-dev]
+kind = "apim-user-token"
+auth = "corp"
+subscription_id = "{SUBSCRIPTION}"
+resource_group = "rg1"
+service = "apimService1"
+user_id = "userId1718"
+lifetime = "8h"
+arm_endpoint = "{url}"
+"#,
+            key = key.display()
+        );
+        let config = home.join("config.toml");
+        std::fs::write(&config, &config_text)?;
+        let env = vec![
+            ("CREDCACHE_CONFIG", config.display().to_string()),
+            (
+                "CREDCACHE_DATA_DIR",
+                home.join("data").display().to_string(),
+            ),
+            (
+                "CREDCACHE_SOCKET",
+                home.join("run/credcache.sock").display().to_string(),
+            ),
+            ("DEMO_SECRET", "demo-secret".to_owned()),
+            // Nothing in the demo may leave this machine.
+            ("GCE_METADATA_HOST", format!("127.0.0.1:{}", emu.port())),
+        ];
+        Ok(Self {
+            client,
+            env,
+            config_text,
+        })
+    }
+
+    fn step(&self, shown: &str, args: &[&str], note: &str) {
+        println!("$ {shown}");
+        let started = Instant::now();
+        let out = Command::new(&self.client)
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (*k, v)))
+            .output();
+        let took = started.elapsed();
+        match out {
+            Ok(out) => {
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+                for line in String::from_utf8_lossy(&out.stderr).lines() {
+                    println!("  [stderr] {line}");
+                }
+                let how = if out.status.success() {
+                    String::new()
+                } else {
+                    format!(", exit {}", out.status.code().unwrap_or(-1))
+                };
+                let note = if note.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {note}")
+                };
+                println!("    ({:.1} ms{how}{note})", took.as_secs_f64() * 1e3);
+            }
+            Err(e) => println!("  cannot run {}: {e}", self.client.display()),
+        }
+    }
+}
