@@ -8,13 +8,20 @@ use std::path::Path;
 use credcache_shared::config::{Config, Credential, Source};
 use sha2::{Digest, Sha256};
 
+use crate::providers::azure;
+
 /// Fingerprints of every credential of `config`, by name. A credential's
 /// fingerprint covers its own settings, the content of any identity file it
 /// reads, and the fingerprint of the credential named by its `auth`.
 pub fn all(config: &Config) -> BTreeMap<String, String> {
+    all_in(config, &azure::process_env)
+}
+
+/// [`all`] with the environment that decides env-derived identities.
+fn all_in(config: &Config, env: azure::Env<'_>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for name in config.credentials.keys() {
-        fingerprint_of(config, name, &mut out, 0);
+        fingerprint_of(config, name, env, &mut out, 0);
     }
     out
 }
@@ -22,6 +29,7 @@ pub fn all(config: &Config) -> BTreeMap<String, String> {
 fn fingerprint_of(
     config: &Config,
     name: &str,
+    env: azure::Env<'_>,
     done: &mut BTreeMap<String, String>,
     depth: usize,
 ) -> String {
@@ -34,7 +42,15 @@ fn fingerprint_of(
     let mut h = Sha256::new();
     h.update(b"credcache-fingerprint-v1\0");
     h.update(serde_json::to_vec(&cred.source).expect("settings serialize"));
-    for file in identity_files(cred) {
+    // What the environment adds to an Azure identity (AZURE_CLIENT_ID, the
+    // method `auto` chose, ...): no secrets, and not the federated token
+    // file's content, which rotates while the identity stays the same.
+    if let Source::Azure(settings) = &cred.source {
+        h.update(b"\0azure\0");
+        let plan = azure::plan(settings, env).plan;
+        h.update(serde_json::to_vec(&plan).expect("plan serializes"));
+    }
+    for file in identity_files_in(cred, env) {
         h.update(b"\0file\0");
         h.update(file.as_os_str().as_encoded_bytes());
         h.update(b"\0");
@@ -48,7 +64,7 @@ fn fingerprint_of(
         && depth < 16
     {
         h.update(b"\0auth\0");
-        h.update(fingerprint_of(config, auth, done, depth + 1).as_bytes());
+        h.update(fingerprint_of(config, auth, env, done, depth + 1).as_bytes());
     }
     let fp: String = h.finalize()[..16]
         .iter()
@@ -60,11 +76,16 @@ fn fingerprint_of(
 
 /// Files whose content decides the identity a credential acts as.
 pub fn identity_files(cred: &Credential) -> Vec<std::path::PathBuf> {
+    identity_files_in(cred, &azure::process_env)
+}
+
+fn identity_files_in(cred: &Credential, env: azure::Env<'_>) -> Vec<std::path::PathBuf> {
     match &cred.source {
         Source::Google(g) => match &g.key_file {
             Some(path) => vec![path.clone()],
             None => crate::providers::google::adc_file().into_iter().collect(),
         },
+        Source::Azure(a) => azure::identity_files(a, env),
         _ => Vec::new(),
     }
 }
@@ -113,5 +134,55 @@ mod tests {
             a["gcp"], c["gcp"],
             "a rotated key file changes the fingerprint"
         );
+    }
+
+    #[test]
+    fn azure_changes_with_the_identity_from_the_environment_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let token_file = tmp.path().join("federated");
+        std::fs::write(&token_file, "assertion-1").unwrap();
+        let config = parse("[credentials.wi]\nkind = \"azure\"\nmethod = \"workload-identity\"\n");
+        let fp = |vars: &[(&str, &str)]| {
+            let vars: BTreeMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let env = |n: &str| vars.get(n).cloned();
+            all_in(&config, &env)
+        };
+        let file = token_file.display().to_string();
+        let base = [
+            ("AZURE_CLIENT_ID", "client-a"),
+            ("AZURE_TENANT_ID", "tenant"),
+            ("AZURE_FEDERATED_TOKEN_FILE", file.as_str()),
+        ];
+        let a = fp(&base);
+        std::fs::write(&token_file, "assertion-2").unwrap();
+        assert_eq!(
+            a,
+            fp(&base),
+            "a rotated federated token is the same identity"
+        );
+        let mut other = base;
+        other[0].1 = "client-b";
+        let b = fp(&other);
+        assert_ne!(a["wi"], b["wi"], "another client id is another identity");
+        assert_ne!(
+            a["azure"], b["azure"],
+            "auto chose workload identity, as client-b"
+        );
+        let vm = fp(&[
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token"),
+            ("IDENTITY_HEADER", "h1"),
+        ]);
+        let vm2 = fp(&[
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token"),
+            ("IDENTITY_HEADER", "h2"),
+        ]);
+        assert_eq!(
+            vm["azure"], vm2["azure"],
+            "IDENTITY_HEADER is a secret, not an identity"
+        );
+        assert_ne!(vm["azure"], fp(&[])["azure"], "App Service is not IMDS");
     }
 }

@@ -1,51 +1,506 @@
 //! `kind = "azure"`: a Microsoft Entra access token, by one of the methods
 //! users sign in with (one module each). `auto` takes the first method that
-//! is configured, in the Azure SDK's order.
+//! is configured, in the Azure SDK's `DefaultAzureCredential` order.
+//!
+//! The environment is read as the Azure SDK reads it (an empty variable is
+//! an unset one). Settings in the config file win over the environment.
+//!
+//! | variable | used for |
+//! |---|---|
+//! | `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` | tenant and app when the config has no `tenant_id`/`client_id` (client secret, workload identity); under `auto`, also the user-assigned managed identity, as `DefaultAzureCredential` does |
+//! | `AZURE_CLIENT_SECRET` | `auto`'s client secret |
+//! | `AZURE_FEDERATED_TOKEN_FILE` | workload identity's assertion, re-read on every fetch |
+//! | `AZURE_AUTHORITY_HOST` | the Entra host when the config has no `authority_host` |
+//! | `IDENTITY_ENDPOINT`, `IDENTITY_HEADER` | App Service managed identity |
+//! | `CREDCACHE_AZ` | the Azure CLI program (default `az` from `PATH`) |
+//!
+//! What the environment decides is resolved once, into a [`Plan`], when the
+//! config is loaded: the provider fetches by it and the settings fingerprint
+//! hashes it, so the two always agree on which identity a credential is.
+//! Secrets (the client secret, the federated token, `IDENTITY_HEADER`) are
+//! not part of a plan: they are read afresh on every fetch.
 
+mod cli;
 mod client_secret;
+mod managed_identity;
+mod workload_identity;
 
-use credcache_shared::config::{AzureMethod, AzureSettings, DEFAULT_AUTHORITY_HOST};
+use std::path::PathBuf;
 
-use super::{BoxFuture, FetchContext, FetchError, Fetched, Provider};
+use credcache_shared::config::{AzureMethod, AzureSettings, DEFAULT_AUTHORITY_HOST, SecretSource};
+use serde::Serialize;
+
+use super::{BoxFuture, FetchContext, FetchError, Fetched, Provider, token_response};
+use crate::http;
+
+pub use managed_identity::MiEndpoint;
+
+/// Reads an environment variable; `None` when unset or empty.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The daemon's own environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A method with everything the environment decided for it resolved; no
+/// secrets. Missing pieces stay `None` and are reported at fetch, where the
+/// error reaches the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Plan {
+    ClientSecret {
+        tenant_id: Option<String>,
+        client_id: Option<String>,
+        secret: Option<SecretSource>,
+        authority: String,
+    },
+    /// The assertion file is named by `AZURE_FEDERATED_TOKEN_FILE`, read at
+    /// fetch: its content rotates and is no part of the identity.
+    WorkloadIdentity {
+        tenant_id: Option<String>,
+        client_id: Option<String>,
+        authority: String,
+    },
+    ManagedIdentity {
+        endpoint: MiEndpoint,
+        /// A user-assigned identity; `None` is the system-assigned one.
+        client_id: Option<String>,
+    },
+    Cli {
+        program: String,
+        tenant_id: Option<String>,
+    },
+}
+
+impl Plan {
+    /// The method, as `auto`'s messages name it.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Plan::ClientSecret { .. } => "client secret",
+            Plan::WorkloadIdentity { .. } => "workload identity",
+            Plan::ManagedIdentity { .. } => "managed identity",
+            Plan::Cli { .. } => "the Azure CLI",
+        }
+    }
+}
+
+/// What `auto` chose and why, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chosen {
+    pub plan: Plan,
+    /// `Some` when `auto` chose: the reason, in a few words.
+    pub because: Option<&'static str>,
+}
+
+/// Resolves the method for `settings` in `env`.
+pub fn plan(settings: &AzureSettings, env: Env<'_>) -> Chosen {
+    let (method, because) = match settings.method {
+        AzureMethod::Auto => {
+            let (m, why) = choose(settings, env);
+            (m, Some(why))
+        }
+        configured => (configured, None),
+    };
+    let or_env = |configured: &Option<String>, var: &str| configured.clone().or_else(|| env(var));
+    let authority = authority_host(settings, env);
+    let plan = match method {
+        AzureMethod::ClientSecret => Plan::ClientSecret {
+            tenant_id: or_env(&settings.tenant_id, "AZURE_TENANT_ID"),
+            client_id: or_env(&settings.client_id, "AZURE_CLIENT_ID"),
+            secret: settings.client_secret.clone().or_else(|| {
+                env("AZURE_CLIENT_SECRET").map(|_| SecretSource::Env("AZURE_CLIENT_SECRET".into()))
+            }),
+            authority,
+        },
+        AzureMethod::WorkloadIdentity => Plan::WorkloadIdentity {
+            tenant_id: or_env(&settings.tenant_id, "AZURE_TENANT_ID"),
+            client_id: or_env(&settings.client_id, "AZURE_CLIENT_ID"),
+            authority,
+        },
+        AzureMethod::ManagedIdentity | AzureMethod::Auto => Plan::ManagedIdentity {
+            endpoint: managed_identity::endpoint(settings, env, because.is_some()),
+            // `ManagedIdentityCredential` alone takes no client id from the
+            // environment; `DefaultAzureCredential` passes AZURE_CLIENT_ID.
+            client_id: if because.is_some() {
+                or_env(&settings.client_id, "AZURE_CLIENT_ID")
+            } else {
+                settings.client_id.clone()
+            },
+        },
+        AzureMethod::Cli => Plan::Cli {
+            program: cli::program(env),
+            tenant_id: settings.tenant_id.clone(),
+        },
+    };
+    Chosen { plan, because }
+}
+
+/// `auto`: client secret (configured, or all three of AZURE_TENANT_ID,
+/// AZURE_CLIENT_ID and AZURE_CLIENT_SECRET), then workload identity, then a
+/// managed identity whose endpoint is set, then the Azure CLI if installed,
+/// and last IMDS, as on an Azure VM.
+fn choose(settings: &AzureSettings, env: Env<'_>) -> (AzureMethod, &'static str) {
+    let known = |configured: &Option<String>, var: &str| configured.is_some() || env(var).is_some();
+    let secret = settings.client_secret.is_some() || env("AZURE_CLIENT_SECRET").is_some();
+    if secret
+        && known(&settings.tenant_id, "AZURE_TENANT_ID")
+        && known(&settings.client_id, "AZURE_CLIENT_ID")
+    {
+        let why = if settings.client_secret.is_some() {
+            "a client secret is configured"
+        } else {
+            "AZURE_CLIENT_SECRET is set"
+        };
+        return (AzureMethod::ClientSecret, why);
+    }
+    if env("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+        return (
+            AzureMethod::WorkloadIdentity,
+            "AZURE_FEDERATED_TOKEN_FILE is set",
+        );
+    }
+    if settings.identity_endpoint.is_some() {
+        return (
+            AzureMethod::ManagedIdentity,
+            "identity_endpoint is configured",
+        );
+    }
+    if env("IDENTITY_ENDPOINT").is_some() {
+        return (AzureMethod::ManagedIdentity, "IDENTITY_ENDPOINT is set");
+    }
+    if cli::locate(&cli::program(env), env).is_some() {
+        return (AzureMethod::Cli, "az is installed");
+    }
+    (
+        AzureMethod::ManagedIdentity,
+        "no client secret, AZURE_FEDERATED_TOKEN_FILE, IDENTITY_ENDPOINT or az was found, so IMDS was asked",
+    )
+}
+
+/// `authority_host` from the config, else `AZURE_AUTHORITY_HOST`, else
+/// the public cloud.
+fn authority_host(settings: &AzureSettings, env: Env<'_>) -> String {
+    settings
+        .authority_host
+        .clone()
+        .or_else(|| env("AZURE_AUTHORITY_HOST"))
+        .unwrap_or_else(|| DEFAULT_AUTHORITY_HOST.to_owned())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Files whose content decides the identity: the Azure CLI's profile (which
+/// account and subscription `az login` / `az account set` chose).
+pub fn identity_files(settings: &AzureSettings, env: Env<'_>) -> Vec<PathBuf> {
+    match plan(settings, env).plan {
+        Plan::Cli { .. } => cli::profile_file(env).into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
 
 pub struct Azure {
     settings: AzureSettings,
+    chosen: Chosen,
 }
 
 impl Azure {
+    /// Resolves the method in the daemon's environment. `auto` is decided
+    /// here, once per config load: installing `az` later takes a
+    /// `credcache daemon reload`.
     pub fn new(settings: AzureSettings) -> Self {
-        Self { settings }
+        let chosen = plan(&settings, &process_env);
+        Self { settings, chosen }
     }
 
-    /// `authority_host` from the config, else `AZURE_AUTHORITY_HOST`, else
-    /// the public cloud.
-    fn authority_host(&self) -> String {
-        self.settings
-            .authority_host
-            .clone()
-            .or_else(|| {
-                std::env::var("AZURE_AUTHORITY_HOST")
-                    .ok()
-                    .filter(|h| !h.is_empty())
-            })
-            .unwrap_or_else(|| DEFAULT_AUTHORITY_HOST.to_owned())
-            .trim_end_matches('/')
-            .to_owned()
+    async fn fetch_by_plan(&self, cx: &FetchContext<'_>) -> Result<Fetched, FetchError> {
+        let scope = self.settings.scope.as_str();
+        match &self.chosen.plan {
+            Plan::ClientSecret {
+                tenant_id,
+                client_id,
+                secret,
+                authority,
+            } => {
+                let tenant = required(tenant_id.as_deref(), "tenant_id", "AZURE_TENANT_ID")?;
+                let client = required(client_id.as_deref(), "client_id", "AZURE_CLIENT_ID")?;
+                let secret = secret.as_ref().ok_or_else(|| {
+                    FetchError::config("client_secret_env or client_secret_file is not set")
+                })?;
+                client_secret::fetch(tenant, client, secret, authority, scope, cx).await
+            }
+            Plan::WorkloadIdentity {
+                tenant_id,
+                client_id,
+                authority,
+            } => {
+                let tenant = required(tenant_id.as_deref(), "tenant_id", "AZURE_TENANT_ID")?;
+                let client = required(client_id.as_deref(), "client_id", "AZURE_CLIENT_ID")?;
+                workload_identity::fetch(tenant, client, authority, scope, cx).await
+            }
+            Plan::ManagedIdentity {
+                endpoint,
+                client_id,
+            } => managed_identity::fetch(endpoint, client_id.as_deref(), scope, cx).await,
+            Plan::Cli { program, tenant_id } => {
+                cli::fetch(program, tenant_id.as_deref(), scope, cx).await
+            }
+        }
     }
 }
 
 impl Provider for Azure {
     fn fetch<'a>(&'a self, cx: &'a FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
         Box::pin(async move {
-            match self.settings.method {
-                AzureMethod::ClientSecret => {
-                    client_secret::fetch(&self.settings, &self.authority_host(), cx).await
-                }
-                other => Err(FetchError::config(format!(
-                    "azure method {:?} is not supported by this credcached yet",
-                    other.as_str()
-                ))),
-            }
+            let Some(why) = self.chosen.because else {
+                return self.fetch_by_plan(cx).await;
+            };
+            let method = self.chosen.plan.describe();
+            tracing::debug!(credential = cx.name, "azure auto chose {method} ({why})");
+            self.fetch_by_plan(cx)
+                .await
+                .map_err(|e| e.context(format_args!("auto chose {method} ({why})")))
         })
+    }
+}
+
+/// The client-credentials grant at `{authority}/{tenant}/oauth2/v2.0/token`,
+/// shared by client secret and workload identity; `form` carries the proof.
+async fn entra_token(
+    cx: &FetchContext<'_>,
+    authority: &str,
+    tenant: &str,
+    form: &[(&str, &str)],
+) -> Result<Fetched, FetchError> {
+    let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
+    let request = cx.http.client().post(url).form(form);
+    let answer = http::send("entra token endpoint", request).await?;
+    if !answer.is_success() {
+        return Err(answer.error(cx.now));
+    }
+    token_response::parse(&answer, cx.now)
+}
+
+/// A required value from the config or the environment, or a config error
+/// naming both.
+fn required<'a>(value: Option<&'a str>, key: &str, var: &str) -> Result<&'a str, FetchError> {
+    value.ok_or_else(|| {
+        FetchError::config(format!(
+            "{key} is not configured and {var} is not set in the daemon's environment \
+             (set it, then run `credcache daemon restart` from that shell)"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::os::unix::fs::PermissionsExt;
+
+    use credcache_shared::config::DEFAULT_AZURE_SCOPE;
+
+    use super::*;
+
+    fn settings(method: AzureMethod) -> AzureSettings {
+        AzureSettings {
+            method,
+            tenant_id: None,
+            client_id: None,
+            client_secret: None,
+            authority_host: None,
+            scope: DEFAULT_AZURE_SCOPE.into(),
+            identity_endpoint: None,
+        }
+    }
+
+    fn chosen(settings: &AzureSettings, vars: &[(&str, &str)]) -> Chosen {
+        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
+        plan(settings, &|n: &str| vars.get(n).map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn auto_follows_the_sdk_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let az = tmp.path().join("az");
+        std::fs::write(&az, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = tmp.path().display().to_string();
+        let auto = settings(AzureMethod::Auto);
+        let ids = [("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c")];
+        let secret = [("AZURE_CLIENT_SECRET", "s")];
+        let federated = [("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token")];
+        let app_service = [
+            ("IDENTITY_ENDPOINT", "http://127.0.0.1:1/msi/token"),
+            ("IDENTITY_HEADER", "h"),
+        ];
+        let on_path = [("PATH", path.as_str())];
+        let all = [&ids[..], &secret, &federated, &app_service, &on_path].concat();
+        let c = chosen(&auto, &all);
+        assert_eq!(
+            c.plan,
+            Plan::ClientSecret {
+                tenant_id: Some("t".into()),
+                client_id: Some("c".into()),
+                secret: Some(SecretSource::Env("AZURE_CLIENT_SECRET".into())),
+                authority: DEFAULT_AUTHORITY_HOST.into(),
+            }
+        );
+        assert_eq!(c.because, Some("AZURE_CLIENT_SECRET is set"));
+        // A secret without the ids is not enough.
+        let c = chosen(&auto, &[&secret[..], &ids[..1], &federated].concat());
+        assert!(matches!(c.plan, Plan::WorkloadIdentity { .. }), "{c:?}");
+
+        // Without the secret, the federated token file is next.
+        let c = chosen(
+            &auto,
+            &[&ids[..], &federated, &app_service, &on_path].concat(),
+        );
+        assert_eq!(
+            c.plan,
+            Plan::WorkloadIdentity {
+                tenant_id: Some("t".into()),
+                client_id: Some("c".into()),
+                authority: DEFAULT_AUTHORITY_HOST.into(),
+            }
+        );
+        assert_eq!(c.because, Some("AZURE_FEDERATED_TOKEN_FILE is set"));
+        // Then App Service, as the user-assigned identity AZURE_CLIENT_ID if set.
+        let c = chosen(&auto, &[&app_service[..], &on_path].concat());
+        assert_eq!(
+            c.plan,
+            Plan::ManagedIdentity {
+                endpoint: MiEndpoint::AppService {
+                    url: "http://127.0.0.1:1/msi/token".into()
+                },
+                client_id: None,
+            }
+        );
+        let c = chosen(&auto, &[&ids[1..], &app_service].concat());
+        assert!(
+            matches!(c.plan, Plan::ManagedIdentity { client_id: Some(ref id), .. } if id == "c"),
+            "{c:?}"
+        );
+        // Then the CLI, if found; IMDS last, marked as a guess.
+        let c = chosen(&auto, &[("PATH", path.as_str())]);
+        assert_eq!(
+            c.plan,
+            Plan::Cli {
+                program: "az".into(),
+                tenant_id: None
+            }
+        );
+        let c = chosen(&auto, &[("CREDCACHE_AZ", &az.display().to_string())]);
+        assert!(matches!(c.plan, Plan::Cli { .. }));
+        let c = chosen(
+            &auto,
+            &[("CREDCACHE_AZ", "/nonexistent/az"), ("PATH", &path)],
+        );
+        assert_eq!(
+            c.plan,
+            Plan::ManagedIdentity {
+                endpoint: MiEndpoint::Imds {
+                    base: "http://169.254.169.254".into(),
+                    guessed: true
+                },
+                client_id: None,
+            }
+        );
+        assert!(c.because.unwrap().contains("so IMDS was asked"));
+    }
+
+    #[test]
+    fn auto_takes_config_before_environment() {
+        let mut s = settings(AzureMethod::Auto);
+        s.identity_endpoint = Some("http://127.0.0.1:9/".into());
+        let c = chosen(
+            &s,
+            &[
+                ("IDENTITY_ENDPOINT", "http://x/msi"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+        );
+        assert_eq!(
+            c.plan,
+            Plan::ManagedIdentity {
+                endpoint: MiEndpoint::Imds {
+                    base: "http://127.0.0.1:9".into(),
+                    guessed: false
+                },
+                client_id: None,
+            }
+        );
+        assert_eq!(c.because, Some("identity_endpoint is configured"));
+
+        // A configured secret file with the ids from the environment.
+        s.client_secret = Some(SecretSource::File("/s".into()));
+        s.tenant_id = Some("config-tenant".into());
+        s.authority_host = Some("https://login.example/".into());
+        let c = chosen(
+            &s,
+            &[
+                ("AZURE_TENANT_ID", "env-tenant"),
+                ("AZURE_CLIENT_ID", "env-client"),
+                ("AZURE_AUTHORITY_HOST", "https://ignored"),
+            ],
+        );
+        assert_eq!(
+            c.plan,
+            Plan::ClientSecret {
+                tenant_id: Some("config-tenant".into()),
+                client_id: Some("env-client".into()),
+                secret: Some(SecretSource::File("/s".into())),
+                authority: "https://login.example".into(),
+            }
+        );
+        assert_eq!(c.because, Some("a client secret is configured"));
+    }
+
+    #[test]
+    fn configured_methods_are_not_chosen() {
+        let vars = [
+            ("AZURE_CLIENT_ID", "env-client"),
+            ("AZURE_TENANT_ID", "env-tenant"),
+            ("AZURE_AUTHORITY_HOST", "https://login.example"),
+            ("CREDCACHE_AZ", "/opt/az"),
+        ];
+        let c = chosen(&settings(AzureMethod::ManagedIdentity), &vars);
+        assert_eq!(c.because, None);
+        assert_eq!(
+            c.plan,
+            Plan::ManagedIdentity {
+                endpoint: MiEndpoint::Imds {
+                    base: "http://169.254.169.254".into(),
+                    guessed: false
+                },
+                // ManagedIdentityCredential alone: system-assigned.
+                client_id: None,
+            }
+        );
+        assert_eq!(
+            chosen(&settings(AzureMethod::Cli), &vars).plan,
+            Plan::Cli {
+                program: "/opt/az".into(),
+                tenant_id: None
+            }
+        );
+        assert_eq!(
+            chosen(&settings(AzureMethod::WorkloadIdentity), &vars).plan,
+            Plan::WorkloadIdentity {
+                tenant_id: Some("env-tenant".into()),
+                client_id: Some("env-client".into()),
+                authority: "https://login.example".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn missing_ids_name_the_key_and_the_variable() {
+        let e = required(None, "client_id", "AZURE_CLIENT_ID").unwrap_err();
+        assert!(
+            e.message
+                .starts_with("client_id is not configured and AZURE_CLIENT_ID is not set"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.class, crate::providers::ErrorClass::Config);
     }
 }

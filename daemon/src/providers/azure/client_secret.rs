@@ -1,42 +1,29 @@
 //! `method = "client-secret"`: the client-credentials grant with a secret
 //! read from an environment variable or a file (never from the config).
+//! Under `auto`, the Azure SDK's `EnvironmentCredential`: the secret in
+//! `AZURE_CLIENT_SECRET`.
 
-use credcache_shared::config::{AzureSettings, SecretSource};
+use credcache_shared::config::SecretSource;
 use zeroize::Zeroizing;
 
-use crate::http;
-use crate::providers::{FetchContext, FetchError, Fetched, token_response};
+use crate::providers::{FetchContext, FetchError, Fetched};
 
 pub async fn fetch(
-    settings: &AzureSettings,
+    tenant: &str,
+    client_id: &str,
+    source: &SecretSource,
     authority: &str,
+    scope: &str,
     cx: &FetchContext<'_>,
 ) -> Result<Fetched, FetchError> {
-    let tenant = settings
-        .tenant_id
-        .as_deref()
-        .ok_or_else(|| FetchError::config("tenant_id is not set"))?;
-    let client_id = settings
-        .client_id
-        .as_deref()
-        .ok_or_else(|| FetchError::config("client_id is not set"))?;
-    let source = settings
-        .client_secret
-        .as_ref()
-        .ok_or_else(|| FetchError::config("client_secret_env or client_secret_file is not set"))?;
     let secret = read_secret(source)?;
-    let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
-    let request = cx.http.client().post(url).form(&[
+    let form = [
         ("client_id", client_id),
         ("client_secret", secret.as_str()),
         ("grant_type", "client_credentials"),
-        ("scope", settings.scope.as_str()),
-    ]);
-    let answer = http::send("entra token endpoint", request).await?;
-    if !answer.is_success() {
-        return Err(answer.error(cx.now));
-    }
-    token_response::parse(&answer, cx.now)
+        ("scope", scope),
+    ];
+    super::entra_token(cx, authority, tenant, &form).await
 }
 
 /// Reads the secret afresh on every fetch, so a rotated secret is picked up.
