@@ -2,8 +2,12 @@
 //! credential's settings into a fetched token. Adding a kind is one new
 //! module here plus one arm in [`build`].
 
+pub mod apim;
+mod authorized;
 pub mod azure;
 pub mod command;
+pub mod container_app;
+pub mod gke;
 pub mod google;
 mod token_response;
 
@@ -129,6 +133,12 @@ impl FetchError {
         }
     }
 
+    /// Whether retrying cannot help until something changes: the identity
+    /// provider or API said no for good.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self.class, ErrorClass::Permanent | ErrorClass::Unauthorized)
+    }
+
     /// Prefixes the message with context: "fetching gcp: ...".
     pub fn context(mut self, what: impl std::fmt::Display) -> Self {
         self.message = format!("{what}: {}", self.message);
@@ -142,25 +152,8 @@ pub fn build(cred: &Credential, _config: &Config) -> Arc<dyn Provider> {
         Source::Google(s) => Arc::new(google::Google::new(s.clone())),
         Source::Command(s) => Arc::new(command::CommandProvider::new(s.clone())),
         Source::Azure(s) => Arc::new(azure::Azure::new(s.clone())),
-        Source::GkeCluster(_) | Source::ContainerApp(_) | Source::ApimUserToken(_) => {
-            Arc::new(NotYet(cred.kind()))
-        }
-    }
-}
-
-/// A kind the config accepts but this build cannot fetch yet.
-struct NotYet(&'static str);
-
-impl Provider for NotYet {
-    fn fetch<'a>(
-        &'a self,
-        _cx: &'a FetchContext<'a>,
-    ) -> BoxFuture<'a, Result<Fetched, FetchError>> {
-        Box::pin(async move {
-            Err(FetchError::config(format!(
-                "kind {:?} is not supported by this credcached yet",
-                self.0
-            )))
-        })
+        Source::GkeCluster(s) => Arc::new(gke::Gke::new(s.clone())),
+        Source::ContainerApp(s) => Arc::new(container_app::ContainerApp::new(s.clone())),
+        Source::ApimUserToken(s) => Arc::new(apim::Apim::new(s.clone())),
     }
 }

@@ -60,6 +60,21 @@ impl Out {
         assert_eq!(self.code, 0, "failed: {self:#?}");
         &self.stdout
     }
+
+    /// Asserts an upstream failure as SPEC §4 has it: exit 5, nothing on
+    /// stdout, and one stderr line that starts with `prefix` and contains
+    /// `want` (the cloud's own words).
+    #[track_caller]
+    pub fn upstream_failure(&self, prefix: &str, want: &str) {
+        assert_eq!(self.code, 5, "wanted exit 5 for {want:?}: {self:#?}");
+        assert_eq!(self.stdout, "", "{self:#?}");
+        assert!(
+            self.stderr.starts_with(prefix),
+            "wanted {prefix:?} first: {self:#?}"
+        );
+        assert!(self.stderr.contains(want), "wanted {want:?} in: {self:#?}");
+        assert_eq!(self.stderr.lines().count(), 1, "one line: {self:#?}");
+    }
 }
 
 impl Default for Sandbox {
@@ -93,6 +108,17 @@ impl Sandbox {
 
     pub fn write_config(&self, text: &str) {
         std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Adds `text` (whole tables) to the end of the config file, so a
+    /// fixture's credentials can be built on.
+    pub fn append_config(&self, text: &str) {
+        let mut config = std::fs::read_to_string(&self.config).unwrap_or_default();
+        if !config.is_empty() && !config.ends_with('\n') {
+            config.push('\n');
+        }
+        config.push_str(text);
+        self.write_config(&config);
     }
 
     /// A command for one of the binaries, with the sandbox's environment

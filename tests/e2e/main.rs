@@ -8,11 +8,15 @@
 
 mod harness;
 
+mod apim;
 mod azure;
 mod basics;
 mod concurrency;
 mod config;
+mod container_app;
+mod gke;
 mod google;
 mod hostile;
 mod persistence;
+mod refresh;
 mod secrets;

@@ -1,0 +1,259 @@
+//! `kind = "apim-user-token"` against the emulator: the request body (key
+//! type, a .NET-style expiry), the expiry read from inside the token, ARM's
+//! errors, the one retry after a 401, Retry-After, every `get` format with
+//! the SharedAccessSignature header; and `exec` with all three new kinds.
+
+use chrono::{DurationRound, TimeDelta};
+use credcache_shared::time::{format_rfc3339, parse_rfc3339};
+use credcache_tests::emulator::{Emulator, Endpoint, Fault};
+use serde_json::Value;
+
+use crate::azure::client_secret_sandbox;
+use crate::harness::Sandbox;
+
+const FAILED: &str = "credcache: cannot get a token for apim-dev: api management answered";
+
+/// Config text for an apim-user-token credential on `corp`.
+fn apim_credential(emu: &Emulator, name: &str, extra: &str) -> String {
+    format!(
+        "[credentials.{name}]\nkind = \"apim-user-token\"\nauth = \"corp\"\n\
+         subscription_id = \"00000000-0000-0000-0000-000000000000\"\nresource_group = \"rg1\"\n\
+         service = \"apimService1\"\nuser_id = \"userId1718\"\narm_endpoint = \"{}\"\n{extra}",
+        emu.url()
+    )
+}
+
+fn sandbox(emu: &Emulator) -> Sandbox {
+    let sb = client_secret_sandbox(emu, "the-right-secret");
+    sb.append_config(&apim_credential(
+        emu,
+        "apim-dev",
+        "key_type = \"secondary\"\nlifetime = \"8h\"\n",
+    ));
+    sb
+}
+
+fn get_json(sb: &Sandbox, args: &[&str]) -> Value {
+    let out = sb.run(args);
+    serde_json::from_str(out.ok()).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+}
+
+#[test]
+fn asks_for_an_expiry_and_caches_the_one_inside_the_token() {
+    let emu = Emulator::start();
+    let sb = sandbox(&emu);
+    let json = get_json(&sb, &["get", "apim-dev", "--format", "json"]);
+    let issued = emu.last_token(Endpoint::ApimToken).unwrap();
+    assert_eq!(json["token"], issued.token.as_str());
+    let order: Vec<Endpoint> = emu.call_log().iter().map(|c| c.endpoint).collect();
+    assert_eq!(order, [Endpoint::EntraToken, Endpoint::ApimToken]);
+
+    let call = &emu.calls_to(Endpoint::ApimToken)[0];
+    assert_eq!(call.method, "POST");
+    assert_eq!(
+        call.path,
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg1/providers/\
+         Microsoft.ApiManagement/service/apimService1/users/userId1718/token"
+    );
+    assert_eq!(
+        call.bearer,
+        Some(emu.last_token(Endpoint::EntraToken).unwrap().token)
+    );
+    assert_eq!(call.key_type.as_deref(), Some("secondary"));
+    // `2019-04-21T00:44:24.2845269Z`: 7 fractional digits and Z, as .NET writes.
+    let asked = call.expiry.as_deref().unwrap();
+    let shape = asked.len() == 28
+        && asked.as_bytes()[19] == b'.'
+        && asked[20..27].bytes().all(|b| b.is_ascii_digit())
+        && asked.ends_with('Z');
+    assert!(shape, "{asked}");
+
+    // The token says when it expires, to the minute: that is what is cached.
+    let asked = parse_rfc3339("expiry", asked).unwrap();
+    let granted = asked.duration_trunc(TimeDelta::minutes(1)).unwrap();
+    assert_eq!(issued.expires_at, granted);
+    let (_, stamp) = issued.token.split_once('&').unwrap();
+    assert!(stamp.starts_with(&granted.format("%Y%m%d%H%M&").to_string()));
+    assert_eq!(json["expires_at"], format_rfc3339(granted).as_str());
+    // Asked for now + lifetime, at the 100 ns precision .NET writes.
+    let fetched = parse_rfc3339("fetched_at", json["fetched_at"].as_str().unwrap()).unwrap();
+    let want = (fetched + TimeDelta::hours(8))
+        .duration_trunc(TimeDelta::nanoseconds(100))
+        .unwrap();
+    assert_eq!(asked, want);
+
+    assert_eq!(sb.get("apim-dev"), issued.token, "cached");
+    assert_eq!(emu.calls(Endpoint::ApimToken), 1);
+}
+
+#[test]
+fn every_get_format_and_the_shared_access_signature_header() {
+    let emu = Emulator::start();
+    let sb = sandbox(&emu);
+    let token = sb.get("apim-dev");
+    assert!(token.starts_with("userId1718&"), "{token}");
+    let expires = format_rfc3339(emu.last_token(Endpoint::ApimToken).unwrap().expires_at);
+
+    assert_eq!(
+        sb.run(["get", "apim-dev", "--format", "header"]).ok(),
+        format!("Authorization: SharedAccessSignature {token}\n")
+    );
+    assert_eq!(
+        sb.run(["get", "apim-dev", "--format", "raw"]).ok(),
+        format!("{token}\n")
+    );
+    let json = get_json(&sb, &["get", "apim-dev", "--format", "json"]);
+    assert_eq!(json["name"], "apim-dev");
+    assert_eq!(json["kind"], "apim-user-token");
+    assert_eq!(json["token"], token.as_str());
+    assert_eq!(json["expires_at"], expires.as_str());
+    let ec = get_json(&sb, &["get", "apim-dev", "--format", "exec-credential"]);
+    assert_eq!(ec["status"]["token"], token.as_str());
+    assert_eq!(ec["status"]["expirationTimestamp"], expires.as_str());
+    // `&` is nothing special inside single quotes.
+    assert_eq!(
+        sb.run(["get", "apim-dev", "--format", "env"]).ok(),
+        format!("export CREDCACHE_APIM_DEV_TOKEN='{token}'\n")
+    );
+    assert_eq!(emu.calls(Endpoint::ApimToken), 1);
+}
+
+#[test]
+fn errors_carry_the_clouds_words_and_exit_5() {
+    let emu = Emulator::start();
+    let sb = sandbox(&emu);
+    let not_found = r#"{"error":{"code":"ResourceNotFound","message":"The Resource 'Microsoft.ApiManagement/service/apimService1' under resource group 'rg1' was not found.","target":null,"details":[],"additionalInfo":[]}}"#;
+    let cases: Vec<(Fault, &str)> = vec![
+        (
+            Fault::json(404, not_found),
+            " 404: ResourceNotFound: The Resource 'Microsoft.ApiManagement/service/apimService1' under resource group 'rg1' was not found.",
+        ),
+        (Fault::html(502), " 502 (an HTML page: \"502 Bad Gateway\")"),
+        (Fault::malformed_json(), " 200 but the body is not JSON"),
+        (
+            Fault::wrong_types(Endpoint::ApimToken),
+            " 200 but value is not a string",
+        ),
+        (
+            Fault::missing_expiry(Endpoint::ApimToken),
+            " 200 but value is not a user token (uid&yyyyMMddHHmm&signature)",
+        ),
+        (
+            Fault::json(200, r#"{"value":"userId1718&201913320000&c2ln"}"#),
+            " 200 but the expiry in value (\"201913320000\") is not a yyyyMMddHHmm UTC time",
+        ),
+        (
+            Fault::json(200, r#"{"value":"userId1718&209912312359&c2ln"}"#),
+            " 200 but the expiry in value (2099-12-31T23:59:00Z) is later than the ",
+        ),
+        (
+            Fault::json(200, r#"{"value":"userId1718&200001010000&c2ln"}"#),
+            " 200 but the expiry in value (2000-01-01T00:00:00Z) has already passed",
+        ),
+    ];
+    for (fault, want) in cases {
+        emu.push_fault(Endpoint::ApimToken, fault);
+        let out = sb.run(["get", "apim-dev", "--refresh"]);
+        out.upstream_failure(FAILED, want);
+        assert!(!out.stderr.contains("c2ln"), "no token text: {out:?}");
+    }
+    sb.get("apim-dev");
+    assert_eq!(emu.calls(Endpoint::EntraToken), 1);
+}
+
+const INVALID: &str =
+    r#"{"error":{"code":"InvalidAuthenticationToken","message":"The access token is invalid."}}"#;
+
+#[test]
+fn a_401_drops_the_entra_token_and_retries_once() {
+    let emu = Emulator::start();
+    let sb = sandbox(&emu);
+    emu.push_fault(Endpoint::ApimToken, Fault::json(401, INVALID));
+    let token = sb.get("apim-dev");
+    assert_eq!(emu.last_token(Endpoint::ApimToken).unwrap().token, token);
+    assert_eq!(emu.calls(Endpoint::EntraToken), 2, "re-fetched once");
+    let calls = emu.calls_to(Endpoint::ApimToken);
+    assert_eq!(
+        calls.iter().map(|c| c.status).collect::<Vec<_>>(),
+        [401, 200]
+    );
+    let second = emu.last_token(Endpoint::EntraToken).unwrap().token;
+    assert_eq!(calls[1].bearer.as_deref(), Some(second.as_str()));
+    assert_ne!(calls[0].bearer, calls[1].bearer);
+}
+
+#[test]
+fn a_second_401_fails_with_the_apis_own_error() {
+    let emu = Emulator::start();
+    let sb = sandbox(&emu);
+    emu.push_fault(Endpoint::ApimToken, Fault::json(401, INVALID).times(2));
+    sb.run(["get", "apim-dev"]).upstream_failure(
+        FAILED,
+        " 401: InvalidAuthenticationToken: The access token is invalid.",
+    );
+    assert_eq!(emu.calls(Endpoint::ApimToken), 2, "one retry, no more");
+    assert_eq!(emu.calls(Endpoint::EntraToken), 2);
+}
+
+#[test]
+fn arm_throttling_holds_further_gets_off_for_retry_after() {
+    let emu = Emulator::start();
+    let sb = sandbox(&emu);
+    emu.push_fault(Endpoint::ApimToken, Fault::throttled(600));
+    sb.run(["get", "apim-dev"])
+        .upstream_failure(FAILED, " 429: TooManyRequests: ");
+    sb.run(["get", "apim-dev"])
+        .upstream_failure(FAILED, "as Retry-After said");
+    assert_eq!(
+        emu.calls(Endpoint::ApimToken),
+        1,
+        "no call within Retry-After"
+    );
+    assert_eq!(emu.calls(Endpoint::EntraToken), 1);
+}
+
+#[test]
+fn exec_passes_each_kinds_token_in_its_env_var_not_argv() {
+    let emu = Emulator::start();
+    let sb = sandbox(&emu);
+    emu.register_cluster(crate::gke::CLUSTER);
+    sb.append_config(&crate::gke::google_identity(&emu, &sb, "gcp", ""));
+    sb.append_config(&crate::gke::gke_credential(
+        &emu,
+        "prod-gke",
+        "gcp",
+        crate::gke::CLUSTER,
+    ));
+    sb.append_config(&crate::container_app::container_app_credential(
+        &emu,
+        "app-logs",
+        "testcontainerapp0",
+        "env_var = \"APP_TOKEN\"\n",
+    ));
+    // The child prints each variable, then its own argv as the kernel has it.
+    let script = r#"printf '%s\n' "$CREDCACHE_PROD_GKE_TOKEN" "$APP_TOKEN" "$CREDCACHE_APIM_DEV_TOKEN"; if [ -r /proc/$$/cmdline ]; then tr '\000' ' ' < /proc/$$/cmdline; fi"#;
+    let out = sb.run([
+        "exec",
+        "prod-gke,app-logs,apim-dev",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let stdout = out.ok().to_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let gke = emu.last_token(Endpoint::GkeToken).unwrap().token;
+    let app = emu.last_token(Endpoint::ContainerAppToken).unwrap().token;
+    let apim = emu.last_token(Endpoint::ApimToken).unwrap().token;
+    assert_eq!(lines[..3], [gke.as_str(), app.as_str(), apim.as_str()]);
+    if let Some(argv) = lines.get(3) {
+        assert!(argv.starts_with("sh -c "), "{argv}");
+        for token in [&gke, &app, &apim] {
+            assert!(!argv.contains(token.as_str()), "a token in argv: {argv}");
+        }
+    }
+    // Two ARM kinds on one identity: one Entra token.
+    assert_eq!(emu.calls(Endpoint::EntraToken), 1);
+    assert_eq!(emu.calls(Endpoint::GoogleToken), 1);
+    assert_eq!(sb.get("prod-gke"), gke);
+}
