@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use clap::error::ErrorKind as ClapErrorKind;
 use clap::{Parser, Subcommand};
 
-use crate::commands::{completions, config, daemon, exec, forget, get, list, refresh, status};
+use crate::commands::{
+    completions, config, daemon, exec, forget, get, list, refresh, status, watch,
+};
 use crate::exit::{self, Error};
 
 /// Cached short-lived cloud tokens, from the credcached daemon.
@@ -39,6 +41,8 @@ pub enum Command {
     Status(status::Args),
     /// Fetch tokens anew now.
     Refresh(refresh::Args),
+    /// Print the current token as a JSON line, then one per new token.
+    Watch(watch::Args),
     /// Drop tokens from the cache (memory and disk).
     Forget(forget::Args),
     /// Check the config file, or show where it is.

@@ -138,6 +138,20 @@ impl Connection {
         }
     }
 
+    /// Sends a request whose answers come as a stream (`Watch`), with no
+    /// time limit on them.
+    pub fn send(&mut self, request: &Request) -> Result<(), Error> {
+        self.stream
+            .set_recv_timeout(None)
+            .map_err(|e| self.transport_error(CodecError::Io(e)))?;
+        codec::write_frame(&mut self.stream, request).map_err(|e| self.transport_error(e))
+    }
+
+    /// The next answer of a stream; `None` when the daemon closed it.
+    pub fn next(&mut self) -> Result<Option<Response>, Error> {
+        codec::read_frame(&mut self.stream).map_err(|e| self.transport_error(e))
+    }
+
     fn transport_error(&self, e: CodecError) -> Error {
         transport_error(e, &self.log_file)
     }

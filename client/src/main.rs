@@ -48,6 +48,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Command::List(args) => commands::list::run(&endpoint()?, &args).map(|()| exit::OK),
         Command::Status(args) => commands::status::run(&endpoint()?, &args).map(|()| exit::OK),
         Command::Refresh(args) => commands::refresh::run(&endpoint()?, &args).map(|()| exit::OK),
+        Command::Watch(args) => commands::watch::run(&endpoint()?, &args).map(|()| exit::OK),
         Command::Forget(args) => commands::forget::run(&endpoint()?, &args).map(|()| exit::OK),
         Command::Config(command) => {
             commands::config::run(&endpoint()?, &command).map(|()| exit::OK)

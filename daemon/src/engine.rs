@@ -16,13 +16,14 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
 use credcache_shared::protocol::{CredentialInfo, DaemonStatus, ErrorKind, TokenReply, WireError};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 pub use loaded::{Entry, Loaded};
 pub use slot::{CachedToken, Slot};
 
 use crate::clock::Clock;
 use crate::providers::{AuthToken, BoxFuture, ErrorClass, FetchContext, FetchError};
+use crate::schedule::{self, Policy};
 use crate::store::{Record, Store};
 
 /// How often, at most, a request checks whether the config file changed.
@@ -51,6 +52,10 @@ struct Inner {
     requests: AtomicU64,
     last_request: Mutex<Instant>,
     shutdown: watch::Sender<bool>,
+    /// Wakes the scheduler when a plan changed.
+    wake: tokio::sync::Notify,
+    /// Names of credentials that just got a new token (for `watch`).
+    changes: broadcast::Sender<String>,
 }
 
 impl Engine {
@@ -79,7 +84,17 @@ impl Engine {
                 fetched_at: stored.record.fetched_at,
                 quota_project: stored.record.quota_project,
             };
-            slots.insert(stored.name, Arc::new(Slot::with_token(token)));
+            // Found at start-up: kept warm as if just asked for.
+            let policy = policy_for(&loaded, &stored.name);
+            let slot = Slot::with_token(token.clone());
+            {
+                let mut s = slot.lock();
+                s.warm_until = Some(now + schedule::to_chrono(schedule::WARM_FOR));
+                s.next_refresh = policy.map(|p| {
+                    schedule::due_at(p, token.fetched_at, token.expires_at, schedule::jitter())
+                });
+            }
+            slots.insert(stored.name, Arc::new(slot));
         }
         let keep = |name: &str, fp: &str| {
             slots.contains_key(name)
@@ -112,6 +127,8 @@ impl Engine {
             requests: AtomicU64::new(0),
             last_request: Mutex::new(Instant::now()),
             shutdown,
+            wake: tokio::sync::Notify::new(),
+            changes: broadcast::channel(64).0,
         })))
     }
 
@@ -132,6 +149,148 @@ impl Engine {
     fn current_slot(&self, name: &str, slot: &Arc<Slot>) -> bool {
         let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.get(name).is_some_and(|s| Arc::ptr_eq(s, slot))
+    }
+
+    /// Keeps `name` warm for a day from now (a watcher does this).
+    pub fn keep_warm(&self, name: &str) {
+        self.note_asked(name);
+    }
+
+    /// Keeps `name` warm for a day from now.
+    fn note_asked(&self, name: &str) {
+        let until = self.0.clock.now() + schedule::to_chrono(schedule::WARM_FOR);
+        let slot = self.slot(name);
+        let mut s = slot.lock();
+        let newly_warm = s
+            .warm_until
+            .is_none_or(|w| w < until - chrono::Duration::hours(1));
+        s.warm_until = Some(until);
+        drop(s);
+        if newly_warm {
+            self.0.wake.notify_one();
+        }
+    }
+
+    /// Plans a fetch now for every `prefetch = true` credential that has no
+    /// token and nothing planned.
+    fn plan_prefetch(&self) {
+        let loaded = self.loaded();
+        let now = self.0.clock.now();
+        for entry in loaded.entries.values().filter(|e| e.cred.prefetch) {
+            let slot = self.slot(&entry.cred.name);
+            let mut s = slot.lock();
+            if s.token.is_none() && s.next_refresh.is_none() && s.last_error.is_none() {
+                s.next_refresh = Some(now);
+            }
+        }
+        self.0.wake.notify_one();
+    }
+
+    /// The background refresher: one task for all credentials. It sleeps
+    /// until the earliest planned refresh of a warm credential (or at most
+    /// [`schedule::MAX_SLEEP`], so a wall-clock jump is noticed soon), then
+    /// starts every refresh that is due. Runs until the daemon stops.
+    pub async fn run_scheduler(self) {
+        self.plan_prefetch();
+        loop {
+            let now = self.0.clock.now();
+            let (due, next) = self.plan(now);
+            for name in due {
+                let engine = self.clone();
+                tokio::spawn(async move { engine.background_refresh(&name).await });
+            }
+            let wait = next
+                .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(schedule::MAX_SLEEP)
+                .min(schedule::MAX_SLEEP);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.0.wake.notified() => {}
+            }
+        }
+    }
+
+    /// The credentials due at `now`, and the earliest planned refresh after.
+    /// Due ones are marked in flight so the next pass does not start them
+    /// twice.
+    fn plan(&self, now: DateTime<Utc>) -> (Vec<String>, Option<DateTime<Utc>>) {
+        let loaded = self.loaded();
+        let slots: Vec<(String, Arc<Slot>)> = self
+            .0
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        let mut due = Vec::new();
+        let mut next: Option<DateTime<Utc>> = None;
+        for (name, slot) in slots {
+            let Some(entry) = loaded.entries.get(&name) else {
+                continue;
+            };
+            let prefetch = entry.cred.prefetch;
+            if slot.is_due(now, prefetch) {
+                slot.lock().next_refresh = None;
+                due.push(name);
+            } else if let Some(t) = slot.wake_at(now, prefetch) {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        (due, next)
+    }
+
+    /// One background refresh. A `Retry-After` still in force moves it
+    /// later; a failure is planned again by the backoff in `Slot::finish`.
+    async fn background_refresh(&self, name: &str) {
+        let loaded = self.loaded();
+        let Some(entry) = loaded.entries.get(name) else {
+            return;
+        };
+        let slot = self.slot(name);
+        let now = self.0.clock.now();
+        if slot.held_off(now).is_some() {
+            let mut s = slot.lock();
+            s.next_refresh = s.not_before;
+            drop(s);
+            self.0.wake.notify_one();
+            return;
+        }
+        if slot.kept_error().is_some() {
+            return;
+        }
+        tracing::debug!(credential = name, "background refresh");
+        if let Err(e) = self.token(&loaded, entry, Duration::ZERO, true).await {
+            tracing::debug!(
+                credential = name,
+                "background refresh failed: {}",
+                e.message
+            );
+        }
+    }
+
+    /// New-token notices, by credential name (for `watch`).
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.0.changes.subscribe()
+    }
+
+    /// The token in memory for `name`, if it is still valid: what `watch`
+    /// sends after a change notice.
+    pub fn current(&self, name: &str) -> Option<TokenReply> {
+        let loaded = self.loaded();
+        let entry = loaded.entries.get(name)?;
+        let token = self
+            .slot(name)
+            .valid_token(self.0.clock.now(), Duration::ZERO)?;
+        Some(TokenReply {
+            name: name.to_owned(),
+            kind: entry.cred.kind().to_owned(),
+            token: token.token,
+            expires_at: token.expires_at,
+            fetched_at: token.fetched_at,
+            env_var: entry.cred.env_var.clone(),
+            warning: None,
+        })
     }
 
     /// Counts a request and notes when it came (for `idle_timeout`).
@@ -181,6 +340,7 @@ impl Engine {
         let loaded = self.loaded();
         let entry = self.entry(&loaded, name)?;
         let min_valid = min_valid.unwrap_or_else(|| loaded.config.min_valid(&entry.cred));
+        self.note_asked(name);
         let token = self
             .token(&loaded, entry, min_valid, refresh)
             .await
@@ -225,6 +385,7 @@ impl Engine {
                 FetchError::config(format!("auth names {name:?}, which is not configured"))
             })?;
             let min_valid = loaded.config.min_valid(&entry.cred);
+            self.note_asked(name);
             let token = self
                 .token(&loaded, entry, min_valid, false)
                 .await
@@ -288,6 +449,11 @@ impl Engine {
         if !force && let Some(e) = slot.held_off(self.0.clock.now()) {
             return Err(e);
         }
+        // Upstream said no for good: say so again without asking, until a
+        // reload or an explicit refresh.
+        if !force && let Some(e) = slot.kept_error() {
+            return Err(e);
+        }
         self.fetch(loaded, entry, &slot).await
     }
 
@@ -331,7 +497,9 @@ impl Engine {
                 humanize(timeout)
             ))),
         };
-        slot.finish(&outcome, now);
+        let policy = policy_for(loaded, name).expect("entry is in loaded");
+        slot.finish(&outcome, now, policy);
+        self.0.wake.notify_one();
         match &outcome {
             Ok(t) => {
                 tracing::info!(
@@ -341,6 +509,7 @@ impl Engine {
                     "fetched a token"
                 );
                 if self.current_slot(name, slot) {
+                    let _ = self.0.changes.send(name.to_owned());
                     let record = Record {
                         kind: entry.cred.kind().to_owned(),
                         token: t.token.clone(),
@@ -532,6 +701,17 @@ impl Engine {
             watch.error = None;
             watch.error_stamps = None;
         }
+        // Something changed: a kept permanent error may no longer hold.
+        for slot in self
+            .0
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            slot.forgive();
+        }
+        self.plan_prefetch();
         changed.sort();
         tracing::info!(dropped = ?changed, "config reloaded");
         Ok(changed)
@@ -571,7 +751,7 @@ impl Engine {
                     state,
                     expires_at: s.token.as_ref().map(|t| t.expires_at),
                     fetched_at: s.token.as_ref().map(|t| t.fetched_at),
-                    next_refresh: None,
+                    next_refresh: s.next_refresh,
                     consecutive_failures: s.consecutive_failures,
                     last_error: s.last_error.as_ref().map(|e| e.message.clone()),
                     fetches: s.fetches,
@@ -614,6 +794,15 @@ impl Engine {
             tracing::warn!("could not flush the cache: {e}");
         }
     }
+}
+
+/// The refresh policy of credential `name` under `loaded`.
+fn policy_for(loaded: &Loaded, name: &str) -> Option<Policy> {
+    let entry = loaded.entries.get(name)?;
+    Some(Policy {
+        refresh_ahead: loaded.config.refresh_ahead(&entry.cred),
+        refresh_fraction: loaded.config.daemon.refresh_fraction,
+    })
 }
 
 /// A fetch error as a client sees it; the client says which credential.

@@ -95,11 +95,32 @@ fn network_error(what: &str, e: &reqwest::Error) -> FetchError {
     let why = if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {
-        format!("cannot connect ({})", root_cause(e))
+        format!("cannot connect ({}){}", root_cause(e), proxy_hint())
     } else {
         root_cause(e)
     };
     FetchError::transient(format!("{what}: {why}"))
+}
+
+/// Names the proxy variables when set: with a proxy, "connection refused"
+/// is about the proxy, not the cloud.
+fn proxy_hint() -> String {
+    let set: Vec<&str> = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .into_iter()
+    .filter(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+    .collect();
+    if set.is_empty() {
+        String::new()
+    } else {
+        format!(" through the proxy in {}", set.join("/"))
+    }
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
@@ -116,15 +137,28 @@ impl Answer {
     }
 
     /// The body as JSON of type `T`; a body that is not (HTML, truncated,
-    /// wrong types) is an error saying so.
+    /// wrong types) is an error saying so. A success body may hold a token,
+    /// so its content is never quoted: only what kind of body it is and
+    /// where parsing stopped (serde's own message can quote values).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, FetchError> {
         serde_json::from_slice(&self.body).map_err(|e| {
+            let kind = match e.classify() {
+                serde_json::error::Category::Eof => "truncated JSON",
+                serde_json::error::Category::Syntax => "not JSON",
+                serde_json::error::Category::Data => "JSON of the wrong shape",
+                serde_json::error::Category::Io => "unreadable",
+            };
+            let shown = if self.is_success() {
+                format!("{} bytes", self.body.len())
+            } else {
+                describe_body(&self.body)
+            };
             FetchError::transient(format!(
-                "{} answered {} with an unreadable body ({}): {}",
+                "{} answered {} with an unreadable body ({kind}, {shown}, at line {} column {})",
                 self.what,
                 self.status,
-                describe_body(&self.body),
-                sanitize(&e.to_string(), 120)
+                e.line(),
+                e.column()
             ))
         })
     }
@@ -207,9 +241,11 @@ struct ErrorDetail {
 fn error_detail(body: &[u8]) -> Option<ErrorDetail> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let err = v.get("error")?;
+    // Entra appends "Trace ID: ..." lines to its description: the first
+    // line is the message.
     let text = |v: Option<&serde_json::Value>| {
         v.and_then(|v| v.as_str())
-            .map(|s| sanitize(s, 300))
+            .map(|s| sanitize(s.lines().next().unwrap_or(""), 300))
             .unwrap_or_default()
     };
     if let Some(code) = err.as_str() {
@@ -345,6 +381,31 @@ mod tests {
         assert!((89..=90).contains(&d.as_secs()), "{d:?}");
         a.headers.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(a.retry_after(now), None);
+    }
+
+    #[test]
+    fn an_unreadable_success_body_is_never_quoted() {
+        let e = answer(200, r#"{"access_token":"ya29.secret-start"#)
+            .json::<serde_json::Value>()
+            .unwrap_err();
+        assert!(!e.message.contains("ya29"), "{}", e.message);
+        assert!(e.message.contains("truncated JSON"), "{}", e.message);
+        let e = answer(502, "<html><title>Bad Gateway</title></html>")
+            .json::<serde_json::Value>()
+            .unwrap_err();
+        assert!(e.message.contains("Bad Gateway"), "{}", e.message);
+    }
+
+    #[test]
+    fn entra_descriptions_keep_their_first_line() {
+        let body = r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1\r\nCorrelation ID: 2"}"#;
+        let e = answer(401, body).error(Utc::now());
+        assert!(
+            e.message
+                .ends_with("AADSTS7000215: Invalid client secret provided."),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod fingerprint;
 pub mod http;
 pub mod logging;
 pub mod providers;
+pub mod schedule;
 pub mod server;
 pub mod startup;
 pub mod store;

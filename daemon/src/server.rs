@@ -19,7 +19,7 @@ use interprocess::local_socket::traits::StreamCommon;
 use interprocess::local_socket::traits::tokio::Listener as _;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, broadcast, watch};
 use tokio::task::JoinSet;
 
 use crate::engine::Engine;
@@ -222,6 +222,11 @@ async fn connection(
                 true,
                 true,
             ),
+            Request::Watch { name } => {
+                engine.note_request();
+                watch(&engine, &name, &stream, &mut stop).await;
+                return;
+            }
             other => {
                 tracing::debug!(request = request_name(&other), "request");
                 (dispatch(&engine, other).await, false, false)
@@ -242,6 +247,56 @@ async fn connection(
     }
 }
 
+/// Serves `Watch`: the current token, then each new one, until the client
+/// hangs up (anything it sends, or its end of stream, ends the watch) or
+/// the daemon stops.
+async fn watch(engine: &Engine, name: &str, stream: &Stream, stop: &mut watch::Receiver<bool>) {
+    let (mut reader, mut writer) = (stream, stream);
+    // Subscribe before the first answer, so no new token can slip between.
+    let mut changes = engine.subscribe();
+    let first = match engine.get(name, None, false).await {
+        Ok(token) => token,
+        Err(e) => {
+            let _ = write_frame(&mut writer, &Response::Error(e)).await;
+            return;
+        }
+    };
+    let mut last = (first.expires_at, first.fetched_at);
+    if write_frame(&mut writer, &Response::Token(first))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        let changed = tokio::select! {
+            changed = changes.recv() => changed,
+            _ = read_frame::<_, Request>(&mut reader) => return,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match changed {
+            Ok(n) if n != name => continue,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+        let Some(token) = engine.current(name) else {
+            continue;
+        };
+        if (token.expires_at, token.fetched_at) == last {
+            continue;
+        }
+        last = (token.expires_at, token.fetched_at);
+        // A watcher keeps its credential warm.
+        engine.keep_warm(name);
+        if write_frame(&mut writer, &Response::Token(token))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
 /// The request's kind, for the debug log (never its fields' values beyond
 /// a credential name).
 fn request_name(request: &Request) -> &'static str {
@@ -254,6 +309,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::Forget { .. } => "forget",
         Request::Reload => "reload",
         Request::Shutdown => "shutdown",
+        Request::Watch { .. } => "watch",
     }
 }
 
@@ -282,7 +338,7 @@ async fn dispatch(engine: &Engine, request: Request) -> Response {
         Request::Forget { name } => done(engine.forget(name.as_deref()).await),
         Request::Reload => done(engine.reload()),
         // Handled by the caller; answered here too rather than trusted.
-        Request::Hello { .. } | Request::Shutdown => {
+        Request::Hello { .. } | Request::Shutdown | Request::Watch { .. } => {
             Response::Error(WireError::new(ErrorKind::BadRequest, "unexpected request"))
         }
     }

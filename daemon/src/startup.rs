@@ -180,6 +180,8 @@ async fn serve(paths: Paths, reporter: &Reporter) -> Result<(), StartError> {
     write_pid(&lock);
     reporter.ready(&paths.socket);
 
+    tokio::spawn(engine.clone().run_scheduler());
+
     let mut hup = signal(SignalKind::hangup())
         .map_err(|e| StartError::Other(format!("cannot handle SIGHUP: {e}")))?;
     let reloader = engine.clone();

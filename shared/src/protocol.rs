@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::Secret;
 
 /// Bumped by hand whenever a message below changes shape.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What a client asks of the daemon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +47,10 @@ pub enum Request {
     Reload,
     /// Finish in-flight requests, flush the cache, remove the socket, exit.
     Shutdown,
+    /// The current token of `name` (fetched if need be), then one more
+    /// `Token` answer each time a new token is fetched, until the client
+    /// closes the connection. The only request answered more than once.
+    Watch { name: String },
 }
 
 /// What the daemon answers; one per request.
@@ -210,7 +214,7 @@ mod tests {
     /// Changing this number is a deliberate act: the messages changed shape.
     #[test]
     fn protocol_version_is_pinned() {
-        assert_eq!(PROTOCOL_VERSION, 1);
+        assert_eq!(PROTOCOL_VERSION, 2);
     }
 
     /// Hello must stay decodable across protocol versions: variant 0 of both

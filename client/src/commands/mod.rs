@@ -11,3 +11,4 @@ pub mod get;
 pub mod list;
 pub mod refresh;
 pub mod status;
+pub mod watch;

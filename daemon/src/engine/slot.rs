@@ -9,6 +9,7 @@ use credcache_shared::Secret;
 use credcache_shared::protocol::CredentialState;
 
 use crate::providers::FetchError;
+use crate::schedule::{self, Policy};
 
 /// A token held in memory.
 #[derive(Debug, Clone)]
@@ -59,6 +60,12 @@ pub struct SlotState {
     /// Set from an upstream `Retry-After`: no fetch before this instant
     /// unless a user explicitly asks (`refresh`).
     pub not_before: Option<DateTime<Utc>>,
+    /// When the scheduler fetches anew in the background, if the slot is
+    /// warm. `None`: nothing planned (never fetched, or a permanent error).
+    pub next_refresh: Option<DateTime<Utc>>,
+    /// Kept warm (refreshed ahead of expiry) until then: the last time a
+    /// client asked, plus a day.
+    pub warm_until: Option<DateTime<Utc>>,
 }
 
 impl Slot {
@@ -86,11 +93,40 @@ impl Slot {
         self.lock().attempts
     }
 
-    /// Records the outcome of a fetch that started at `started`.
-    pub fn finish(&self, outcome: &Result<CachedToken, FetchError>, started: DateTime<Utc>) {
+    /// Records the outcome of a fetch that started at `started`, and plans
+    /// the next background refresh by `policy`.
+    pub fn finish(
+        &self,
+        outcome: &Result<CachedToken, FetchError>,
+        started: DateTime<Utc>,
+        policy: Policy,
+    ) {
         let mut s = self.lock();
         s.attempts += 1;
         s.in_flight = false;
+        s.next_refresh = match outcome {
+            Ok(new) => {
+                let due =
+                    schedule::due_at(policy, new.fetched_at, new.expires_at, schedule::jitter());
+                let same = s
+                    .token
+                    .as_ref()
+                    .is_some_and(|old| old.token == new.token && old.expires_at == new.expires_at);
+                if same {
+                    // Upstream handed back what we had: do not ask again at once.
+                    Some(due.max(started + schedule::to_chrono(schedule::SAME_TOKEN_PAUSE)))
+                } else {
+                    Some(due)
+                }
+            }
+            Err(e) if e.is_permanent() => None,
+            Err(e) => Some(schedule::retry_at(
+                started,
+                s.consecutive_failures + 1,
+                schedule::jitter(),
+                e.retry_after,
+            )),
+        };
         match outcome {
             Ok(token) => {
                 s.token = Some(token.clone());
@@ -130,9 +166,48 @@ impl Slot {
     pub fn clear(&self) {
         let mut s = self.lock();
         s.token = None;
+        s.next_refresh = None;
         s.not_before = None;
         s.last_error = None;
         s.consecutive_failures = 0;
+    }
+
+    /// The error kept from a permanent failure (`invalid_grant`, 401/403
+    /// after a retry, 404): a `get` answers with it instead of asking
+    /// upstream again, until a reload or an explicit refresh.
+    pub fn kept_error(&self) -> Option<FetchError> {
+        self.lock()
+            .last_error
+            .clone()
+            .filter(FetchError::is_permanent)
+    }
+
+    /// Forgets a kept permanent error (the config or an identity file
+    /// changed, so it may no longer hold).
+    pub fn forgive(&self) {
+        let mut s = self.lock();
+        if s.last_error.as_ref().is_some_and(FetchError::is_permanent) {
+            s.last_error = None;
+            s.consecutive_failures = 0;
+        }
+    }
+
+    /// Whether the background refresh is due at `now`.
+    pub fn is_due(&self, now: DateTime<Utc>, prefetch: bool) -> bool {
+        let s = self.lock();
+        let warm = prefetch || s.warm_until.is_some_and(|w| w > now);
+        warm && !s.in_flight && s.next_refresh.is_some_and(|t| t <= now)
+    }
+
+    /// When this slot next needs the scheduler, if it is warm.
+    pub fn wake_at(&self, now: DateTime<Utc>, prefetch: bool) -> Option<DateTime<Utc>> {
+        let s = self.lock();
+        let warm = prefetch || s.warm_until.is_some_and(|w| w > now);
+        if warm && !s.in_flight {
+            s.next_refresh
+        } else {
+            None
+        }
     }
 
     pub fn state(&self, now: DateTime<Utc>) -> CredentialState {
@@ -152,6 +227,11 @@ impl Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const POLICY: Policy = Policy {
+        refresh_ahead: Duration::from_secs(300),
+        refresh_fraction: 0.2,
+    };
 
     fn token(fetched: i64, expires: i64) -> CachedToken {
         CachedToken {
@@ -184,11 +264,11 @@ mod tests {
         let now = DateTime::from_timestamp(100, 0).unwrap();
         let slot = Slot::default();
         assert_eq!(slot.state(now), CredentialState::NeverFetched);
-        slot.finish(&Err(FetchError::transient("boom")), now);
+        slot.finish(&Err(FetchError::transient("boom")), now, POLICY);
         assert_eq!(slot.state(now), CredentialState::Failing);
-        slot.finish(&Ok(token(0, 200)), now);
+        slot.finish(&Ok(token(0, 200)), now, POLICY);
         assert_eq!(slot.state(now), CredentialState::Fresh);
-        slot.finish(&Err(FetchError::transient("boom")), now);
+        slot.finish(&Err(FetchError::transient("boom")), now, POLICY);
         assert_eq!(slot.state(now), CredentialState::StaleServing);
         assert_eq!(slot.lock().consecutive_failures, 1);
         slot.lock().last_error = None;
@@ -205,14 +285,46 @@ mod tests {
         let slot = Slot::default();
         let mut e = FetchError::transient("answered 429");
         e.retry_after = Some(Duration::from_secs(30));
-        slot.finish(&Err(e), now);
+        slot.finish(&Err(e), now, POLICY);
         let held = slot.held_off(now + chrono::Duration::seconds(10)).unwrap();
         assert_eq!(
             held.message,
             "answered 429 (not asking again for 20s, as Retry-After said)"
         );
         assert!(slot.held_off(now + chrono::Duration::seconds(30)).is_none());
-        slot.finish(&Ok(token(0, 200)), now);
+        slot.finish(&Ok(token(0, 200)), now, POLICY);
         assert!(slot.held_off(now).is_none());
+    }
+
+    #[test]
+    fn planning_after_success_failure_and_the_same_token() {
+        let at = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let slot = Slot::default();
+        slot.lock().warm_until = Some(at(100_000));
+        slot.finish(&Ok(token(0, 3600)), at(0), POLICY);
+        let due = slot.lock().next_refresh.unwrap();
+        assert!(due <= at(2880) && due > at(2880 - 73), "{due}");
+        assert!(!slot.is_due(at(2000), false) && slot.is_due(at(2880), false));
+        // The same token and expiry again: not before 30 s from now.
+        slot.finish(&Ok(token(0, 3600)), at(2880), POLICY);
+        assert!(slot.lock().next_refresh.unwrap() >= at(2910));
+        // A transient failure: backoff (1 s window for the first).
+        slot.finish(&Err(FetchError::transient("500")), at(3000), POLICY);
+        assert!(slot.lock().next_refresh.unwrap() <= at(3001));
+        // A permanent one: nothing planned, and the error is kept.
+        slot.finish(
+            &Err(FetchError::permanent("invalid_grant")),
+            at(3000),
+            POLICY,
+        );
+        assert_eq!(slot.lock().next_refresh, None);
+        assert!(slot.kept_error().is_some());
+        slot.forgive();
+        assert!(slot.kept_error().is_none());
+        // Not warm: never due.
+        slot.lock().next_refresh = Some(at(0));
+        slot.lock().warm_until = Some(at(10));
+        assert!(!slot.is_due(at(20), false));
+        assert!(slot.is_due(at(20), true), "prefetch keeps it warm");
     }
 }
