@@ -195,3 +195,89 @@ fn state_of(engine: &Engine, name: &str) -> CredentialState {
         .unwrap()
         .state
 }
+
+#[tokio::test]
+async fn the_scheduler_plans_refreshes_and_notices_a_clock_jump() {
+    let (engine, p, clock, _tmp) = engine_with(vec![Ok(3600), Ok(3600)]);
+    p.gate.add_permits(2);
+    engine.get("v", None, false).await.unwrap();
+    let (due, next) = engine.plan(clock.now());
+    assert!(due.is_empty());
+    let next = next.unwrap();
+    // 1 h token: headroom 12 min, jitter up to 72 s earlier.
+    assert!(
+        next <= start() + chrono::Duration::seconds(2880)
+            && next > start() + chrono::Duration::seconds(2807),
+        "{next}"
+    );
+
+    // The laptop sleeps through the expiry: on wake the refresh is overdue.
+    clock.advance(chrono::Duration::hours(8));
+    let (due, _) = engine.plan(clock.now());
+    assert_eq!(due, vec!["v".to_owned()]);
+    // Marked as started: the next pass does not start it twice.
+    assert!(engine.plan(clock.now()).0.is_empty());
+    engine.background_refresh("v").await;
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        engine.get("v", None, false).await.unwrap().token.expose(),
+        "token-1"
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_error_is_kept_and_not_retried() {
+    let (engine, p, clock, _tmp) = engine_with(vec![
+        Err(FetchError::permanent("invalid_grant: revoked")),
+        Ok(3600),
+    ]);
+    p.gate.add_permits(2);
+    let e = engine.get("v", None, false).await.unwrap_err();
+    assert_eq!(e.message, "invalid_grant: revoked");
+    // Neither the scheduler nor a plain get asks upstream again...
+    clock.advance(chrono::Duration::hours(1));
+    assert_eq!(engine.plan(clock.now()), (vec![], None));
+    assert_eq!(
+        engine.get("v", None, false).await.unwrap_err().message,
+        "invalid_grant: revoked"
+    );
+    assert_eq!(p.calls.load(Ordering::SeqCst), 1);
+    // ...until someone asks explicitly.
+    assert_eq!(
+        engine.get("v", None, true).await.unwrap().token.expose(),
+        "token-1"
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_back_off() {
+    let (engine, p, clock, _tmp) = engine_with(vec![
+        Ok(3600),
+        Err(FetchError::transient("500")),
+        Err(FetchError::transient("500")),
+    ]);
+    p.gate.add_permits(3);
+    engine.get("v", None, false).await.unwrap();
+    clock.advance(chrono::Duration::seconds(3000));
+    engine.background_refresh("v").await;
+    let first = engine.plan(clock.now()).1.unwrap();
+    assert!(
+        first <= clock.now() + chrono::Duration::seconds(1),
+        "first retry within 1 s: {first}"
+    );
+    clock.set(first);
+    let (due, _) = engine.plan(clock.now());
+    assert_eq!(due, vec!["v".to_owned()]);
+    engine.background_refresh("v").await;
+    let second = engine.plan(clock.now()).1.unwrap();
+    assert!(
+        second <= clock.now() + chrono::Duration::seconds(2),
+        "second retry within 2 s: {second}"
+    );
+    // The valid token is served meanwhile.
+    assert_eq!(
+        engine.get("v", None, false).await.unwrap().token.expose(),
+        "token-0"
+    );
+    assert_eq!(state_of(&engine, "v"), CredentialState::StaleServing);
+}
