@@ -13,7 +13,8 @@ use clap::error::ErrorKind as ClapErrorKind;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    completions, config, daemon, exec, forget, get, list, refresh, status, watch,
+    completions, config, daemon, docker_credential, exec, forget, get, git_credential, kubeconfig,
+    list, man, refresh, status, watch,
 };
 use crate::exit::{self, Error};
 
@@ -51,8 +52,18 @@ pub enum Command {
     /// Start, stop or inspect the daemon.
     #[command(subcommand)]
     Daemon(daemon::Command),
+    /// git's credential-helper protocol on stdin/stdout, for `[[git]]` hosts.
+    GitCredential(git_credential::Args),
+    /// Docker's credential-helper protocol, for `[[docker]]` registries
+    /// (also run as `docker-credential-credcache`).
+    DockerCredential(docker_credential::Args),
+    /// Print a kubeconfig user entry that runs `credcache get NAME --format
+    /// exec-credential`, or merge it into a kubeconfig.
+    Kubeconfig(kubeconfig::Args),
     /// Print a shell completion script.
     Completions(completions::Args),
+    /// Print the man page (roff), or write every page into a directory.
+    Man(man::Args),
 }
 
 /// What parsing the command line came to.
@@ -65,7 +76,8 @@ pub enum Parsed {
 
 /// Parses `std::env::args_os()`; prints help and version itself.
 pub fn parse() -> Result<Parsed, Error> {
-    parse_from(std::env::args_os())
+    // Run as `docker-credential-credcache`, it is `credcache docker-credential`.
+    parse_from(docker_credential::argv(std::env::args_os()))
 }
 
 fn parse_from<I, T>(args: I) -> Result<Parsed, Error>
@@ -250,6 +262,31 @@ mod tests {
             panic!("not status")
         };
         assert!(!args.json);
+    }
+
+    #[test]
+    fn credential_helper_subcommands() {
+        let Command::GitCredential(args) = parse(&["git-credential", "get"]).unwrap().command
+        else {
+            panic!("not git-credential")
+        };
+        assert_eq!(args.operation, git_credential::Operation::Get);
+        let Command::GitCredential(args) = parse(&["git-credential", "newop"]).unwrap().command
+        else {
+            panic!("not git-credential")
+        };
+        assert_eq!(
+            args.operation,
+            git_credential::Operation::Other("newop".into())
+        );
+        usage_error(&["git-credential"]);
+        let Command::DockerCredential(args) =
+            parse(&["docker-credential", "list"]).unwrap().command
+        else {
+            panic!("not docker-credential")
+        };
+        assert_eq!(args.action, docker_credential::Action::List);
+        usage_error(&["docker-credential", "frob"]);
     }
 
     #[test]

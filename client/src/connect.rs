@@ -202,6 +202,11 @@ impl Endpoint {
         Ok(Self { paths, config_flag })
     }
 
+    /// The `--config` flag, if given.
+    pub fn config_flag(&self) -> Option<&Path> {
+        self.config_flag.as_deref()
+    }
+
     /// Connects to a running daemon, starting one if none answers and
     /// `autostart` allows it.
     pub fn connect(&self, autostart: Autostart) -> Result<Connection, Error> {

@@ -28,7 +28,8 @@ use crate::exit::Error;
 pub enum Format {
     /// The token and a newline, nothing else.
     Raw,
-    /// One JSON object: name, kind, token, expires_at, fetched_at, expires_in.
+    /// One JSON object: schema_version, name, kind, token, expires_at,
+    /// fetched_at, expires_in.
     Json,
     /// A Kubernetes ExecCredential, for kubectl's exec plugin.
     ExecCredential,
@@ -37,6 +38,14 @@ pub enum Format {
     /// An HTTP `Authorization` header line.
     Header,
 }
+
+/// The version of the machine interface: the JSON of `get --format json`,
+/// `watch`, `list --json` and `status --json`, whose every object carries
+/// it as `schema_version`. Fields may be added without a bump; removing or
+/// renaming one, or changing its meaning or type, bumps it. The field names
+/// are frozen by tests (here and in `report`) and listed in the README's
+/// "Machine interface".
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// The kind whose tokens go in a `SharedAccessSignature` header.
 const APIM_KIND: &str = "apim-user-token";
@@ -55,6 +64,7 @@ pub fn token(
     let text = match format {
         Format::Raw => format!("{secret}\n"),
         Format::Json => json_line(&TokenJson {
+            schema_version: SCHEMA_VERSION,
             name: &reply.name,
             kind: &reply.kind,
             token: &reply.token,
@@ -88,6 +98,7 @@ pub fn token(
 
 #[derive(Serialize)]
 struct TokenJson<'a> {
+    schema_version: u32,
     name: &'a str,
     kind: &'a str,
     token: &'a Secret,
@@ -189,6 +200,28 @@ mod tests {
         }
     }
 
+    /// `{name:type,...}` with names sorted, recursing into objects and the
+    /// first element of arrays: a snapshot of a JSON shape without values.
+    pub(crate) fn json_shape(v: &Value) -> String {
+        match v {
+            Value::Null => "null".into(),
+            Value::Bool(_) => "bool".into(),
+            Value::Number(_) => "number".into(),
+            Value::String(_) => "string".into(),
+            Value::Array(items) => match items.first() {
+                Some(first) => format!("[{}]", json_shape(first)),
+                None => "[]".into(),
+            },
+            Value::Object(map) => format!(
+                "{{{}}}",
+                map.iter()
+                    .map(|(k, v)| format!("{k}:{}", json_shape(v)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
+    }
+
     fn render(r: &TokenReply, f: Format) -> String {
         token(r, f, at(0, 500_000_000), None).unwrap()
     }
@@ -206,19 +239,7 @@ mod tests {
         let text = render(&reply("google", "ya29.abc"), Format::Json);
         assert!(text.ends_with("}\n") && !text.trim_end().contains('\n'));
         let v: Value = serde_json::from_str(&text).unwrap();
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut want = vec![
-            "name",
-            "kind",
-            "token",
-            "expires_at",
-            "fetched_at",
-            "expires_in",
-        ];
-        want.sort_unstable();
-        let mut got = keys.clone();
-        got.sort_unstable();
-        assert_eq!(got, want);
+        assert_eq!(v["schema_version"], 1);
         assert_eq!(v["name"], "gcp");
         assert_eq!(v["kind"], "google");
         assert_eq!(v["token"], "ya29.abc");
@@ -226,6 +247,20 @@ mod tests {
         assert_eq!(v["fetched_at"], "2027-01-15T07:59:50.123400Z");
         // Whole seconds from now (half a second in): 3599.5 → 3599.
         assert_eq!(v["expires_in"], 3599);
+    }
+
+    /// The machine interface, frozen: these names and types are what IDEs
+    /// and scripts read (JSON key order carries no meaning). Changing this test is changing the interface
+    /// (see [`SCHEMA_VERSION`] and the README's "Machine interface").
+    #[test]
+    fn json_field_names_are_frozen() {
+        let text = render(&reply("google", "ya29.abc"), Format::Json);
+        assert_eq!(
+            json_shape(&serde_json::from_str(&text).unwrap()),
+            "{expires_at:string,expires_in:number,fetched_at:string,kind:string,\
+             name:string,schema_version:number,token:string}"
+        );
+        assert_eq!(SCHEMA_VERSION, 1);
     }
 
     #[test]

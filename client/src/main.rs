@@ -14,6 +14,7 @@ mod commands;
 mod connect;
 mod exit;
 mod format;
+mod host_match;
 mod output;
 mod sys;
 
@@ -56,6 +57,13 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Command::Daemon(command) => {
             commands::daemon::run(&endpoint()?, &command).map(|()| exit::OK)
         }
+        Command::GitCredential(args) => commands::git_credential::run(&endpoint()?, &args),
+        Command::DockerCredential(args) => commands::docker_credential::run(&endpoint()?, &args),
         Command::Completions(args) => commands::completions::run(&args).map(|()| exit::OK),
+        Command::Kubeconfig(args) => {
+            commands::kubeconfig::run(&endpoint()?.paths, config_flag.as_deref(), &args)
+                .map(|()| exit::OK)
+        }
+        Command::Man(args) => commands::man::run(&args).map(|()| exit::OK),
     }
 }

@@ -1,6 +1,7 @@
 //! The few operating-system calls std does not offer: probing and
-//! signalling a process by pid, ignoring terminal interrupts, reading a
-//! child's exit status, and replacing this process with another program.
+//! signalling a process by pid, forwarding signals to `exec`'s child,
+//! reading a child's exit status, and replacing this process with another
+//! program.
 //!
 //! Kept in one place so the rest of the client reads as plain Rust, and so
 //! a Windows port has one file to fill in.
@@ -8,6 +9,7 @@
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::process::{Pid, Signal};
 
@@ -54,21 +56,138 @@ pub fn terminate(raw: u32) -> io::Result<()> {
     rustix::process::kill_process(p, Signal::TERM).map_err(io::Error::from)
 }
 
-/// Makes SIGINT and SIGQUIT harmless to this process, so that Ctrl-C at the
-/// terminal (which reaches the whole foreground process group, the child
-/// included) does not kill the client before the child it waits for.
+/// The signals `exec` passes on to its child: the ones a supervisor,
+/// `kill`, `timeout` or a service manager sends to stop or poke a program.
+const FORWARDED: [libc::c_int; 6] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// The child signals are forwarded to; 0 before there is one.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+/// A forwarded signal that arrived before the child's pid was known.
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+/// Signal forwarding for `exec`, in two steps around the spawn:
+/// [`SignalForwarding::install`] before it, so that a signal arriving while
+/// the child starts is kept rather than fatal, and [`forward_to`] after it.
+/// Dropping it without forwarding (the spawn failed) restores the default
+/// dispositions.
 ///
-/// Call it only after the child is spawned: an ignored disposition is
-/// inherited across exec, and the child must keep the default.
-pub fn ignore_terminal_interrupts() {
-    for signal in [libc::SIGINT, libc::SIGQUIT] {
-        // SAFETY: `signal(2)` with `SIG_IGN` installs no handler code, so no
-        // async-signal-safety question arises; the previous disposition is
-        // not needed (the process exits after the child does).
-        unsafe {
-            libc::signal(signal, libc::SIG_IGN);
+/// The handlers do not leak into the child: exec(2) resets caught signals
+/// to their default, and glibc's posix_spawn runs none of them in the
+/// child before that. (Blocking the signals instead would: the child
+/// inherits the signal mask.)
+///
+/// [`forward_to`]: SignalForwarding::forward_to
+pub struct SignalForwarding {
+    forwarding: bool,
+}
+
+impl SignalForwarding {
+    /// Installs the handlers; until [`forward_to`](Self::forward_to), a
+    /// signal is only remembered.
+    pub fn install() -> Self {
+        CHILD.store(0, Ordering::SeqCst);
+        PENDING.store(0, Ordering::SeqCst);
+        for signal in FORWARDED {
+            set_disposition(signal, forward as *const () as libc::sighandler_t);
+        }
+        Self { forwarding: false }
+    }
+
+    /// From now on, a forwarded signal that another process sends to this
+    /// one is sent on to `child`. Signals the kernel raises itself (Ctrl-C
+    /// or a hangup at the terminal) are not: they reach the whole
+    /// foreground process group, the child included, and a second copy
+    /// would turn one Ctrl-C into two (terraform, for one, takes a second
+    /// interrupt as "abort now"). Either way this process does not exit
+    /// before the child, whose exit code it reports.
+    pub fn forward_to(mut self, child: u32) {
+        let child = i32::try_from(child).unwrap_or(0);
+        CHILD.store(child, Ordering::SeqCst);
+        // A signal that came while the child was being spawned. Exactly
+        // one of this swap and the handler's sees it (see `forward`).
+        let pending = PENDING.swap(0, Ordering::SeqCst);
+        if pending != 0 && child > 0 {
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            unsafe {
+                libc::kill(child, pending);
+            }
+        }
+        self.forwarding = true;
+    }
+}
+
+impl Drop for SignalForwarding {
+    fn drop(&mut self) {
+        if !self.forwarding {
+            for signal in FORWARDED {
+                set_disposition(signal, libc::SIG_DFL);
+            }
         }
     }
+}
+
+fn set_disposition(signal: libc::c_int, handler: libc::sighandler_t) {
+    // SAFETY: the handler only touches atomics and calls kill(2), both
+    // async-signal-safe; `action` is fully initialized.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler;
+        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signal, &action, std::ptr::null_mut());
+    }
+}
+
+extern "C" fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    if info.is_null() {
+        return;
+    }
+    // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t.
+    let sender = unsafe { sender_pid(&*info) };
+    if sender <= 0 {
+        return;
+    }
+    // Park the signal first, then look for the child: whichever of this
+    // handler and `forward_to` takes it from PENDING sends it, once.
+    PENDING.store(signal, Ordering::SeqCst);
+    let child = CHILD.load(Ordering::SeqCst);
+    if child <= 0 || sender == child {
+        if sender == child {
+            PENDING.store(0, Ordering::SeqCst);
+        }
+        return;
+    }
+    let signal = PENDING.swap(0, Ordering::SeqCst);
+    if signal != 0 {
+        // SAFETY: kill(2) is async-signal-safe; `child` is our own child,
+        // not yet reaped (this process reaps it only after it exits), so
+        // the pid cannot have been reused.
+        unsafe {
+            libc::kill(child, signal);
+        }
+    }
+}
+
+/// The pid of the process that sent a signal, or 0 when the kernel raised
+/// it (a terminal's Ctrl-C or hangup: `SI_KERNEL` on Linux, with no pid).
+///
+/// # Safety
+/// `info` must be the siginfo_t the kernel passed to the handler.
+unsafe fn sender_pid(info: &libc::siginfo_t) -> libc::pid_t {
+    // Only kill(2), sigqueue(3) and tgkill(2) (codes <= 0) fill in a pid.
+    #[cfg(target_os = "linux")]
+    if info.si_code > 0 {
+        return 0;
+    }
+    // SAFETY: see the function's contract.
+    unsafe { info.si_pid() }
 }
 
 /// The exit code a shell would report for a finished child: its own code,

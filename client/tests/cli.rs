@@ -49,7 +49,9 @@ fn help_lists_every_command() {
         "forget",
         "config",
         "daemon",
+        "kubeconfig",
         "completions",
+        "man",
     ] {
         assert!(
             help.contains(&format!("\n  {cmd} ")),

@@ -54,6 +54,8 @@ struct Inner {
     requests: AtomicU64,
     last_request: Mutex<Instant>,
     shutdown: watch::Sender<bool>,
+    /// Warnings found at start (e.g. about the cache key), for `status`.
+    startup_warnings: Mutex<Vec<String>>,
     /// Wakes the scheduler when a plan changed.
     wake: tokio::sync::Notify,
     /// Names of credentials that just got a new token (for `watch`).
@@ -108,6 +110,9 @@ impl Engine {
         if let Err(e) = store.retain(keep) {
             tracing::warn!("could not prune the cache: {e}");
         }
+        for w in &loaded.warnings {
+            tracing::warn!("{w}");
+        }
         tracing::info!(
             cached = slots.len(),
             credentials = loaded.entries.len(),
@@ -129,6 +134,7 @@ impl Engine {
             requests: AtomicU64::new(0),
             last_request: Mutex::new(Instant::now()),
             shutdown,
+            startup_warnings: Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
             changes: broadcast::channel(64).0,
         })))
@@ -175,6 +181,30 @@ impl Engine {
             env_var: entry.cred.env_var.clone(),
             warning: None,
         })
+    }
+
+    /// Adds warnings for `status` (and logs them).
+    pub fn add_warnings(&self, warnings: Vec<String>) {
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        self.0
+            .startup_warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(warnings);
+    }
+
+    /// Everything `status` should warn about now.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut all = self
+            .0
+            .startup_warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        all.extend(self.loaded().warnings.iter().cloned());
+        all
     }
 
     /// Counts a request and notes when it came (for `idle_timeout`).
@@ -316,10 +346,12 @@ impl Engine {
             return Ok(t);
         }
         tracing::debug!(credential = name, force, "no usable cached token: fetching");
-        let seen = slot.attempts();
+        let (seen, started) = slot.counters();
         let _flight = slot.fetch.lock().await;
-        if slot.attempts() != seen {
-            // A fetch finished while we queued: its outcome answers us too.
+        let (finished_now, started_now) = slot.counters();
+        // A fetch finished while we queued: its outcome answers us too. A
+        // forced refresh wants one that started after it was asked for.
+        if finished_now != seen && (!force || started_now > started) {
             if let Some(t) = slot.valid_token(self.0.clock.now(), min_valid) {
                 return Ok(t);
             }
@@ -349,7 +381,11 @@ impl Engine {
         slot: &Arc<Slot>,
     ) -> Result<CachedToken, FetchError> {
         let name = entry.cred.name.as_str();
-        slot.lock().in_flight = true;
+        {
+            let mut s = slot.lock();
+            s.in_flight = true;
+            s.started += 1;
+        }
         let now = self.0.clock.now();
         let timeout = loaded.config.daemon.http_timeout;
         let cx = FetchContext {
@@ -598,6 +634,9 @@ impl Engine {
         self.plan_prefetch();
         changed.sort();
         tracing::info!(dropped = ?changed, "config reloaded");
+        for w in &self.loaded().warnings {
+            tracing::warn!("{w}");
+        }
         Ok(changed)
     }
 

@@ -13,6 +13,28 @@ use crate::providers::{ErrorClass, FetchError};
 /// Response bodies larger than this are refused without being buffered.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// The longest `Retry-After` honoured: an hour. A longer one is taken as an
+/// hour (the clouds ask for seconds to minutes), so that a misbehaving
+/// upstream cannot hold a credential off for a year, nor overflow the
+/// instant the engine computes from it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Upstream calls (HTTP requests and `command` runs) in flight at once, at
+/// most: 1,000 cold credentials must not exhaust file descriptors. A
+/// permit is held only around one call, never while waiting for another
+/// credential, so dependencies cannot deadlock on it.
+pub const MAX_UPSTREAM_CALLS: usize = 64;
+
+static UPSTREAM: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_UPSTREAM_CALLS);
+
+/// Waits for a slot to make one upstream call.
+pub async fn upstream_permit() -> tokio::sync::SemaphorePermit<'static> {
+    UPSTREAM
+        .acquire()
+        .await
+        .expect("the semaphore is never closed")
+}
+
 /// The HTTP clients the providers share.
 #[derive(Clone)]
 pub struct Http {
@@ -59,6 +81,7 @@ pub struct Answer {
 
 /// Sends a request and reads the body, bounded.
 pub async fn send(what: &str, request: reqwest::RequestBuilder) -> Result<Answer, FetchError> {
+    let _permit = upstream_permit().await;
     let mut response = request.send().await.map_err(|e| network_error(what, &e))?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
@@ -163,16 +186,20 @@ impl Answer {
         })
     }
 
-    /// `Retry-After` as seconds or an HTTP date.
+    /// `Retry-After` as seconds or an HTTP date, at most
+    /// [`MAX_RETRY_AFTER`].
     pub fn retry_after(&self, now: DateTime<Utc>) -> Option<Duration> {
         let value = self.headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-        if let Ok(secs) = value.parse::<u64>() {
-            return Some(Duration::from_secs(secs));
-        }
-        let at = DateTime::parse_from_rfc2822(value)
-            .ok()?
-            .with_timezone(&Utc);
-        Some((at - now).to_std().unwrap_or(Duration::ZERO))
+        let after = match value.parse::<u64>() {
+            Ok(secs) => Duration::from_secs(secs),
+            Err(_) => {
+                let at = DateTime::parse_from_rfc2822(value)
+                    .ok()?
+                    .with_timezone(&Utc);
+                (at - now).to_std().unwrap_or(Duration::ZERO)
+            }
+        };
+        Some(after.min(MAX_RETRY_AFTER))
     }
 
     /// The error for a non-success answer: the cloud's own code and message
@@ -295,17 +322,54 @@ fn describe_body(body: &[u8]) -> String {
             None => "an HTML page".into(),
         };
     }
-    format!("{} bytes starting {:?}", body.len(), sanitize(trimmed, 40))
+    let start = sanitize(&elide_token_runs(trimmed), 40);
+    format!("{} bytes starting {start:?}", body.len())
+}
+
+/// `text` with each run of 24 or more characters from a token's alphabet
+/// (base64, base64url, JWT) cut to its first 4 and "…". A body that is not
+/// an error shape may be a token answer sent with an error status (a proxy
+/// passing it on, say), and its start must not put the token in a message;
+/// words and paths (`disconnect/reset`) are shorter and stay.
+fn elide_token_runs(text: &str) -> String {
+    const RUN: usize = 24;
+    let is_token =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '+' | '/' | '=');
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= RUN {
+            // Token characters are ASCII: 4 bytes are 4 characters.
+            out.push_str(&run[..4]);
+            out.push('…');
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if is_token(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// Makes upstream text safe to put in a log line or a terminal: control
-/// characters and escape sequences become spaces, runs of space collapse,
-/// and it is cut to `max` characters.
+/// characters and escape sequences become spaces, and so do the characters
+/// that break or reorder a line without being control characters (line and
+/// paragraph separators, bidirectional overrides and isolates); runs of
+/// space collapse, and it is cut to `max` characters.
 pub fn sanitize(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max));
     let mut last_space = false;
     for c in text.chars() {
-        let c = if c.is_control() { ' ' } else { c };
+        let moves_text = matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        let c = if c.is_control() || moves_text { ' ' } else { c };
         if c == ' ' && last_space {
             continue;
         }
@@ -405,6 +469,55 @@ mod tests {
                 .ends_with("AADSTS7000215: Invalid client secret provided."),
             "{}",
             e.message
+        );
+    }
+
+    /// Found by the `error_answer` fuzz target: `Retry-After:
+    /// 99999999999999` was taken as is, and the engine's `now + retry_after`
+    /// overflowed chrono's range and panicked.
+    #[test]
+    fn a_retry_after_of_three_million_years_is_capped_not_an_overflow() {
+        let now = Utc::now();
+        let mut a = answer(429, "");
+        a.headers
+            .insert(RETRY_AFTER, "99999999999999".parse().unwrap());
+        assert_eq!(a.retry_after(now), Some(MAX_RETRY_AFTER));
+        let e = a.error(now);
+        crate::schedule::retry_at(now, 1, 0.99, e.retry_after);
+        a.headers.insert(
+            RETRY_AFTER,
+            "Fri, 31 Dec 9999 23:59:59 GMT".parse().unwrap(),
+        );
+        assert_eq!(a.retry_after(now), Some(MAX_RETRY_AFTER));
+    }
+
+    /// Found by the `error_answer` fuzz target: an error status with a
+    /// token-shaped body quoted 30 characters of the token.
+    #[test]
+    fn an_error_body_that_holds_a_token_is_not_quoted() {
+        let body = r#"{"token":"ya29.a0AfB_byC1234567890abcdefghijklmnop","expires_in":3599}"#;
+        let e = answer(500, body).error(Utc::now());
+        assert_eq!(
+            e.message,
+            r#"x answered 500 (70 bytes starting "{\"token\":\"ya29…\",\"expires_in\":3599}")"#
+        );
+        let e = answer(502, "upstream connect error or disconnect/reset").error(Utc::now());
+        assert!(
+            e.message
+                .ends_with(r#"starting "upstream connect error or disconnect/res…")"#),
+            "{}",
+            e.message
+        );
+    }
+
+    /// Found by review, confirmed by the `sanitize` fuzz target: U+202E
+    /// (right-to-left override) and U+2028 (line separator) are not control
+    /// characters, and went through to logs and the terminal.
+    #[test]
+    fn sanitize_strips_bidi_overrides_and_line_separators() {
+        assert_eq!(
+            sanitize("a\u{2028}b\u{202e}c\u{2066}d\u{2029}", 100),
+            "a b c d"
         );
     }
 

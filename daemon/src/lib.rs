@@ -9,11 +9,15 @@
 pub mod clock;
 pub mod engine;
 pub mod fingerprint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod logging;
 pub mod providers;
 pub mod schedule;
+pub mod seal;
 pub mod server;
 pub mod startup;
 pub mod store;
+pub mod systemd;
 mod wire;

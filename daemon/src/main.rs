@@ -9,6 +9,8 @@ const USAGE: &str = "usage: credcached [--config PATH] [--detach]
 
 The credcache daemon. It is normally started by `credcache` itself, or by
 `credcache daemon start`; run it by hand to watch its log on stderr.
+Under systemd (`credcache daemon install-service`) it takes its socket from
+LISTEN_FDS and reports readiness with sd_notify.
 
   --config PATH   config file (default: CREDCACHE_CONFIG, then the user config dir)
   --detach        report readiness on stdout as one line and log to the log file

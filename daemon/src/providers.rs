@@ -9,7 +9,7 @@ pub mod command;
 pub mod container_app;
 pub mod gke;
 pub mod google;
-mod token_response;
+pub(crate) mod token_response;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +22,29 @@ use credcache_shared::config::{Config, Credential, Source};
 
 use crate::engine::Engine;
 use crate::http::Http;
+
+/// The furthest ahead a fetched token's expiry may lie: a year and a day.
+/// The clouds' tokens live an hour or a day (an APIM token at most 30
+/// days): an answer that says "until 9999" is wrong, and believing it would
+/// keep a dead token cached and never refreshed.
+pub const MAX_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::days(366);
+
+/// An expiry an upstream stated, refused (with why, naming `field`) if it
+/// lies more than [`MAX_LIFETIME`] after `now`.
+pub fn within_lifetime(
+    field: &str,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, String> {
+    if expires_at - now > MAX_LIFETIME {
+        return Err(format!(
+            "{field} {} is more than {} days ahead",
+            credcache_shared::time::format_rfc3339(expires_at),
+            MAX_LIFETIME.num_days()
+        ));
+    }
+    Ok(expires_at)
+}
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -72,6 +72,17 @@ pub fn bind(path: &Path) -> Result<Listener, String> {
         .map_err(fail)
 }
 
+/// Serves on a socket someone else bound (systemd socket activation). The
+/// listener owns no name: dropping it closes our descriptor and leaves the
+/// socket file to its owner. Must run inside the tokio runtime.
+pub fn adopt(listener: std::os::unix::net::UnixListener) -> Result<Listener, String> {
+    use interprocess::os::unix::uds_local_socket::tokio::Listener as UdsListener;
+    let fd = std::os::fd::OwnedFd::from(listener);
+    UdsListener::try_from(fd)
+        .map(Listener::from)
+        .map_err(|e| format!("cannot serve on the socket systemd passed: {e}"))
+}
+
 /// Serves until `shutdown` resolves, then stops accepting, lets requests in
 /// flight finish (up to `limits.grace`) and returns.
 pub async fn serve(

@@ -20,8 +20,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::clock::SystemClock;
 use crate::engine::{Engine, Locations};
 use crate::logging;
+use crate::seal;
 use crate::server::{self, Limits};
 use crate::store::Store;
+use crate::systemd;
 
 /// How the daemon was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +57,13 @@ impl StartError {
 
 /// Runs the daemon to completion.
 pub fn run(options: Options) -> ExitCode {
+    // First, while the process has one thread: it edits the environment.
+    let activated = systemd::take_activated_socket();
+    // Other processes of this user may not ptrace this one or read its
+    // memory through /proc, and it dumps no core: it holds tokens.
+    let dumpable_error =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+            .err();
     // Everything the daemon creates (sled files, log, socket) is private.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     if options.detach {
@@ -82,6 +91,13 @@ pub fn run(options: Options) -> ExitCode {
     if let Err(e) = logged {
         return reporter.failed(&StartError::Other(e));
     }
+    let activated = match activated {
+        Ok(a) => a,
+        Err(e) => return reporter.failed(&StartError::Other(e)),
+    };
+    if let Some(e) = dumpable_error {
+        tracing::warn!("could not mark the process non-dumpable: {e}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -92,7 +108,7 @@ pub fn run(options: Options) -> ExitCode {
             return reporter.failed(&StartError::Other(format!("cannot start the runtime: {e}")));
         }
     };
-    match runtime.block_on(serve(paths, &reporter)) {
+    match runtime.block_on(serve(paths, &reporter, activated)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => reporter.failed(&e),
     }
@@ -109,6 +125,7 @@ impl Reporter {
         if self.detach {
             self.say(&format!("ready {}", std::process::id()));
         }
+        systemd::notify_ready(socket);
     }
 
     fn failed(&self, e: &StartError) -> ExitCode {
@@ -155,7 +172,13 @@ impl Reporter {
     }
 }
 
-async fn serve(paths: Paths, reporter: &Reporter) -> Result<(), StartError> {
+/// Serves until asked to stop. `activated` is the socket systemd passed, if
+/// any: then the socket file is systemd's, never bound or removed here.
+async fn serve(
+    paths: Paths,
+    reporter: &Reporter,
+    activated: Option<systemd::Activated>,
+) -> Result<(), StartError> {
     let other = |e: paths::PathError| StartError::Other(e.to_string());
     paths::ensure_private_dir(paths.socket_dir()).map_err(other)?;
     paths::ensure_private_dir(&paths.data_dir).map_err(other)?;
@@ -163,11 +186,11 @@ async fn serve(paths: Paths, reporter: &Reporter) -> Result<(), StartError> {
 
     let config = Config::load(&paths.config_file)
         .map_err(|e| StartError::Config(e.to_string(), e.lines().collect()))?;
-    let (store, warning) =
-        Store::open(&paths.cache_dir).map_err(|e| StartError::Other(e.to_string()))?;
-    if let Some(w) = warning {
-        tracing::warn!("{w}");
-    }
+    // The key lives beside the config, never in the data directory.
+    let (sealer, mut warnings) = seal::load_or_create(&seal::key_path(&paths.config_file));
+    let (store, warning) = Store::open(&paths.cache_dir, Arc::new(sealer))
+        .map_err(|e| StartError::Other(e.to_string()))?;
+    warnings.extend(warning);
     let locations = Locations {
         config_file: paths.config_file.clone(),
         socket: paths.socket.clone(),
@@ -175,8 +198,23 @@ async fn serve(paths: Paths, reporter: &Reporter) -> Result<(), StartError> {
     };
     let engine =
         Engine::new(config, locations, store, Arc::new(SystemClock)).map_err(StartError::Other)?;
+    engine.add_warnings(warnings);
 
-    let listener = server::bind(&paths.socket).map_err(StartError::Other)?;
+    let socket_activated = activated.is_some();
+    let listener = match activated {
+        Some(a) => {
+            if a.path.as_deref() != Some(paths.socket.as_path()) {
+                tracing::warn!(
+                    "systemd passed a socket at {:?} but clients look for {}; set ListenStream= in credcached.socket (or CREDCACHE_SOCKET) so they agree",
+                    a.path,
+                    paths.socket.display()
+                );
+            }
+            server::adopt(a.listener)
+        }
+        None => server::bind(&paths.socket),
+    }
+    .map_err(StartError::Other)?;
     write_pid(&lock);
     reporter.ready(&paths.socket);
 
@@ -201,14 +239,18 @@ async fn serve(paths: Paths, reporter: &Reporter) -> Result<(), StartError> {
             () = stopper.shutdown_requested() => {},
             () = idle_exit(&stopper) => {},
         }
+        systemd::notify_stopping();
     };
     server::serve(listener, engine.clone(), Limits::default(), shutdown).await;
 
     engine.flush();
-    match std::fs::remove_file(&paths.socket) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!("could not remove {}: {e}", paths.socket.display()),
+    // An activated socket stays: systemd listens on and starts us again.
+    if !socket_activated {
+        match std::fs::remove_file(&paths.socket) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("could not remove {}: {e}", paths.socket.display()),
+        }
     }
     tracing::info!("stopped");
     drop(lock);

@@ -2,10 +2,11 @@
 //!
 //! Keys are `<credential name> NUL <settings fingerprint>`, so a credential
 //! whose settings changed can never be served a record written under the
-//! old ones. Values are one format-version byte followed by a bincode
-//! [`Record`]; version 1 is plaintext, and at-rest encryption will add a
-//! version that wraps the same record, with no migration of old ones needed
-//! (an unreadable record is simply a cache miss).
+//! old ones. Values are one format-version byte followed by the record.
+//! Version 2, the only one written, is a bincode [`Record`] sealed by
+//! [`Sealer`] (AES-256-GCM, the key and fingerprint as associated data).
+//! Version 1 (plaintext, written by early builds) and anything that does
+//! not open (another key, tampering) is a cache miss, removed on start.
 //!
 //! A database that sled cannot open is moved aside and rebuilt: the cache is
 //! re-derivable, so losing it costs one upstream fetch per credential, while
@@ -14,11 +15,15 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
 use credcache_shared::Secret;
 use serde::{Deserialize, Serialize};
 
-/// The record format written today.
-const FORMAT_PLAIN_V1: u8 = 1;
+use crate::seal::Sealer;
+
+/// The record format written today: sealed.
+const FORMAT_SEALED_V2: u8 = 2;
 
 /// sled's page cache: the records are tiny, a few MiB is plenty.
 const CACHE_CAPACITY: u64 = 4 << 20;
@@ -61,13 +66,14 @@ pub enum StoreError {
 pub struct Store {
     db: sled::Db,
     path: PathBuf,
+    sealer: Arc<Sealer>,
 }
 
 impl Store {
     /// Opens the database at `path`, moving a corrupt one aside. The second
     /// value is a warning to log when that happened.
-    pub fn open(path: &Path) -> Result<(Self, Option<String>), StoreError> {
-        match Self::open_once(path) {
+    pub fn open(path: &Path, sealer: Arc<Sealer>) -> Result<(Self, Option<String>), StoreError> {
+        match Self::open_once(path, sealer.clone()) {
             Ok(store) => Ok((store, None)),
             Err(StoreError::Sled { source, .. }) if !is_lock_error(&source) => {
                 let aside = aside_path(path);
@@ -75,7 +81,7 @@ impl Store {
                     path: path.to_path_buf(),
                     source: e,
                 })?;
-                let store = Self::open_once(path)?;
+                let store = Self::open_once(path, sealer)?;
                 let warning = format!(
                     "cache database {} could not be opened ({source}); moved it to {} and started an empty cache",
                     path.display(),
@@ -87,7 +93,7 @@ impl Store {
         }
     }
 
-    fn open_once(path: &Path) -> Result<Self, StoreError> {
+    fn open_once(path: &Path, sealer: Arc<Sealer>) -> Result<Self, StoreError> {
         let sled_err = |source: sled::Error| {
             if is_lock_error(&source) {
                 StoreError::Locked {
@@ -122,7 +128,13 @@ impl Store {
         Ok(Self {
             db,
             path: path.to_path_buf(),
+            sealer,
         })
+    }
+
+    /// Where the cache key lives, for `status`.
+    pub fn key_location(&self) -> &str {
+        self.sealer.location()
     }
 
     pub fn path(&self) -> &Path {
@@ -136,13 +148,20 @@ impl Store {
         let mut bad = Vec::new();
         for item in self.db.iter() {
             let Ok((key, value)) = item else { continue };
-            match decode(&key, &value) {
+            match decode(&self.sealer, &key, &value) {
                 Some(stored) => out.push(stored),
                 None => bad.push(key),
             }
         }
+        if !bad.is_empty() {
+            // One line, not one per record: a new key makes them all fail.
+            tracing::warn!(
+                count = bad.len(),
+                "dropping cache records that do not open with the cache key (another key, \
+                 an older format, or tampering); those tokens will be fetched anew"
+            );
+        }
         for key in bad {
-            tracing::warn!("dropping an unreadable cache record");
             let _ = self.db.remove(key);
         }
         out
@@ -151,10 +170,11 @@ impl Store {
     /// Writes a record for `name` under `fingerprint`, replacing every other
     /// record of that name, and flushes it to disk so it survives a crash.
     pub fn put(&self, name: &str, fingerprint: &str, record: &Record) -> Result<(), StoreError> {
-        let mut value = vec![FORMAT_PLAIN_V1];
-        value.extend(
+        let plain = zeroize::Zeroizing::new(
             credcache_shared::codec::to_vec(record).expect("a token record fits in a frame"),
         );
+        let mut value = vec![FORMAT_SEALED_V2];
+        value.extend(self.sealer.seal(name, fingerprint, &plain));
         self.remove_except(name, Some(fingerprint))?;
         self.db
             .insert(key(name, fingerprint), value)
@@ -233,13 +253,14 @@ fn split_key(key: &[u8]) -> Option<(&str, &str)> {
     Some((name, fp))
 }
 
-fn decode(key: &[u8], value: &[u8]) -> Option<Stored> {
+fn decode(sealer: &Sealer, key: &[u8], value: &[u8]) -> Option<Stored> {
     let (name, fingerprint) = split_key(key)?;
     let (&format, body) = value.split_first()?;
-    if format != FORMAT_PLAIN_V1 {
+    if format != FORMAT_SEALED_V2 {
         return None;
     }
-    let record = credcache_shared::codec::from_slice(body).ok()?;
+    let plain = sealer.open(name, fingerprint, body)?;
+    let record = credcache_shared::codec::from_slice(&plain).ok()?;
     Some(Stored {
         name: name.to_owned(),
         fingerprint: fingerprint.to_owned(),
@@ -290,6 +311,44 @@ fn walk(dir: &Path) -> std::io::Result<Vec<(PathBuf, bool)>> {
 mod tests {
     use super::*;
 
+    fn sealer() -> Arc<Sealer> {
+        Arc::new(Sealer::new(&[3u8; 32], "test"))
+    }
+
+    #[test]
+    fn records_are_sealed_and_a_tampered_or_foreign_one_is_a_miss() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache");
+        let (store, _) = Store::open(&path, sealer()).unwrap();
+        store
+            .put("gcp", "fp", &record("ya29.secret-token"))
+            .unwrap();
+        let raw = store.db.get(key("gcp", "fp")).unwrap().unwrap();
+        assert!(
+            !raw.windows(9).any(|w| w == b"ya29.secr"),
+            "no token bytes on disk"
+        );
+        // Tamper with one byte: a miss, and the record is removed.
+        let mut bad = raw.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x40;
+        store.db.insert(key("gcp", "fp"), bad).unwrap();
+        assert!(store.load_all().is_empty());
+        assert_eq!(store.db.len(), 0);
+        // Another key cannot read what this one wrote.
+        store.put("gcp", "fp", &record("t")).unwrap();
+        drop(store);
+        let (other, _) = Store::open(&path, Arc::new(Sealer::new(&[4u8; 32], "other"))).unwrap();
+        assert!(other.load_all().is_empty());
+        // A record moved under another name does not open either.
+        let (store, _) = Store::open(&tmp.path().join("c2"), sealer()).unwrap();
+        store.put("a", "fp", &record("t")).unwrap();
+        let v = store.db.get(key("a", "fp")).unwrap().unwrap();
+        store.db.insert(key("b", "fp"), v).unwrap();
+        let names: Vec<String> = store.load_all().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, vec!["a".to_owned()]);
+    }
+
     fn record(token: &str) -> Record {
         let now = Utc::now();
         Record {
@@ -306,13 +365,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("cache");
         {
-            let (store, warning) = Store::open(&path).unwrap();
+            let (store, warning) = Store::open(&path, sealer()).unwrap();
             assert!(warning.is_none());
             store.put("gcp", "fp1", &record("a")).unwrap();
             store.put("gcp", "fp2", &record("b")).unwrap();
             store.put("other", "fp1", &record("c")).unwrap();
         }
-        let (store, _) = Store::open(&path).unwrap();
+        let (store, _) = Store::open(&path, sealer()).unwrap();
         let mut all = store.load_all();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         assert_eq!(all.len(), 2);
@@ -330,12 +389,12 @@ mod tests {
     #[test]
     fn unreadable_records_are_skipped_and_removed() {
         let tmp = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(&tmp.path().join("cache")).unwrap();
+        let (store, _) = Store::open(&tmp.path().join("cache"), sealer()).unwrap();
         store.db.insert(key("x", "fp"), vec![99, 1, 2, 3]).unwrap();
         store.db.insert(b"no-separator", vec![1]).unwrap();
         store
             .db
-            .insert(key("y", "fp"), vec![FORMAT_PLAIN_V1, 0xFF, 0xFF])
+            .insert(key("y", "fp"), vec![FORMAT_SEALED_V2, 0xFF, 0xFF])
             .unwrap();
         assert!(store.load_all().is_empty());
         assert_eq!(store.db.len(), 0);
@@ -345,8 +404,8 @@ mod tests {
     fn a_second_open_is_refused_as_locked() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("cache");
-        let _first = Store::open(&path).unwrap();
-        match Store::open(&path) {
+        let _first = Store::open(&path, sealer()).unwrap();
+        match Store::open(&path, sealer()) {
             Err(StoreError::Locked { .. }) => {}
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("second open succeeded"),
@@ -364,7 +423,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(path.join("db"), vec![0xAB; 4096]).unwrap();
-        let (store, warning) = Store::open(&path).unwrap();
+        let (store, warning) = Store::open(&path, sealer()).unwrap();
         assert!(warning.unwrap().contains("moved it to"));
         store.put("a", "fp", &record("t")).unwrap();
         let aside: Vec<_> = std::fs::read_dir(tmp.path())

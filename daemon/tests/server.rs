@@ -26,7 +26,11 @@ impl Running {
     fn start(limits: Limits) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let socket = tmp.path().join("s.sock");
-        let (store, _) = Store::open(&tmp.path().join("cache")).unwrap();
+        let (store, _) = Store::open(
+            &tmp.path().join("cache"),
+            std::sync::Arc::new(crate_sealer()),
+        )
+        .unwrap();
         let locations = Locations {
             config_file: tmp.path().join("none.toml"),
             socket: socket.clone(),
@@ -163,4 +167,8 @@ fn stop_closes_idle_connections_and_returns() {
     let mut buf = [0u8; 1];
     assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
     let _ = s.write_all(&[0]);
+}
+
+fn crate_sealer() -> credcache_daemon::seal::Sealer {
+    credcache_daemon::seal::Sealer::new(&[1u8; 32], "test")
 }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::Secret;
 
 /// Bumped by hand whenever a message below changes shape.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What a client asks of the daemon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,6 +163,15 @@ pub struct DaemonStatus {
     pub config_error: Option<String>,
     /// Requests answered since start, all connections together.
     pub requests_served: u64,
+    /// Where the key that encrypts the cache lives (never the key).
+    pub cache_key: String,
+    /// Whether the daemon process may be ptraced or dump core (it marks
+    /// itself non-dumpable so other processes of the user cannot read its
+    /// memory; `true` means that failed).
+    pub dumpable: bool,
+    /// Things the user should fix: files holding secrets that others can
+    /// read, a cache key that had to be replaced, and the like.
+    pub warnings: Vec<String>,
     pub credentials: Vec<CredentialInfo>,
 }
 
@@ -214,7 +223,7 @@ mod tests {
     /// Changing this number is a deliberate act: the messages changed shape.
     #[test]
     fn protocol_version_is_pinned() {
-        assert_eq!(PROTOCOL_VERSION, 2);
+        assert_eq!(PROTOCOL_VERSION, 3);
     }
 
     /// Hello must stay decodable across protocol versions: variant 0 of both

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 
 /// A timestamp that could not be read; names the field it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,11 +18,14 @@ pub struct TimestampError {
 }
 
 /// Parses an RFC 3339 timestamp into UTC. `field` names where it came from
-/// for the error message.
+/// for the error message. An instant whose UTC year is not four digits
+/// (`0000-01-01T00:00:00+00:01`) is refused: it could not be written back.
 pub fn parse_rfc3339(field: &str, value: &str) -> Result<DateTime<Utc>, TimestampError> {
     DateTime::parse_from_rfc3339(value.trim())
+        .ok()
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| TimestampError {
+        .filter(|t| (0..=9999).contains(&t.year()))
+        .ok_or_else(|| TimestampError {
             field: field.to_owned(),
             value: value.chars().take(64).collect(),
         })
@@ -85,6 +88,11 @@ mod tests {
             "2014-10-02T15:01:23",
             "1506484173",
             "2014-13-02T15:01:23Z",
+            // Found by the `timestamp` fuzz target: in range in their own
+            // offset, out of it in UTC, and written back as `-0001-…` and
+            // `+10000-…`, which do not read back.
+            "0000-01-01T00:00:00+00:01",
+            "9999-12-31T23:59:59-00:01",
         ] {
             let err = parse_rfc3339("properties.expires", bad).unwrap_err();
             assert!(err.to_string().starts_with("properties.expires: "), "{err}");

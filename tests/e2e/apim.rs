@@ -152,8 +152,11 @@ fn errors_carry_the_clouds_words_and_exit_5() {
         ),
     ];
     for (fault, want) in cases {
-        emu.push_fault(Endpoint::ApimToken, fault);
+        // Until cleared: a background retry of the last failure must not
+        // take this fault away from the `get` below.
+        emu.push_fault(Endpoint::ApimToken, fault.until_cleared());
         let out = sb.run(["get", "apim-dev", "--refresh"]);
+        emu.clear_faults(Endpoint::ApimToken);
         out.upstream_failure(FAILED, want);
         assert!(!out.stderr.contains("c2ln"), "no token text: {out:?}");
     }

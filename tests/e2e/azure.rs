@@ -194,7 +194,9 @@ fn workload_identity_upstream_failures() {
             "entra token endpoint: timed out",
         ),
     ] {
-        emu.push_fault(Endpoint::EntraToken, fault);
+        // Until cleared: a background retry of the last failure must not
+        // take this fault away from the `get` below.
+        emu.push_fault(Endpoint::EntraToken, fault.until_cleared());
         let out = sb.run(["get", "wi", "--refresh"]);
         assert_fails(&out, 5, &[want]);
         emu.clear_faults(Endpoint::EntraToken);
@@ -338,7 +340,9 @@ fn managed_identity_upstream_failures() {
         ),
         (Fault::slow(Duration::from_secs(5)), "azure IMDS: timed out"),
     ] {
-        emu.push_fault(Endpoint::Imds, fault);
+        // Until cleared: a background retry of the last failure must not
+        // take this fault away from the `get` below.
+        emu.push_fault(Endpoint::Imds, fault.until_cleared());
         let out = sb.run(["get", "mi", "--refresh"]);
         assert_fails(&out, 5, &["cannot get a token for mi: ", want]);
         emu.clear_faults(Endpoint::Imds);

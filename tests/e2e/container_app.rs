@@ -110,9 +110,12 @@ fn errors_carry_the_clouds_words_and_exit_5() {
         ),
     ];
     for (fault, want) in cases {
-        emu.push_fault(Endpoint::ContainerAppToken, fault);
-        sb.run(["get", "app-logs", "--refresh"])
-            .upstream_failure(FAILED, want);
+        // Until cleared: a background retry of the last failure must not
+        // take this fault away from the `get` below.
+        emu.push_fault(Endpoint::ContainerAppToken, fault.until_cleared());
+        let out = sb.run(["get", "app-logs", "--refresh"]);
+        emu.clear_faults(Endpoint::ContainerAppToken);
+        out.upstream_failure(FAILED, want);
     }
     sb.get("app-logs");
     assert_eq!(emu.calls(Endpoint::EntraToken), 1);

@@ -139,9 +139,12 @@ fn errors_carry_the_clouds_words_and_exit_5() {
         ),
     ];
     for (fault, want) in cases {
-        emu.push_fault(Endpoint::GkeToken, fault);
-        sb.run(["get", "prod-gke", "--refresh"])
-            .upstream_failure(FAILED, want);
+        // Until cleared: a background retry of the last failure must not
+        // take this fault away from the `get` below.
+        emu.push_fault(Endpoint::GkeToken, fault.until_cleared());
+        let out = sb.run(["get", "prod-gke", "--refresh"]);
+        emu.clear_faults(Endpoint::GkeToken);
+        out.upstream_failure(FAILED, want);
     }
     // The daemon survived all of it, and the google token was never dropped.
     sb.get("prod-gke");

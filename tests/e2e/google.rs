@@ -136,7 +136,9 @@ fn upstream_errors_carry_the_clouds_words_and_exit_5() {
         (Fault::slow(Duration::from_secs(5)), "timed out"),
     ];
     for (fault, want) in cases {
-        emu.push_fault(Endpoint::GoogleToken, fault);
+        // Until cleared: a background retry of the last failure must not
+        // take this fault away from the `get` below.
+        emu.push_fault(Endpoint::GoogleToken, fault.until_cleared());
         let out = sb.run(["get", "gcp", "--refresh"]);
         assert_eq!(out.code, 5, "{want}: {out:?}");
         assert!(

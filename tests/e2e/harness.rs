@@ -124,7 +124,12 @@ impl Sandbox {
     /// A command for one of the binaries, with the sandbox's environment
     /// only (plus PATH), so nothing of the real user's leaks in.
     pub fn command(&self, bin: &str) -> Command {
-        let mut cmd = Command::new(bin_dir().join(bin));
+        self.command_for(bin_dir().join(bin))
+    }
+
+    /// Any program, with the sandbox's environment only.
+    pub fn command_for(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new(program);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)
@@ -252,8 +257,17 @@ pub struct Foreground {
 
 impl Sandbox {
     pub fn foreground_daemon(&self) -> Foreground {
-        let mut child = self
-            .command("credcached")
+        let fg = Foreground::spawn(self.command("credcached"));
+        fg.wait_for_line("listening");
+        fg
+    }
+}
+
+impl Foreground {
+    /// Spawns `command` (a daemon in the foreground) with its stderr read
+    /// line by line into [`Foreground::stderr`].
+    pub fn spawn(mut command: Command) -> Foreground {
+        let mut child = command
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -272,9 +286,7 @@ impl Sandbox {
                 }
             }
         });
-        let fg = Foreground { child, stderr: rx };
-        fg.wait_for_line("listening");
-        fg
+        Foreground { child, stderr: rx }
     }
 }
 

@@ -8,15 +8,23 @@
 
 mod harness;
 
+mod activation;
 mod apim;
 mod azure;
 mod basics;
 mod concurrency;
 mod config;
 mod container_app;
+mod docker;
+mod git;
 mod gke;
 mod google;
 mod hostile;
+mod kubeconfig;
+mod machine_interface;
+mod packaging;
 mod persistence;
 mod refresh;
 mod secrets;
+mod security;
+mod shells;

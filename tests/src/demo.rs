@@ -1,11 +1,15 @@
 //! `credcache-emulator demo`: the product doing its job, offline. It starts
 //! the emulator, writes a throwaway config pointing at it, and runs the real
 //! `credcache` client (which starts the real `credcached`) the way a user
-//! would, printing each command, what it printed, and what it cost.
+//! would, printing each command, what it printed, and what it cost. It
+//! ends with a background refresh seen through `credcache watch`, and
+//! `status` as a table.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
@@ -87,6 +91,7 @@ pub fn run() -> anyhow::Result<()> {
         &["refresh", "--all"],
         "every cached token fetched anew",
     );
+    background_refresh(&emu, &demo);
     demo.step("credcache status", &["status"], "");
     println!(
         "\nupstream calls made: google token {}, entra token {}, gke {}, container apps {}, api management {}",
@@ -98,6 +103,62 @@ pub fn run() -> anyhow::Result<()> {
     );
     demo.step("credcache daemon stop", &["daemon", "stop"], "");
     Ok(())
+}
+
+/// The emulator starts issuing 8-second Google tokens; `credcache watch`
+/// shows the daemon replacing one before it expires, with nobody asking.
+fn background_refresh(emu: &Emulator, demo: &Demo) {
+    emu.set_lifetime(Endpoint::GoogleToken, 8);
+    demo.step(
+        "credcache refresh gcp",
+        &["refresh", "gcp"],
+        "the emulator now issues Google tokens that live 8 s",
+    );
+    println!("$ credcache watch gcp    (what an IDE subscribes to: one JSON line per token)");
+    let calls_before = emu.calls(Endpoint::GoogleToken);
+    let started = Instant::now();
+    let lines = match demo.watch("gcp", 2, WATCH_DEADLINE) {
+        Ok(lines) => lines,
+        Err(e) => {
+            println!("  cannot watch: {e:#}");
+            return;
+        }
+    };
+    for line in &lines {
+        println!("{line}");
+    }
+    if lines.len() < 2 {
+        println!(
+            "    (no new token within {} s: the background refresh did not happen)",
+            WATCH_DEADLINE.as_secs()
+        );
+        return;
+    }
+    let token = |line: &str| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["token"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    println!(
+        "    ({:.1} s later, without a client asking, the daemon replaced {} with {} \
+         before it expired; google token calls: {})",
+        started.elapsed().as_secs_f64(),
+        abbreviated(&token(&lines[0])),
+        abbreviated(&token(&lines[1])),
+        emu.calls(Endpoint::GoogleToken) - calls_before,
+    );
+    // Back to hour-long tokens, so the rest of the demo is not refreshing.
+    emu.set_lifetime(Endpoint::GoogleToken, 3600);
+}
+
+/// How long the demo waits for a background refresh (an 8 s token is
+/// refreshed about 4 s after it was fetched).
+const WATCH_DEADLINE: Duration = Duration::from_secs(15);
+
+fn abbreviated(token: &str) -> String {
+    let head: String = token.chars().take(14).collect();
+    format!("{head}…")
 }
 
 struct Demo {
@@ -172,6 +233,40 @@ arm_endpoint = "{url}"
             env,
             config_text,
         })
+    }
+
+    /// Runs `credcache watch NAME` until it printed `count` lines or
+    /// `deadline` passed, then stops it.
+    fn watch(&self, name: &str, count: usize, deadline: Duration) -> anyhow::Result<Vec<String>> {
+        let mut child = Command::new(&self.client)
+            .args(["watch", name])
+            .envs(self.env.iter().map(|(k, v)| (*k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot run credcache watch")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let until = Instant::now() + deadline;
+        let mut lines = Vec::new();
+        while lines.len() < count {
+            let left = until.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(lines)
     }
 
     fn step(&self, shown: &str, args: &[&str], note: &str) {

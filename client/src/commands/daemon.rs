@@ -6,6 +6,8 @@
 //! they signal such a daemon with SIGTERM by the pid its mismatch reply
 //! carries, instead of sending it a `Shutdown` it might not understand.
 //! Only `start`, `restart` and `run` ever start a daemon.
+//! `install-service` and `uninstall-service` ([`service`]) hand it to
+//! systemd or launchd instead.
 
 use std::io;
 use std::thread;
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use credcache_shared::protocol::{ErrorKind, Request, Response};
 
-use crate::commands::status;
+use crate::commands::{service, status};
 use crate::connect::{self, Autostart, DAEMON_PROGRAM, Endpoint, Probe, Started};
 use crate::exit::Error;
 use crate::format;
@@ -47,6 +49,11 @@ pub enum Command {
     Status,
     /// Run the daemon in the foreground, logging to stderr.
     Run,
+    /// Have the service manager run the daemon: systemd user units with
+    /// socket activation on Linux, a launchd agent on macOS.
+    InstallService(service::InstallArgs),
+    /// Stop the service and remove what install-service wrote.
+    UninstallService(service::UninstallArgs),
 }
 
 pub fn run(endpoint: &Endpoint, command: &Command) -> Result<(), Error> {
@@ -79,6 +86,8 @@ pub fn run(endpoint: &Endpoint, command: &Command) -> Result<(), Error> {
             Ok(())
         }
         Command::Reload => reload(endpoint),
+        Command::InstallService(args) => service::install(endpoint, endpoint.config_flag(), args),
+        Command::UninstallService(args) => service::uninstall(args),
         Command::Status => daemon_status(endpoint),
         Command::Run => {
             let err = sys::exec(&mut endpoint.foreground_command());
@@ -93,7 +102,7 @@ pub fn run(endpoint: &Endpoint, command: &Command) -> Result<(), Error> {
 }
 
 /// Stops a running daemon and waits for it to exit; `None` if none ran.
-fn stop(endpoint: &Endpoint) -> Result<Option<u32>, Error> {
+pub fn stop(endpoint: &Endpoint) -> Result<Option<u32>, Error> {
     let pid = match endpoint.probe()? {
         Probe::Down(_) => return Ok(None),
         Probe::Ready(mut conn) => {

@@ -4,9 +4,10 @@
 //! Tokens go in the environment only, never in argv (which any local user
 //! can read from `ps`). The client waits for the child rather than exec'ing
 //! it so the exit code can be reported the way shells do (128 + signal).
-//! Forwarding SIGTERM sent to the client alone is not done yet; Ctrl-C at
-//! a terminal reaches the child directly, and the client ignores it so it
-//! does not exit before the child.
+//! While it waits, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2
+//! sent to the client are forwarded to the child (a supervisor that stops
+//! `credcache exec` stops the program); Ctrl-C at a terminal reaches the
+//! child directly and is not sent twice ([`sys::SignalForwarding`]).
 
 use std::ffi::OsString;
 use std::process::Command;
@@ -64,11 +65,12 @@ pub fn run(endpoint: &Endpoint, args: Args) -> Result<u8, Error> {
     for (var, token) in &env {
         command.env(var, token.expose());
     }
+    let signals = sys::SignalForwarding::install();
     let mut child = command
         .spawn()
         .map_err(|e| Error::Other(format!("cannot run {}: {e}", program.to_string_lossy())))?;
+    signals.forward_to(child.id());
     drop(env);
-    sys::ignore_terminal_interrupts();
     let status = child.wait().map_err(|e| {
         Error::Other(format!(
             "cannot wait for {}: {e}",

@@ -5,10 +5,15 @@
 pub mod completions;
 pub mod config;
 pub mod daemon;
+pub mod docker_credential;
 pub mod exec;
 pub mod forget;
 pub mod get;
+pub mod git_credential;
+pub mod kubeconfig;
 pub mod list;
+pub mod man;
 pub mod refresh;
+pub mod service;
 pub mod status;
 pub mod watch;

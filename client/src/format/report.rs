@@ -9,6 +9,7 @@ use credcache_shared::time::format_rfc3339;
 use serde::Serialize;
 
 use crate::exit::Error;
+use crate::format::SCHEMA_VERSION;
 
 fn json_pretty<T: Serialize>(value: &T) -> Result<String, Error> {
     let mut text = serde_json::to_string_pretty(value)
@@ -49,8 +50,18 @@ impl<'a> From<&'a CredentialInfo> for CredentialJson<'a> {
     }
 }
 
+/// One element of `list --json`: a credential, stamped with the
+/// interface version (status nests credentials without the stamp).
+#[derive(Serialize)]
+struct ListEntryJson<'a> {
+    schema_version: u32,
+    #[serde(flatten)]
+    credential: CredentialJson<'a>,
+}
+
 #[derive(Serialize)]
 struct StatusJson<'a> {
+    schema_version: u32,
     daemon_version: &'a str,
     protocol_version: u32,
     pid: u32,
@@ -61,6 +72,9 @@ struct StatusJson<'a> {
     config_path: &'a str,
     config_error: Option<&'a str>,
     requests_served: u64,
+    cache_key: &'a str,
+    dumpable: bool,
+    warnings: &'a [String],
     credentials: Vec<CredentialJson<'a>>,
 }
 
@@ -69,7 +83,10 @@ pub fn credentials_json(credentials: &[CredentialInfo]) -> Result<String, Error>
     json_pretty(
         &credentials
             .iter()
-            .map(CredentialJson::from)
+            .map(|c| ListEntryJson {
+                schema_version: SCHEMA_VERSION,
+                credential: CredentialJson::from(c),
+            })
             .collect::<Vec<_>>(),
     )
 }
@@ -91,6 +108,7 @@ pub fn credentials_table(credentials: &[CredentialInfo], now: DateTime<Utc>) -> 
 /// `status --json`.
 pub fn status_json(status: &DaemonStatus) -> Result<String, Error> {
     json_pretty(&StatusJson {
+        schema_version: SCHEMA_VERSION,
         daemon_version: &status.daemon_version,
         protocol_version: status.protocol_version,
         pid: status.pid,
@@ -101,6 +119,9 @@ pub fn status_json(status: &DaemonStatus) -> Result<String, Error> {
         config_path: &status.config_path,
         config_error: status.config_error.as_deref(),
         requests_served: status.requests_served,
+        cache_key: &status.cache_key,
+        dumpable: status.dumpable,
+        warnings: &status.warnings,
         credentials: status
             .credentials
             .iter()
@@ -139,6 +160,16 @@ pub fn status_text(status: &DaemonStatus, now: DateTime<Utc>) -> String {
         ]));
     }
     facts.push(row(["requests:", &status.requests_served.to_string()]));
+    facts.push(row(["cache key:", &status.cache_key]));
+    if status.dumpable {
+        facts.push(row([
+            "warning:",
+            "the daemon could not mark itself non-dumpable",
+        ]));
+    }
+    for w in &status.warnings {
+        facts.push(row(["warning:", w]));
+    }
 
     let mut creds = vec![row([
         "NAME",
@@ -327,9 +358,11 @@ x              google  expired        expired
                 "last_error",
                 "name",
                 "next_refresh",
+                "schema_version",
                 "state"
             ]
         );
+        assert_eq!(o["schema_version"], 1);
         assert_eq!(o["state"], "stale-serving");
         assert_eq!(o["auth"], "corp");
         assert_eq!(o["expires_at"], "2027-01-15T08:01:00.000001Z");
@@ -349,6 +382,11 @@ x              google  expired        expired
             config_path: "/home/u/.config/credcache/config.toml".into(),
             config_error: None,
             requests_served: 17,
+            cache_key: "file /home/me/.config/credcache/cache.key".into(),
+            dumpable: false,
+            warnings: vec![
+                "/k.json is readable by others (mode 644); it holds a secret: chmod 600 it".into(),
+            ],
             credentials: vec![info("google", CredentialState::Fresh, Some(at(600, 0)))],
         }
     }
@@ -358,14 +396,20 @@ x              google  expired        expired
         let mut s = status();
         let text = status_text(&s, at(0, 0));
         assert!(
-            text.starts_with("version:   credcached 0.1.0 (protocol 1)\n"),
+            text.starts_with("version:    credcached 0.1.0 (protocol 1)\n"),
             "{text}"
         );
         assert!(
-            text.contains("uptime:    3m 2s (since 2027-01-15T07:56:58Z)\n"),
+            text.contains("uptime:     3m 2s (since 2027-01-15T07:56:58Z)\n"),
             "{text}"
         );
-        assert!(text.contains("requests:  17\n\nNAME"), "{text}");
+        assert!(
+            text.contains(
+                "requests:   17\ncache key:  file /home/me/.config/credcache/cache.key\n\
+                 warning:    /k.json is readable by others (mode 644); it holds a secret: chmod 600 it\n\nNAME"
+            ),
+            "{text}"
+        );
         assert!(text.contains("google  google  fresh  10m"), "{text}");
         assert!(!text.contains("config error"));
 
@@ -380,10 +424,64 @@ x              google  expired        expired
     #[test]
     fn status_json_fields() {
         let v: Value = serde_json::from_str(&status_json(&status()).unwrap()).unwrap();
+        assert_eq!(v["schema_version"], 1);
         assert_eq!(v["pid"], 4242);
         assert_eq!(v["started_at"], "2027-01-15T07:56:58Z");
         assert_eq!(v["config_error"], Value::Null);
         assert_eq!(v["credentials"][0]["name"], "google");
         assert_eq!(v["requests_served"], 17);
+    }
+
+    fn keys(v: &Value) -> Vec<&str> {
+        v.as_object().unwrap().keys().map(String::as_str).collect()
+    }
+
+    /// The machine interface of `status --json` and `list --json`, frozen
+    /// (names sorted; JSON key order carries no meaning). Changing this
+    /// test is changing the interface: see `format::SCHEMA_VERSION` and
+    /// the README's "Machine interface".
+    #[test]
+    fn status_and_list_field_names_are_frozen() {
+        const CREDENTIAL: [&str; 10] = [
+            "auth",
+            "consecutive_failures",
+            "expires_at",
+            "fetched_at",
+            "fetches",
+            "kind",
+            "last_error",
+            "name",
+            "next_refresh",
+            "state",
+        ];
+        let v: Value = serde_json::from_str(&status_json(&status()).unwrap()).unwrap();
+        assert_eq!(
+            keys(&v),
+            [
+                "cache_key",
+                "cache_path",
+                "config_error",
+                "config_path",
+                "credentials",
+                "daemon_version",
+                "dumpable",
+                "pid",
+                "protocol_version",
+                "requests_served",
+                "schema_version",
+                "socket",
+                "started_at",
+                "uptime_secs",
+                "warnings",
+            ]
+        );
+        assert_eq!(keys(&v["credentials"][0]), CREDENTIAL);
+
+        let list: Value =
+            serde_json::from_str(&credentials_json(&status().credentials).unwrap()).unwrap();
+        let mut want = CREDENTIAL.to_vec();
+        want.push("schema_version");
+        want.sort_unstable();
+        assert_eq!(keys(&list[0]), want);
     }
 }

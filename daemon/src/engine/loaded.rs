@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use credcache_shared::config::{Config, ConfigError, Credential};
+use credcache_shared::config::{Config, ConfigError, Credential, SecretSource, Source};
 
 use crate::fingerprint;
 use crate::http::Http;
 use crate::providers::{self, Provider};
+use crate::seal;
 
 /// A credential ready to fetch.
 pub struct Entry {
@@ -26,6 +27,8 @@ pub struct Loaded {
     pub http: Http,
     /// What the files looked like when this was loaded.
     pub stamps: Stamps,
+    /// Files holding secrets that others can read (as ssh warns).
+    pub warnings: Vec<String>,
 }
 
 impl Loaded {
@@ -46,13 +49,36 @@ impl Loaded {
             })
             .collect();
         let stamps = Stamps::take(config_path, &config);
+        let warnings = secret_files(&config)
+            .iter()
+            .filter_map(|p| seal::loose_file_warning(p))
+            .collect();
         Ok(Self {
             config,
             entries,
             http,
             stamps,
+            warnings,
         })
     }
+}
+
+/// Files named in the config that hold secrets: key files and client
+/// secret files.
+fn secret_files(config: &Config) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for cred in config.credentials.values() {
+        match &cred.source {
+            Source::Google(g) => files.extend(g.key_file.clone()),
+            Source::Azure(a) => {
+                if let Some(SecretSource::File(p)) = &a.client_secret {
+                    files.push(p.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    files
 }
 
 /// Size, mtime and inode of the config file and every identity file, so a

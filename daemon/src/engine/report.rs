@@ -66,6 +66,12 @@ impl Engine {
                 .error
                 .clone(),
             requests_served: self.0.requests.load(Ordering::Relaxed),
+            cache_key: self.0.store.key_location().to_owned(),
+            dumpable: !matches!(
+                rustix::process::dumpable_behavior(),
+                Ok(rustix::process::DumpableBehavior::NotDumpable)
+            ),
+            warnings: self.warnings(),
             credentials,
         }
     }

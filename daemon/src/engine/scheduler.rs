@@ -2,13 +2,17 @@
 //! task that refreshes them ahead of expiry (the policy itself is in
 //! `crate::schedule`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Engine, Slot};
+use super::Engine;
 use crate::schedule;
+
+/// How long the scheduler lets wake-ups gather before a pass. Refreshes
+/// are planned minutes ahead (retries a second or more), so this delays
+/// nothing that matters.
+const COALESCE: Duration = Duration::from_millis(50);
 
 impl Engine {
     /// Keeps `name` warm for a day from now (a watcher does this).
@@ -65,7 +69,12 @@ impl Engine {
                 .min(schedule::MAX_SLEEP);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = self.0.wake.notified() => {}
+                () = self.0.wake.notified() => {
+                    // Every fetch that finishes wakes the scheduler, and a
+                    // pass visits every slot: let the fetches that finish
+                    // together (a cold fan-out of thousands) share a pass.
+                    tokio::time::sleep(COALESCE).await;
+                }
             }
         }
     }
@@ -75,26 +84,28 @@ impl Engine {
     /// twice.
     pub(super) fn plan(&self, now: DateTime<Utc>) -> (Vec<String>, Option<DateTime<Utc>>) {
         let loaded = self.loaded();
-        let slots: Vec<(String, Arc<Slot>)> = self
-            .0
-            .slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|(n, s)| (n.clone(), s.clone()))
-            .collect();
         let mut due = Vec::new();
         let mut next: Option<DateTime<Utc>> = None;
-        for (name, slot) in slots {
-            let Some(entry) = loaded.entries.get(&name) else {
+        // One lock per slot and no copies: with 10,000 credentials this
+        // pass is the daemon's largest piece of work. Lock order is the
+        // map, then a slot, as everywhere else.
+        let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, slot) in slots.iter() {
+            let Some(entry) = loaded.entries.get(name) else {
                 continue;
             };
-            let prefetch = entry.cred.prefetch;
-            if slot.is_due(now, prefetch) {
-                slot.lock().next_refresh = None;
-                due.push(name);
-            } else if let Some(t) = slot.wake_at(now, prefetch) {
-                next = Some(next.map_or(t, |n| n.min(t)));
+            let mut s = slot.lock();
+            let warm = entry.cred.prefetch || s.warm_until.is_some_and(|w| w > now);
+            if !warm || s.in_flight {
+                continue;
+            }
+            match s.next_refresh {
+                Some(t) if t <= now => {
+                    s.next_refresh = None;
+                    due.push(name.clone());
+                }
+                Some(t) => next = Some(next.map_or(t, |n| n.min(t))),
+                None => {}
             }
         }
         (due, next)

@@ -52,6 +52,9 @@ pub struct SlotState {
     /// change while it queued for the fetch lock takes that attempt's
     /// outcome instead of making another upstream call.
     pub attempts: u64,
+    /// Fetch attempts started. A forced refresh takes the outcome of an
+    /// attempt only if it started after the refresh was asked for.
+    pub started: u64,
     /// Successful upstream fetches.
     pub fetches: u64,
     pub last_error: Option<FetchError>,
@@ -91,6 +94,12 @@ impl Slot {
 
     pub fn attempts(&self) -> u64 {
         self.lock().attempts
+    }
+
+    /// (attempts finished, attempts started).
+    pub fn counters(&self) -> (u64, u64) {
+        let s = self.lock();
+        (s.attempts, s.started)
     }
 
     /// Records the outcome of a fetch that started at `started`, and plans

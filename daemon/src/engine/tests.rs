@@ -54,7 +54,11 @@ fn engine_with(
     )
     .unwrap();
     let config = Config::load(&config_file).unwrap();
-    let (store, _) = Store::open(&tmp.path().join("cache")).unwrap();
+    let (store, _) = Store::open(
+        &tmp.path().join("cache"),
+        std::sync::Arc::new(crate_sealer()),
+    )
+    .unwrap();
     let clock = Arc::new(FakeClock::new(start()));
     let locations = Locations {
         config_file,
@@ -280,4 +284,8 @@ async fn transient_failures_back_off() {
         "token-0"
     );
     assert_eq!(state_of(&engine, "v"), CredentialState::StaleServing);
+}
+
+fn crate_sealer() -> crate::seal::Sealer {
+    crate::seal::Sealer::new(&[1u8; 32], "test")
 }

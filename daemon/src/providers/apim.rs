@@ -8,7 +8,7 @@
 //! the one cached, after a check that it is no later than asked and still
 //! ahead of now.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use credcache_shared::Secret;
 use credcache_shared::config::ApimUserTokenSettings;
 use credcache_shared::time::format_rfc3339;
@@ -84,14 +84,22 @@ fn request(
 /// RFC 3339 in UTC with 7 fractional digits and `Z`, as .NET's "O" format
 /// writes it (`2019-04-21T00:44:24.2845269Z`): what the API's own clients send.
 pub fn format_dotnet(t: DateTime<Utc>) -> String {
-    // A leap second shows as nanos past 1e9; .NET has no such instant.
-    let ticks = t.timestamp_subsec_nanos().min(999_999_999) / 100;
+    // A leap second shows as nanos past 1e9; .NET has no such instant, so
+    // it is written as the last tick of the second before.
+    let t = t
+        .with_nanosecond(t.timestamp_subsec_nanos().min(999_999_999))
+        .unwrap_or(t);
+    let ticks = t.timestamp_subsec_nanos() / 100;
     format!("{}.{ticks:07}Z", t.format("%Y-%m-%dT%H:%M:%S"))
 }
 
 /// `{"value": "uid&yyyyMMddHHmm&signature"}`, checked against the expiry
 /// `asked` for at `now`.
-fn parse(answer: &Answer, asked: DateTime<Utc>, now: DateTime<Utc>) -> Result<Fetched, FetchError> {
+pub(crate) fn parse(
+    answer: &Answer,
+    asked: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Fetched, FetchError> {
     let v = authorized::json(answer)?;
     let value = authorized::string_at(answer, &v, &["value"])?;
     let expires_at = token_expiry(value).map_err(|why| authorized::bad_answer(answer, why))?;
@@ -214,6 +222,10 @@ mod tests {
             format_dotnet(at(2019, 4, 21, 0, 44, 24)),
             "2019-04-21T00:44:24.0000000Z"
         );
+        // Found by the `timestamp` fuzz target: a leap second was written
+        // as 23:59:60.9999999, a second later than the instant itself.
+        let leap = credcache_shared::time::parse_rfc3339("t", "2016-12-31T23:59:60Z").unwrap();
+        assert_eq!(format_dotnet(leap), "2016-12-31T23:59:59.9999999Z");
         let back = credcache_shared::time::parse_rfc3339("expiry", &format_dotnet(t)).unwrap();
         assert_eq!(
             back,

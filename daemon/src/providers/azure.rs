@@ -20,7 +20,7 @@
 //! Secrets (the client secret, the federated token, `IDENTITY_HEADER`) are
 //! not part of a plan: they are read afresh on every fetch.
 
-mod cli;
+pub(crate) mod cli;
 mod client_secret;
 mod managed_identity;
 mod workload_identity;

@@ -11,7 +11,7 @@ use credcache_shared::config::CommandSettings;
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
-use super::{BoxFuture, FetchContext, FetchError, Fetched, Provider};
+use super::{BoxFuture, FetchContext, FetchError, Fetched, MAX_LIFETIME, Provider};
 use crate::http::{MAX_BODY, sanitize};
 
 pub struct CommandProvider {
@@ -34,6 +34,7 @@ impl Provider for CommandProvider {
     fn fetch<'a>(&'a self, cx: &'a FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
         Box::pin(async move {
             let program = &self.settings.command[0];
+            let _permit = crate::http::upstream_permit().await;
             let mut child = tokio::process::Command::new(program)
                 .args(&self.settings.command[1..])
                 .stdin(Stdio::null())
@@ -85,7 +86,7 @@ impl Provider for CommandProvider {
     }
 }
 
-fn parse_output(
+pub(crate) fn parse_output(
     program: &str,
     out: &[u8],
     now: chrono::DateTime<chrono::Utc>,
@@ -97,7 +98,16 @@ fn parse_output(
         ))
     })?;
     let text = text.trim();
-    let default_expiry = now + Duration::from_std(lifetime).unwrap_or(Duration::hours(1));
+    // The program's expiry, and the configured `lifetime` (unbounded in the
+    // config), are capped at MAX_LIFETIME rather than refused: the program
+    // may print a long-lived token's real expiry, and taking it as a year
+    // only means one more run of the program. Uncapped, a lifetime of
+    // "300000 years" overflowed `now + lifetime` and panicked.
+    let latest = now + MAX_LIFETIME;
+    let default_expiry = Duration::from_std(lifetime)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .map_or(latest, |t| t.min(latest));
     if text.starts_with('{') {
         let parsed: JsonOutput = serde_json::from_str(text).map_err(|e| {
             FetchError::transient(format!(
@@ -112,7 +122,8 @@ fn parse_output(
         }
         let expires_at = match parsed.expires_at {
             Some(t) => credcache_shared::time::parse_rfc3339("expires_at", &t)
-                .map_err(|e| FetchError::transient(format!("command {program:?}: {e}")))?,
+                .map_err(|e| FetchError::transient(format!("command {program:?}: {e}")))?
+                .min(latest),
             None => default_expiry,
         };
         return Ok(Fetched::new(Secret::new(parsed.token), expires_at));
@@ -136,7 +147,8 @@ mod tests {
 
     #[test]
     fn raw_and_json_outputs() {
-        let now = chrono::Utc::now();
+        // Less than a year before the expiry below.
+        let now = chrono::DateTime::from_timestamp(1_880_000_000, 0).unwrap();
         let life = std::time::Duration::from_secs(60);
         let f = parse_output("p", b"  tok-123\n", now, life).unwrap();
         assert_eq!(f.token.expose(), "tok-123");
@@ -166,5 +178,21 @@ mod tests {
             assert!(e.message.contains(why), "{}", e.message);
             assert!(!e.message.contains("tok-"), "no token in errors");
         }
+    }
+
+    /// Found by the `command_output` fuzz target: a `lifetime` of about
+    /// 300,000 years (which the config accepts) overflowed `now + lifetime`
+    /// and panicked; an `expires_at` in 6434 was cached as if real.
+    #[test]
+    fn a_huge_lifetime_or_expiry_is_capped_not_an_overflow() {
+        let now = chrono::Utc::now();
+        let huge = std::time::Duration::from_secs(9_999_999_999_999);
+        let f = parse_output("p", b"tok", now, huge).unwrap();
+        assert_eq!(f.expires_at, now + MAX_LIFETIME);
+        let f = parse_output("p", b"tok", now, std::time::Duration::MAX).unwrap();
+        assert_eq!(f.expires_at, now + MAX_LIFETIME);
+        let out = br#"{"token":"t","expires_at":"6434-06-01T01:00:00Z"}"#;
+        let f = parse_output("p", out, now, std::time::Duration::from_secs(60)).unwrap();
+        assert_eq!(f.expires_at, now + MAX_LIFETIME);
     }
 }

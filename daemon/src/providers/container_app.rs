@@ -2,13 +2,16 @@
 //! streaming and exec), from ARM's `getAuthtoken` action, authorized by the
 //! Entra token of the credential named by `auth`.
 
+use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
 use credcache_shared::config::ContainerAppSettings;
 use credcache_shared::time::parse_rfc3339;
 use reqwest::Url;
 use reqwest::header::CONTENT_LENGTH;
 
-use super::{AuthToken, BoxFuture, FetchContext, FetchError, Fetched, Provider, authorized};
+use super::{
+    AuthToken, BoxFuture, FetchContext, FetchError, Fetched, Provider, authorized, within_lifetime,
+};
 use crate::http::Answer;
 
 const WHAT: &str = "container apps";
@@ -31,7 +34,7 @@ impl Provider for ContainerApp {
                 request(cx.http.client(), url.clone(), auth)
             })
             .await?;
-            parse(&answer)
+            parse(&answer, cx.now)
         })
     }
 }
@@ -68,12 +71,14 @@ fn request(client: &reqwest::Client, url: Url, auth: &AuthToken) -> reqwest::Req
 /// `{"properties": {"token": "...", "expires": "2022-07-14T19:22:50.3080223Z"}, ...}`;
 /// everything else in the resource (`id`, `systemData`, `tags`,
 /// `properties.logStreamEndpoint`) is ignored.
-fn parse(answer: &Answer) -> Result<Fetched, FetchError> {
+pub(crate) fn parse(answer: &Answer, now: DateTime<Utc>) -> Result<Fetched, FetchError> {
     let v = authorized::json(answer)?;
     let token = authorized::string_at(answer, &v, &["properties", "token"])?;
     let expires = authorized::string_at(answer, &v, &["properties", "expires"])?;
     let expires_at = parse_rfc3339("properties.expires", expires)
-        .map_err(|e| authorized::bad_answer(answer, e))?;
+        .map_err(|e| e.to_string())
+        .and_then(|t| within_lifetime("properties.expires", t, now))
+        .map_err(|why| authorized::bad_answer(answer, why))?;
     Ok(Fetched::new(Secret::new(token), expires_at))
 }
 
@@ -113,6 +118,11 @@ mod tests {
         assert_eq!(built.body().and_then(|b| b.as_bytes()), Some(&b""[..]));
     }
 
+    /// Less than a year before the examples expire.
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_650_000_000, 0).unwrap()
+    }
+
     fn answer(body: &str) -> Answer {
         Answer {
             what: WHAT.into(),
@@ -128,7 +138,7 @@ mod tests {
             "name":"a","type":"Microsoft.App/containerApps/accesstoken","location":"East US",
             "properties":{"token":"ca-t","expires":"2022-07-14T19:22:50.3080223Z","logStreamEndpoint":"https://x"},
             "systemData":{"createdBy":"me"},"tags":{}}"#;
-        let f = parse(&answer(body)).unwrap();
+        let f = parse(&answer(body), now()).unwrap();
         assert_eq!(f.token.expose(), "ca-t");
         assert_eq!(
             credcache_shared::time::format_rfc3339(f.expires_at),
@@ -152,8 +162,14 @@ mod tests {
                 "properties.expires: \"2022-07-14 19:22:50\" is not an RFC 3339 timestamp",
             ),
             (r#"{"name":"a"}"#, "the answer has no properties.token"),
+            // Found by the `container_app_answer` fuzz target: an expiry
+            // centuries ahead was cached as if the token lived that long.
+            (
+                r#"{"properties":{"token":"t","expires":"4044-07-14T19:22:50.3080223Z"}}"#,
+                "properties.expires 4044-07-14T19:22:50.308022300Z is more than 366 days ahead",
+            ),
         ] {
-            let e = parse(&answer(body)).unwrap_err();
+            let e = parse(&answer(body), now()).unwrap_err();
             assert_eq!(e.message, format!("container apps answered 200 but {want}"));
         }
     }

@@ -3,12 +3,15 @@
 //! the Google token of the credential named by `auth`. This is what
 //! `gcloud container azure clusters print-access-token` prints.
 
+use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
 use credcache_shared::config::{ClusterPlatform, GkeClusterSettings};
 use credcache_shared::time::parse_rfc3339;
 use reqwest::Url;
 
-use super::{AuthToken, BoxFuture, FetchContext, FetchError, Fetched, Provider, authorized};
+use super::{
+    AuthToken, BoxFuture, FetchContext, FetchError, Fetched, Provider, authorized, within_lifetime,
+};
 use crate::http::Answer;
 
 const WHAT: &str = "gkemulticloud";
@@ -31,7 +34,7 @@ impl Provider for Gke {
                 request(cx.http.client(), url.clone(), auth)
             })
             .await?;
-            parse(&answer)
+            parse(&answer, cx.now)
         })
     }
 }
@@ -71,12 +74,14 @@ fn request(client: &reqwest::Client, url: Url, auth: &AuthToken) -> reqwest::Req
 }
 
 /// `{"accessToken": "...", "expirationTime": "<RFC 3339, any digits, Z or offset>"}`.
-fn parse(answer: &Answer) -> Result<Fetched, FetchError> {
+pub(crate) fn parse(answer: &Answer, now: DateTime<Utc>) -> Result<Fetched, FetchError> {
     let v = authorized::json(answer)?;
     let token = authorized::string_at(answer, &v, &["accessToken"])?;
     let expiry = authorized::string_at(answer, &v, &["expirationTime"])?;
-    let expires_at =
-        parse_rfc3339("expirationTime", expiry).map_err(|e| authorized::bad_answer(answer, e))?;
+    let expires_at = parse_rfc3339("expirationTime", expiry)
+        .map_err(|e| e.to_string())
+        .and_then(|t| within_lifetime("expirationTime", t, now))
+        .map_err(|why| authorized::bad_answer(answer, why))?;
     Ok(Fetched::new(Secret::new(token), expires_at))
 }
 
@@ -134,6 +139,11 @@ mod tests {
         assert_eq!(built.headers()["x-goog-user-project"], "billing-proj");
     }
 
+    /// Less than a year before the examples expire.
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_400_000_000, 0).unwrap()
+    }
+
     fn answer(body: &str) -> Answer {
         Answer {
             what: WHAT.into(),
@@ -163,7 +173,7 @@ mod tests {
             ),
         ] {
             let body = format!(r#"{{"accessToken":"gke-t","expirationTime":"{sent}"}}"#);
-            let f = parse(&answer(&body)).unwrap();
+            let f = parse(&answer(&body), now()).unwrap();
             assert_eq!(f.token.expose(), "gke-t");
             assert_eq!(credcache_shared::time::format_rfc3339(f.expires_at), want);
         }
@@ -181,12 +191,18 @@ mod tests {
                 r#"{"accessToken":"t","expirationTime":"tomorrow"}"#,
                 "expirationTime: \"tomorrow\" is not an RFC 3339 timestamp",
             ),
+            // Found by the `gke_answer` fuzz target: an expiry centuries
+            // ahead was cached as if the token lived that long.
+            (
+                r#"{"accessToken":"t","expirationTime":"4050-06-01T01:00:00Z"}"#,
+                "expirationTime 4050-06-01T01:00:00Z is more than 366 days ahead",
+            ),
             (
                 r#"{"expirationTime":"2014-10-02T15:01:23Z"}"#,
                 "the answer has no accessToken",
             ),
         ] {
-            let e = parse(&answer(body)).unwrap_err();
+            let e = parse(&answer(body), now()).unwrap_err();
             assert_eq!(e.message, format!("gkemulticloud answered 200 but {want}"));
         }
     }

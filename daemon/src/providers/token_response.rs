@@ -25,11 +25,12 @@ pub fn parse(answer: &Answer, now: DateTime<Utc>) -> Result<Fetched, FetchError>
     };
     let expires_at = if let Some(on) = v.get("expires_on") {
         let secs = integer("expires_on", on).map_err(bad)?;
-        DateTime::from_timestamp(secs, 0)
-            .ok_or_else(|| bad(format!("expires_on {secs} is out of range")))?
+        let at = DateTime::from_timestamp(secs, 0)
+            .ok_or_else(|| bad(format!("expires_on {secs} is out of range")))?;
+        super::within_lifetime("expires_on", at, now).map_err(bad)?
     } else if let Some(within) = v.get("expires_in") {
         let secs = integer("expires_in", within).map_err(bad)?;
-        if !(0..=366 * 24 * 3600).contains(&secs) {
+        if !(0..=super::MAX_LIFETIME.num_seconds()).contains(&secs) {
             return Err(bad(format!("expires_in {secs} is out of range")));
         }
         now + chrono::Duration::seconds(secs)
@@ -75,11 +76,11 @@ mod tests {
 
     #[test]
     fn numbers_strings_and_expires_on() {
-        let now = DateTime::from_timestamp(1_000_000, 0).unwrap();
+        let now = DateTime::from_timestamp(1_506_000_000, 0).unwrap();
         let f = parse(&answer(r#"{"access_token":"a","expires_in":3599}"#), now).unwrap();
-        assert_eq!(f.expires_at.timestamp(), 1_003_599);
+        assert_eq!(f.expires_at.timestamp(), 1_506_003_599);
         let f = parse(&answer(r#"{"access_token":"a","expires_in":"86399"}"#), now).unwrap();
-        assert_eq!(f.expires_at.timestamp(), 1_086_399);
+        assert_eq!(f.expires_at.timestamp(), 1_506_086_399);
         let f = parse(
             &answer(r#"{"access_token":"a","expires_in":"86399","expires_on":"1506484173"}"#),
             now,
@@ -103,6 +104,12 @@ mod tests {
                 "expires_in is not a whole number",
             ),
             (r#"{"access_token":"a","expires_in":-5}"#, "out of range"),
+            // Found by the `token_response` fuzz target: an `expires_on`
+            // decades ahead was cached as if the token lived that long.
+            (
+                r#"{"access_token":"a","expires_on":"4102444800"}"#,
+                "expires_on 2100-01-01T00:00:00Z is more than 366 days ahead",
+            ),
             (
                 r#"{"access_token":7,"expires_in":1}"#,
                 "access_token is not",

@@ -31,7 +31,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
         let mut creds_fields = top.child(creds, "credentials");
         for (name, value) in creds {
             creds_fields.seen.push(name);
-            let at = format!("credentials.{name}");
+            let at = format!("credentials.{}", shown_key(name));
             if let Err(why) = check_name(name) {
                 creds_fields.problems.push(Problem {
                     at: at.clone(),
@@ -311,7 +311,7 @@ impl<'t> Fields<'t> {
             .collect();
         unknown.sort();
         for key in unknown {
-            let at = self.at(key);
+            let at = self.at(&shown_key(key));
             self.problems.push(Problem {
                 at,
                 message: "unknown key".into(),
@@ -707,12 +707,10 @@ fn parse_git(f: &mut Fields<'_>) -> Option<GitHelper> {
         .and_then(|h| check_host_glob(f, "host", h));
     let path_prefix = f
         .opt_str("path_prefix")
-        .map(|p| p.trim_start_matches('/').to_owned());
+        .and_then(|p| check_path_prefix(f, p));
     let credential = f.req_str("credential", "git");
-    let username = f
-        .opt_str("username")
-        .unwrap_or_else(|| "credcache".to_owned());
-    let (host, credential) = all_ok!(host, credential);
+    let username = helper_username(f, "credcache");
+    let (host, credential, username) = all_ok!(host, credential, username);
     Some(GitHelper {
         host,
         path_prefix,
@@ -726,10 +724,8 @@ fn parse_docker(f: &mut Fields<'_>) -> Option<DockerHelper> {
         .req_str("registry", "docker")
         .and_then(|h| check_host_glob(f, "registry", h));
     let credential = f.req_str("credential", "docker");
-    let username = f
-        .opt_str("username")
-        .unwrap_or_else(|| "oauth2accesstoken".to_owned());
-    let (registry, credential) = all_ok!(registry, credential);
+    let username = helper_username(f, "oauth2accesstoken");
+    let (registry, credential, username) = all_ok!(registry, credential, username);
     Some(DockerHelper {
         registry,
         credential,
@@ -737,16 +733,95 @@ fn parse_docker(f: &mut Fields<'_>) -> Option<DockerHelper> {
     })
 }
 
-/// A host, or a glob of one with `*` and `?` only.
+/// The user name a helper answers; it goes on one line of git's protocol,
+/// so no control characters.
+fn helper_username(f: &mut Fields<'_>, default: &str) -> Option<String> {
+    match f.opt_str("username") {
+        None => Some(default.to_owned()),
+        Some(u) if u.chars().any(char::is_control) => {
+            f.problem("username", "must not contain control characters");
+            None
+        }
+        Some(u) => Some(u),
+    }
+}
+
+/// A host (`dev.azure.com`, `127.0.0.1:8080`), or a glob of one: `*` and
+/// `?` stand for characters within one dot-separated label, as in git's
+/// `credential.https://*.example.com`. A glob keeps its last two labels
+/// literal, so a token never goes to a host the user does not control
+/// (`*.com`, `dev.azure.*`). Lower-cased, as hosts compare.
 fn check_host_glob(f: &mut Fields<'_>, key: &str, host: String) -> Option<String> {
+    match host_glob_problem(&host) {
+        Some(why) => {
+            f.problem(key, why);
+            None
+        }
+        None => Some(host.to_ascii_lowercase()),
+    }
+}
+
+fn host_glob_problem(host: &str) -> Option<String> {
     let ok = host
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*' | '?' | ':'));
     if !ok {
-        f.problem(key, format!("{host:?} is not a host name or a glob of one (letters, digits, '.', '-', ':', '*', '?')"));
-        return None;
+        return Some(format!(
+            "{host:?} is not a host name or a glob of one (letters, digits, '.', '-', ':', '*', '?')"
+        ));
     }
-    Some(host.to_ascii_lowercase())
+    let (name, port) = match host.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    if let Some(port) = port
+        && port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Some(format!(
+            "{host:?} has a bad port {port:?}: write HOST or HOST:PORT, the port a number from 1 to 65535"
+        ));
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    if labels.iter().any(|l| l.is_empty()) {
+        return Some(format!(
+            "{host:?} has an empty label: no leading, trailing or doubled '.'"
+        ));
+    }
+    let wild = |l: &&str| l.contains(['*', '?']);
+    if labels.iter().any(wild) && (labels.len() < 3 || labels[labels.len() - 2..].iter().any(wild))
+    {
+        return Some(format!(
+            "{host:?} is too broad: a glob keeps its last two labels literal (e.g. \"*.pkg.dev\"), so a token never goes to a host you do not control"
+        ));
+    }
+    None
+}
+
+/// `path_prefix`: whole path segments, stored without leading or trailing
+/// `/` (`"/myorg/"` is `myorg`).
+fn check_path_prefix(f: &mut Fields<'_>, prefix: String) -> Option<String> {
+    let trimmed = prefix.trim_matches('/');
+    let problem = if trimmed.is_empty() {
+        Some("must name a path, e.g. \"myorg\" (leave it out to match every path)".to_owned())
+    } else if trimmed.split('/').any(str::is_empty) {
+        Some(format!("{prefix:?} has an empty path segment ('//')"))
+    } else {
+        trimmed
+            .chars()
+            .find(|c| matches!(c, '?' | '#') || c.is_control())
+            .map(|bad| {
+                format!(
+                    "{prefix:?} contains {bad:?}: a path prefix is the path only, no query or fragment"
+                )
+            })
+    };
+    match problem {
+        Some(why) => {
+            f.problem("path_prefix", why);
+            None
+        }
+        None => Some(trimmed.to_owned()),
+    }
 }
 
 /// Checks `auth` references on the raw tables, so that a credential with
@@ -771,7 +846,7 @@ fn check_auth_references(creds: Option<&Table>, problems: &mut Problems) {
     };
     for (name, table) in creds {
         let Some(auth) = auth_of(name) else { continue };
-        let at = format!("credentials.{name}.auth");
+        let at = format!("credentials.{}.auth", shown_key(name));
         let own_kind = table.get("kind").and_then(Value::as_str).unwrap_or("");
         if !creds.contains_key(auth) && kind_of(auth).is_none() {
             problems.push(Problem {
@@ -840,6 +915,20 @@ fn check_helper_references(
                 ),
             });
         }
+    }
+}
+
+/// A key from the file as it goes into a problem's dotted path: as written,
+/// unless it is empty or holds what Rust's `{:?}` would escape (a newline,
+/// an escape sequence, a bidi override, a quote); then quoted and escaped,
+/// so that a key cannot break or forge the one line its problem is
+/// reported on, nor vanish from it.
+fn shown_key(key: &str) -> String {
+    let quoted = format!("{key:?}");
+    if !key.is_empty() && quoted[1..quoted.len() - 1] == *key {
+        key.to_owned()
+    } else {
+        quoted
     }
 }
 

@@ -70,7 +70,7 @@ async fn reset(State(shared): State<Shared>) -> Response {
 struct FaultRequest {
     endpoint: Endpoint,
     /// `html`, `malformed-json`, `empty`, `throttled`, `slow`, `wrong-types`,
-    /// `missing-expiry`; the fields below override the preset's.
+    /// `missing-expiry`, `cut-off`; the fields below override the preset's.
     preset: Option<String>,
     status: Option<u16>,
     body: Option<String>,
@@ -101,6 +101,7 @@ impl FaultRequest {
             Some("slow") => Fault::slow(Duration::ZERO),
             Some("wrong-types") => Fault::wrong_types(self.endpoint),
             Some("missing-expiry") => Fault::missing_expiry(self.endpoint),
+            Some("cut-off") => Fault::cut_off(),
             Some(other) => return Err(format!("unknown preset '{other}'")),
         };
         if let Some(status) = status {
@@ -460,6 +461,20 @@ mod tests {
         assert_eq!(metadata(&emu).0, 429);
         let clear = serde_json::json!({"endpoint": "google-metadata"});
         assert_eq!(control(&emu, "clear-faults", clear).0, 200);
+        assert_eq!(metadata(&emu).0, 200);
+
+        let cut = serde_json::json!({"endpoint": "google-metadata", "preset": "cut-off"});
+        assert_eq!(control(&emu, "fault", cut).0, 200);
+        let url = format!(
+            "{}/computeMetadata/v1/instance/service-accounts/default/token",
+            emu.url()
+        );
+        let response = client()
+            .get(url)
+            .header("Metadata-Flavor", "Google")
+            .send()
+            .unwrap();
+        assert!(response.text().is_err(), "a cut-off body never completes");
         assert_eq!(metadata(&emu).0, 200);
 
         let (status, body) = control(&emu, "fault", serde_json::json!({"endpoint": "nope"}));

@@ -1,9 +1,10 @@
 //! Scripted failures: what an endpoint answers instead of its normal reply,
 //! and ready-made ones for the ways real clouds misbehave.
 
+use std::io;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
@@ -24,6 +25,10 @@ pub struct Fault {
     pub delay: Duration,
     /// How many requests this fault answers; `None` = until cleared.
     pub times: Option<u32>,
+    /// Send the status, the headers and the first half of the body, then
+    /// drop the connection: a reset in the middle of an answer, as a
+    /// crashing proxy or a broken network gives.
+    pub cut_off: bool,
 }
 
 impl Default for Fault {
@@ -36,6 +41,7 @@ impl Default for Fault {
             headers: Vec::new(),
             delay: Duration::ZERO,
             times: Some(1),
+            cut_off: false,
         }
     }
 }
@@ -75,6 +81,18 @@ impl Fault {
     /// A one-shot 200 whose JSON body is cut off mid-object.
     pub fn malformed_json() -> Fault {
         Fault::json(200, r#"{"access_token": "#)
+    }
+
+    /// A one-shot 200 whose connection drops halfway through the body (see
+    /// [`Fault::cut_off`]).
+    pub fn cut_off() -> Fault {
+        Fault {
+            status: 200,
+            body: r#"{"access_token":"ya29.emu-cut-off","expires_in":3599,"token_type":"Bearer"}"#
+                .to_owned(),
+            cut_off: true,
+            ..Fault::default()
+        }
     }
 
     /// A one-shot answer with this status and no body at all.
@@ -180,7 +198,25 @@ impl Fault {
     /// than failing the request.
     pub(crate) fn to_response(&self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = Response::new(Body::from(self.body.clone()));
+        let body = if self.cut_off {
+            // A body of unknown length whose stream fails after its first
+            // half went out: hyper then drops the connection mid-answer.
+            // The pause lets the head and the first half reach the client.
+            use futures_util::StreamExt as _;
+            let half = self.body.as_bytes()[..self.body.len() / 2].to_vec();
+            let first = futures_util::stream::iter([Ok(Bytes::from(half))]);
+            let reset = futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "cut off by a fault",
+                ))
+            });
+            Body::from_stream(first.chain(reset))
+        } else {
+            Body::from(self.body.clone())
+        };
+        let mut response = Response::new(body);
         *response.status_mut() = status;
         let headers = response.headers_mut();
         if !self.body.is_empty()

@@ -262,6 +262,18 @@ mod tests {
     }
 
     #[test]
+    fn cut_off_drops_the_connection_mid_body() {
+        let emu = Emulator::start();
+        emu.push_fault(Endpoint::Imds, Fault::cut_off());
+        let response = imds(&emu);
+        assert_eq!(response.status(), 200);
+        assert!(response.text().is_err(), "the body must not complete");
+        assert!(emu.call_log()[0].faulted);
+        // The next request, on a new connection, is answered normally.
+        assert_eq!(status_json(imds(&emu)).0, 200);
+    }
+
+    #[test]
     fn same_token_switch_over_http() {
         let emu = Emulator::start();
         emu.set_same_token(Endpoint::Imds, true);

@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 use crate::http::{MAX_BODY, sanitize};
-use crate::providers::{FetchContext, FetchError, Fetched, token_response};
+use crate::providers::{FetchContext, FetchError, Fetched, token_response, within_lifetime};
 
 const WHAT: &str = "`az account get-access-token`";
 
@@ -61,6 +61,7 @@ pub async fn fetch(
     scope: &str,
     cx: &FetchContext<'_>,
 ) -> Result<Fetched, FetchError> {
+    let _permit = crate::http::upstream_permit().await;
     let mut command = tokio::process::Command::new(program);
     command.args([
         "account",
@@ -111,7 +112,7 @@ pub async fn fetch(
             "{WHAT} printed more than {MAX_BODY} bytes"
         )));
     }
-    parse_output(&out)
+    parse_output(&out, cx.now)
 }
 
 fn cannot_run(program: &str, e: &std::io::Error) -> FetchError {
@@ -153,7 +154,7 @@ fn failure(code: Option<i32>, stderr: &[u8]) -> FetchError {
 
 /// Reads `{"accessToken": ..., "expires_on": ...}`. Nothing of the output
 /// itself goes into an error: it holds the token.
-fn parse_output(out: &[u8]) -> Result<Fetched, FetchError> {
+pub(crate) fn parse_output(out: &[u8], now: DateTime<Utc>) -> Result<Fetched, FetchError> {
     let bad = |why: String| FetchError::transient(format!("{WHAT} printed {why}"));
     let v: Value = serde_json::from_slice(out).map_err(|e| {
         bad(format!(
@@ -177,6 +178,8 @@ fn parse_output(out: &[u8]) -> Result<Fetched, FetchError> {
     let secs = token_response::integer("expires_on", on).map_err(bad)?;
     let expires_at: DateTime<Utc> = DateTime::from_timestamp(secs, 0)
         .ok_or_else(|| bad(format!("expires_on {secs}, which is out of range")))?;
+    let expires_at = within_lifetime("expires_on", expires_at, now)
+        .map_err(|why| FetchError::transient(format!("{WHAT}: {why}")))?;
     Ok(Fetched::new(token, expires_at))
 }
 
@@ -187,6 +190,11 @@ mod tests {
     use super::*;
     use crate::providers::ErrorClass;
 
+    /// Less than a year before the examples expire.
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_880_000_000, 0).unwrap()
+    }
+
     #[test]
     fn reads_expires_on_as_a_number_or_a_string_and_ignores_expires_on_local() {
         for expires_on in ["1893553445", "\"1893553445\""] {
@@ -194,7 +202,7 @@ mod tests {
                 r#"{{"accessToken":"eyJ.cli","expiresOn":"2030-01-02 03:04:05.000000",
                    "expires_on":{expires_on},"subscription":"s","tenant":"t","tokenType":"Bearer"}}"#
             );
-            let f = parse_output(out.as_bytes()).unwrap();
+            let f = parse_output(out.as_bytes(), now()).unwrap();
             assert_eq!(f.token.expose(), "eyJ.cli");
             assert_eq!(f.expires_at.timestamp(), 1_893_553_445);
         }
@@ -217,9 +225,15 @@ mod tests {
                 "accessToken that is not",
             ),
             (r#"{"accessToken":"eyJ.secret""#, "not JSON (at line 1"),
+            // Found by the `azure_cli_output` fuzz target: an expires_on
+            // decades ahead was cached as if the token lived that long.
+            (
+                r#"{"accessToken":"eyJ.secret","expires_on":3497479200}"#,
+                "expires_on 2080-10-30T02:00:00Z is more than 366 days ahead",
+            ),
             ("", "not JSON"),
         ] {
-            let e = parse_output(out.as_bytes()).unwrap_err();
+            let e = parse_output(out.as_bytes(), now()).unwrap_err();
             assert!(e.message.contains(want), "{out}: {}", e.message);
             assert!(!e.message.contains("eyJ"), "{}", e.message);
         }

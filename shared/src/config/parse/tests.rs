@@ -267,6 +267,70 @@ fn helper_tables_are_checked() {
 }
 
 #[test]
+fn host_globs_must_be_hosts_and_not_too_broad() {
+    for (host, want) in [
+        ("*", "is too broad"),
+        ("*.com", "is too broad"),
+        ("dev.azure.*", "is too broad"),
+        ("dev.*.com", "is too broad"),
+        ("a.?om", "is too broad"),
+        ("dev..azure.com", "has an empty label"),
+        (".dev.azure.com", "has an empty label"),
+        ("dev.azure.com.", "has an empty label"),
+        ("localhost:http", "has a bad port"),
+        ("localhost:0", "has a bad port"),
+        ("localhost:70000", "has a bad port"),
+        ("a:1:2", "has a bad port"),
+        ("dev.azure.com/org", "is not a host name"),
+        ("https://dev.azure.com", "is not a host name"),
+    ] {
+        let p = problems(&format!(
+            "[[docker]]\nregistry = {host:?}\ncredential = \"google\"\n"
+        ));
+        has(&p, &format!("docker[0].registry: {host:?} {want}"));
+    }
+    let c = ok(concat!(
+        "[[docker]]\nregistry = \"*.PKG.dev\"\ncredential = \"google\"\n",
+        "[[docker]]\nregistry = \"us-*.pkg.dev\"\ncredential = \"google\"\n",
+        "[[docker]]\nregistry = \"127.0.0.1:5000\"\ncredential = \"google\"\n",
+        "[[git]]\nhost = \"?.visualstudio.com\"\ncredential = \"azure\"\n",
+        "[[git]]\nhost = \"localhost\"\ncredential = \"azure\"\n",
+    ));
+    assert_eq!(c.docker[0].registry, "*.pkg.dev", "lower-cased");
+    assert_eq!(c.docker[2].registry, "127.0.0.1:5000");
+    assert_eq!(c.git[0].username, "credcache");
+}
+
+#[test]
+fn path_prefixes_are_whole_segments_without_slashes() {
+    let c = ok(
+        "[[git]]\nhost = \"dev.azure.com\"\npath_prefix = \"/myorg/proj/\"\ncredential = \"azure\"\n",
+    );
+    assert_eq!(c.git[0].path_prefix.as_deref(), Some("myorg/proj"));
+    for (prefix, want) in [
+        ("/", "must name a path"),
+        ("a//b", "has an empty path segment"),
+        ("org?x=1", "no query or fragment"),
+        ("org#frag", "no query or fragment"),
+    ] {
+        let p = problems(&format!(
+            "[[git]]\nhost = \"dev.azure.com\"\npath_prefix = {prefix:?}\ncredential = \"azure\"\n"
+        ));
+        has(&p, "git[0].path_prefix: ");
+        has(&p, want);
+    }
+}
+
+#[test]
+fn helper_usernames_are_one_line() {
+    let p = problems(
+        "[[git]]\nhost = \"dev.azure.com\"\ncredential = \"azure\"\nusername = \"a\\nb\"\n[[docker]]\nregistry = \"x.io\"\ncredential = \"google\"\nbogus = 1\n",
+    );
+    has(&p, "git[0].username: must not contain control characters");
+    has(&p, "docker[0].bogus: unknown key");
+}
+
+#[test]
 fn wrong_types_are_named() {
     let p = problems(
         "[credentials.v]\nkind = \"command\"\ncommand = \"vault print token\"\nprefetch = \"yes\"\n",
@@ -319,4 +383,41 @@ fn auth_is_checked_even_when_the_credential_has_other_problems() {
     );
     has(&p, "credentials.g.auth: names \"missing\"");
     has(&p, "credentials.g.cluster: \"bad\" is not a cluster path");
+}
+
+/// Found by review, confirmed by the `config_parser` fuzz target: a quoted
+/// key holding a newline or an escape sequence went raw into its problem's
+/// path, so one problem printed as two lines (the second one forged).
+#[test]
+fn keys_with_newlines_or_escapes_are_quoted_in_problems() {
+    let e = Config::parse(
+        "[credentials.\"bad\\u2028name\"]\nkind = \"google\"\n\
+         [credentials.gcp]\nkind = \"google\"\n\"odd\\nkey\\u001b[31m\" = 1\n",
+        Path::new("c.toml"),
+    )
+    .unwrap_err();
+    let lines: Vec<String> = e.lines().collect();
+    assert!(
+        lines.contains(&r#"c.toml: credentials.gcp."odd\nkey\u{1b}[31m": unknown key"#.to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(r#"c.toml: credentials."bad\u{2028}name": "#)),
+        "{lines:?}"
+    );
+    for line in &lines {
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{2028}'),
+            "{line:?}"
+        );
+    }
+}
+
+/// Found by the `config_parser` fuzz target: `'' = ''` was reported as
+/// "c.toml: : unknown key", with nothing to say which key.
+#[test]
+fn an_empty_key_is_shown_quoted() {
+    has(&problems("'' = ''\n"), r#"c.toml: "": unknown key"#);
 }

@@ -1,0 +1,274 @@
+//! Encryption of cache records at rest: AES-256-GCM (aws-lc-rs, already in
+//! the tree for TLS) with a random 96-bit nonce per record, and the
+//! credential's name and settings fingerprint as associated data, so a
+//! record copied under another name or fingerprint does not open.
+//!
+//! The key is 32 random bytes in a 0600 file beside the config file (never
+//! in the data directory, so a copied or backed-up cache leaks nothing).
+//! A lost or different key makes every record unreadable, which the store
+//! treats as "not cached": the daemon fetches anew and never crashes.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use zeroize::Zeroizing;
+
+const KEY_LEN: usize = 32;
+const AAD_DOMAIN: &[u8] = b"credcache-record-v2\0";
+
+/// Seals and opens cache records with the cache key.
+pub struct Sealer {
+    key: LessSafeKey,
+    rng: SystemRandom,
+    location: String,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sealer {
+    /// A sealer with this key; `location` says where the key lives (status).
+    pub fn new(key: &[u8; KEY_LEN], location: impl Into<String>) -> Self {
+        let key =
+            LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte key is valid"));
+        Self {
+            key,
+            rng: SystemRandom::new(),
+            location: location.into(),
+        }
+    }
+
+    /// A sealer with a fresh random key that lives only in memory.
+    pub fn ephemeral(why: &str) -> Self {
+        let key = random_key();
+        Self::new(
+            &key,
+            format!("memory only ({why}); the cache will not survive a restart"),
+        )
+    }
+
+    /// Where the key lives, for `status`.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// `nonce || ciphertext || tag`.
+    pub fn seal(&self, name: &str, fingerprint: &str, plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng
+            .fill(&mut nonce)
+            .expect("the system random source works");
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
+        out.extend_from_slice(&nonce);
+        let mut body = plaintext.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad(name, fingerprint)),
+                &mut body,
+            )
+            .expect("sealing a small record cannot fail");
+        out.extend_from_slice(&body);
+        body.iter_mut().for_each(|b| *b = 0);
+        out
+    }
+
+    /// The plaintext, or `None` if the record was sealed with another key,
+    /// under another name or fingerprint, or tampered with.
+    pub fn open(&self, name: &str, fingerprint: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        if sealed.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+            return None;
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = Zeroizing::new(body.to_vec());
+        let len = self
+            .key
+            .open_in_place(nonce, Aad::from(aad(name, fingerprint)), &mut buf)
+            .ok()?
+            .len();
+        buf.truncate(len);
+        Some(buf)
+    }
+}
+
+fn aad(name: &str, fingerprint: &str) -> Vec<u8> {
+    let mut aad = AAD_DOMAIN.to_vec();
+    aad.extend_from_slice(name.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(fingerprint.as_bytes());
+    aad
+}
+
+fn random_key() -> Zeroizing<[u8; KEY_LEN]> {
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    SystemRandom::new()
+        .fill(&mut key[..])
+        .expect("the system random source works");
+    key
+}
+
+/// The key file: beside the config file, never in the data directory.
+pub fn key_path(config_file: &Path) -> PathBuf {
+    config_file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("cache.key")
+}
+
+/// Loads the key from `path`, creating it (0600) if it does not exist. A
+/// file that is not a key (wrong size) is replaced: the cache is
+/// re-derivable. If the file cannot be read or written at all, the key is
+/// kept in memory only. Warnings (for the log) come back with it.
+pub fn load_or_create(path: &Path) -> (Sealer, Vec<String>) {
+    let mut warnings = Vec::new();
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() == KEY_LEN => {
+            if let Some(w) = loose_file_warning(path) {
+                warnings.push(w);
+            }
+            let key: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(bytes.as_slice().try_into().expect("length checked"));
+            let mut bytes = bytes;
+            bytes.iter_mut().for_each(|b| *b = 0);
+            return (Sealer::new(&key, format!("file {}", path.display())), warnings);
+        }
+        Ok(_) => warnings.push(format!(
+            "cache key {} is not a {KEY_LEN}-byte key; replacing it (cached tokens will be fetched anew)",
+            path.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            warnings.push(format!("cannot read the cache key {}: {e}", path.display()));
+            return (Sealer::ephemeral("the key file cannot be read"), warnings);
+        }
+    }
+    let key = random_key();
+    match write_key(path, &key) {
+        Ok(()) => (
+            Sealer::new(&key, format!("file {}", path.display())),
+            warnings,
+        ),
+        Err(e) => {
+            warnings.push(format!(
+                "cannot write the cache key {}: {e}",
+                path.display()
+            ));
+            (
+                Sealer::ephemeral("the key file cannot be written"),
+                warnings,
+            )
+        }
+    }
+}
+
+fn write_key(path: &Path, key: &[u8; KEY_LEN]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Written to a temporary name and renamed, so a crash never leaves a
+    // half-written key that would then be "replaced".
+    let tmp = path.with_extension("key.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(key)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The warning ssh would give for a private file that others can read.
+pub fn loose_file_warning(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    let mode = meta.permissions().mode() & 0o777;
+    let uid = rustix::process::getuid().as_raw();
+    if meta.uid() != uid {
+        return Some(format!(
+            "{} is owned by uid {}, not by this user",
+            path.display(),
+            meta.uid()
+        ));
+    }
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} is readable by others (mode {mode:o}); it holds a secret: chmod 600 it",
+            path.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_and_every_way_to_fail() {
+        let s = Sealer::new(&[7u8; 32], "test");
+        let sealed = s.seal("gcp", "fp1", b"ya29.token");
+        assert!(
+            !sealed.windows(4).any(|w| w == b"ya29"),
+            "ciphertext carries no plaintext"
+        );
+        assert_eq!(&s.open("gcp", "fp1", &sealed).unwrap()[..], b"ya29.token");
+        assert!(
+            s.open("gcp", "fp2", &sealed).is_none(),
+            "another fingerprint"
+        );
+        assert!(s.open("other", "fp1", &sealed).is_none(), "another name");
+        let mut tampered = sealed.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(s.open("gcp", "fp1", &tampered).is_none(), "tampered");
+        assert!(s.open("gcp", "fp1", &sealed[..10]).is_none(), "truncated");
+        assert!(
+            Sealer::new(&[8u8; 32], "other")
+                .open("gcp", "fp1", &sealed)
+                .is_none(),
+            "another key"
+        );
+        assert_ne!(
+            s.seal("gcp", "fp1", b"x"),
+            s.seal("gcp", "fp1", b"x"),
+            "fresh nonce per record"
+        );
+    }
+
+    #[test]
+    fn key_file_is_created_private_reused_and_replaced_when_garbage() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("conf/cache.key");
+        let (a, w) = load_or_create(&path);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let sealed = a.seal("n", "f", b"secret");
+        let (b, _) = load_or_create(&path);
+        assert!(
+            b.open("n", "f", &sealed).is_some(),
+            "the same key next time"
+        );
+        assert!(b.location().contains("cache.key"));
+        std::fs::write(&path, b"short").unwrap();
+        let (c, w) = load_or_create(&path);
+        assert!(w[0].contains("not a 32-byte key"), "{w:?}");
+        assert!(c.open("n", "f", &sealed).is_none());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(
+            loose_file_warning(&path)
+                .unwrap()
+                .contains("readable by others")
+        );
+    }
+}

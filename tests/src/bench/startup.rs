@@ -1,0 +1,67 @@
+//! `startup`: from spawning `credcached --detach` to its `ready PID` line
+//! (printed once the socket listens), with an empty cache and with many
+//! cached tokens, each started several times.
+
+use anyhow::Context as _;
+
+use super::home::Home;
+use super::lab::{self, Lab};
+use super::report::Line;
+use super::run::Bench;
+use super::stats::Samples;
+
+pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
+    let runs = bench.plan.startup_runs;
+    let line = {
+        let lab = bench.lab()?;
+        let empty = Home::new(&lab.emu, &lab.clusters_config(0))?;
+        measure(lab, &empty, 0, runs)?
+    };
+    bench.emit(line);
+    bench.make_loaded()?;
+    let (line, tokens) = {
+        let loaded = bench.loaded().context("no home with cached tokens")?;
+        let line = measure(bench.lab()?, &loaded.home, loaded.tokens, runs)?;
+        (line, loaded.tokens)
+    };
+    let from_cache = line.extra.get("served_from_cache_after_start").cloned();
+    bench.emit(line);
+    if from_cache != Some(tokens.into()) {
+        bench.violation(format!(
+            "startup: of {tokens} cached tokens, {} were served from the cache after a restart",
+            from_cache.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+/// Starts the daemon of `home` `runs` times. After the last start, every
+/// one of the `tokens` credentials is asked for, and must be answered
+/// from the cache (no upstream call): the start really loaded them.
+fn measure(lab: &Lab, home: &Home, tokens: usize, runs: usize) -> anyhow::Result<Line> {
+    let mut samples = Samples::with_capacity(runs);
+    let mut rss = None;
+    let mut from_cache = None;
+    for run in 1..=runs {
+        let daemon = home.start_daemon(&lab.bins)?;
+        samples.push(daemon.ready_after);
+        rss = daemon.rss_kb();
+        if run == runs && tokens > 0 {
+            let before = lab.upstream_calls();
+            let asked = lab::get_all(&daemon.socket, &lab::cluster_names(tokens));
+            let served = asked.samples.len() as u64;
+            if lab.upstream_calls() == before {
+                from_cache = Some(served);
+            } else {
+                from_cache = Some(0);
+            }
+        }
+        daemon.stop()?;
+    }
+    let mut line = Line::new("startup").latency(samples.summary());
+    line.rss_kb = rss;
+    Ok(line
+        .with("tokens", tokens)
+        .with("runs", runs)
+        .with("served_from_cache_after_start", from_cache))
+}
