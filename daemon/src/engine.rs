@@ -455,21 +455,25 @@ impl Engine {
         outcome
     }
 
+    /// The credential `name`, or with `None` every configured one that has a
+    /// token: what `refresh` and `forget` act on.
+    fn targets(&self, loaded: &Loaded, name: Option<&str>) -> Result<Vec<String>, WireError> {
+        if let Some(n) = name {
+            return Ok(vec![self.entry(loaded, n)?.cred.name.clone()]);
+        }
+        let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(slots
+            .iter()
+            .filter(|(n, s)| loaded.entries.contains_key(*n) && s.lock().token.is_some())
+            .map(|(n, _)| n.clone())
+            .collect())
+    }
+
     /// Fetches anew: one credential, or every one that has a token.
     pub async fn refresh(&self, name: Option<&str>) -> Result<Vec<String>, WireError> {
         self.maybe_reload();
         let loaded = self.loaded();
-        let names: Vec<String> = match name {
-            Some(n) => vec![self.entry(&loaded, n)?.cred.name.clone()],
-            None => {
-                let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
-                slots
-                    .iter()
-                    .filter(|(n, s)| loaded.entries.contains_key(*n) && s.lock().token.is_some())
-                    .map(|(n, _)| n.clone())
-                    .collect()
-            }
-        };
+        let names = self.targets(&loaded, name)?;
         let mut tasks = tokio::task::JoinSet::new();
         for n in names.clone() {
             let engine = self.clone();
@@ -514,17 +518,7 @@ impl Engine {
     /// Drops tokens from memory and disk: one credential, or all.
     pub async fn forget(&self, name: Option<&str>) -> Result<Vec<String>, WireError> {
         let loaded = self.loaded();
-        let names: Vec<String> = match name {
-            Some(n) => vec![self.entry(&loaded, n)?.cred.name.clone()],
-            None => {
-                let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
-                slots
-                    .iter()
-                    .filter(|(_, s)| s.lock().token.is_some())
-                    .map(|(n, _)| n.clone())
-                    .collect()
-            }
-        };
+        let names = self.targets(&loaded, name)?;
         for n in &names {
             // Wait out a fetch in flight so it cannot put the token back.
             let slot = self.slot(n);

@@ -1,12 +1,11 @@
 //! `credcache forget NAME | --all`: drop tokens from the daemon's memory and
 //! its disk cache. Returns when they are gone.
 
-use credcache_shared::protocol::{Request, Response};
+use credcache_shared::protocol::Request;
 
-use crate::commands::refresh::summary;
-use crate::connect::{self, Autostart, Endpoint};
+use crate::commands::refresh;
+use crate::connect::Endpoint;
 use crate::exit::Error;
-use crate::output;
 
 #[derive(Debug, clap::Args)]
 #[group(id = "target", required = true, multiple = false)]
@@ -28,17 +27,6 @@ impl Args {
 
 pub fn run(endpoint: &Endpoint, args: &Args) -> Result<(), Error> {
     let name = args.target();
-    let context = match &name {
-        Some(name) => format!("cannot forget {name}"),
-        None => "cannot forget the cached credentials".to_owned(),
-    };
-    let mut conn = endpoint.connect(Autostart::IfAllowed)?;
-    let affected = match conn.call(&Request::Forget { name: name.clone() }, &context)? {
-        Response::Done { affected } => affected,
-        other => return Err(connect::unexpected(&other)),
-    };
-    if name.is_none() {
-        output::note(summary("forgot", &affected));
-    }
-    Ok(())
+    let request = Request::Forget { name: name.clone() };
+    refresh::act(endpoint, name, request, ("forget", "forgot"))
 }

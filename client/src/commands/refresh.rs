@@ -27,18 +27,30 @@ impl Args {
 
 pub fn run(endpoint: &Endpoint, args: &Args) -> Result<(), Error> {
     let name = args.target();
+    let request = Request::Refresh { name: name.clone() };
+    act(endpoint, name, request, ("refresh", "refreshed"))
+}
+
+/// Sends `refresh` or `forget` (`verbs`: present, past) for one credential
+/// or, with `None`, all; returns once the daemon has done it. One name:
+/// silence is success. All: one line says what it touched.
+pub fn act(
+    endpoint: &Endpoint,
+    name: Option<String>,
+    request: Request,
+    (verb, done): (&str, &str),
+) -> Result<(), Error> {
     let context = match &name {
-        Some(name) => format!("cannot refresh {name}"),
-        None => "cannot refresh the cached credentials".to_owned(),
+        Some(name) => format!("cannot {verb} {name}"),
+        None => format!("cannot {verb} the cached credentials"),
     };
     let mut conn = endpoint.connect(Autostart::IfAllowed)?;
-    let affected = match conn.call(&Request::Refresh { name: name.clone() }, &context)? {
+    let affected = match conn.call(&request, &context)? {
         Response::Done { affected } => affected,
         other => return Err(connect::unexpected(&other)),
     };
-    // One name: silence is success. `--all`: say what it touched.
     if name.is_none() {
-        output::note(summary("refreshed", &affected));
+        output::note(summary(done, &affected));
     }
     Ok(())
 }
