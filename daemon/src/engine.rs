@@ -8,6 +8,7 @@ mod loaded;
 mod report;
 mod scheduler;
 mod slot;
+mod writer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ struct Inner {
     locations: Locations,
     clock: Arc<dyn Clock>,
     store: Store,
+    /// Writes fetched tokens to `store`, a flush per batch.
+    writer: writer::Writer,
     loaded: RwLock<Arc<Loaded>>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     watch: Mutex<loaded::Watch>,
@@ -119,11 +122,14 @@ impl Engine {
             "engine ready"
         );
         let (shutdown, _) = watch::channel(false);
+        let writer = writer::Writer::start(store.clone())
+            .map_err(|e| format!("cannot start the cache writer: {e}"))?;
         Ok(Self(Arc::new(Inner {
             locations,
             started_at: now,
             clock,
             store,
+            writer,
             loaded: RwLock::new(Arc::new(loaded)),
             slots: Mutex::new(slots),
             watch: Mutex::new(loaded::Watch {
@@ -437,14 +443,11 @@ impl Engine {
                         fetched_at: t.fetched_at,
                         quota_project: t.quota_project.clone(),
                     };
-                    let store = self.0.store.clone();
-                    let (name, fp) = (name.to_owned(), entry.fingerprint.clone());
-                    let written =
-                        tokio::task::spawn_blocking(move || store.put(&name, &fp, &record)).await;
-                    match written {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::warn!("could not write the cache: {e}"),
-                        Err(e) => tracing::warn!("could not write the cache: {e}"),
+                    // On disk before the answer; flushes shared with
+                    // concurrent fetches (`engine/writer.rs`).
+                    let written = self.0.writer.put(name, &entry.fingerprint, record).await;
+                    if let Err(e) = written {
+                        tracing::warn!("could not write the cache: {e}");
                     }
                 }
             }

@@ -19,11 +19,16 @@ use interprocess::local_socket::traits::StreamCommon;
 use interprocess::local_socket::traits::tokio::Listener as _;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use tokio::io::BufReader;
 use tokio::sync::{Semaphore, broadcast, watch};
 use tokio::task::JoinSet;
 
 use crate::engine::Engine;
 use crate::wire::{read_frame, write_frame};
+
+/// Bytes buffered per connection: requests are a few dozen bytes (a
+/// larger frame is read through it all the same).
+const READ_BUFFER: usize = 1024;
 
 /// Limits on clients.
 #[derive(Debug, Clone)]
@@ -168,7 +173,9 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
     idle: Duration,
 ) {
-    let mut reader = &stream;
+    // Buffered, so a request costs one `recvfrom` instead of two (length,
+    // then body): they arrive together.
+    let mut reader = BufReader::with_capacity(READ_BUFFER, &stream);
     let mut writer = &stream;
     let mut greeted = false;
     loop {
@@ -235,7 +242,7 @@ async fn connection(
             ),
             Request::Watch { name } => {
                 engine.note_request();
-                watch(&engine, &name, &stream, &mut stop).await;
+                watch(&engine, &name, &mut reader, &stream, &mut stop).await;
                 return;
             }
             other => {
@@ -261,8 +268,14 @@ async fn connection(
 /// Serves `Watch`: the current token, then each new one, until the client
 /// hangs up (anything it sends, or its end of stream, ends the watch) or
 /// the daemon stops.
-async fn watch(engine: &Engine, name: &str, stream: &Stream, stop: &mut watch::Receiver<bool>) {
-    let (mut reader, mut writer) = (stream, stream);
+async fn watch(
+    engine: &Engine,
+    name: &str,
+    reader: &mut BufReader<&Stream>,
+    stream: &Stream,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut writer = stream;
     // Subscribe before the first answer, so no new token can slip between.
     let mut changes = engine.subscribe();
     let first = match engine.get(name, None, false).await {
@@ -282,7 +295,7 @@ async fn watch(engine: &Engine, name: &str, stream: &Stream, stop: &mut watch::R
     loop {
         let changed = tokio::select! {
             changed = changes.recv() => changed,
-            _ = read_frame::<_, Request>(&mut reader) => return,
+            _ = read_frame::<_, Request>(reader) => return,
             _ = stop.wait_for(|s| *s) => return,
         };
         match changed {

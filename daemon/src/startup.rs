@@ -98,8 +98,13 @@ pub fn run(options: Options) -> ExitCode {
     if let Some(e) = dumpable_error {
         tracing::warn!("could not mark the process non-dumpable: {e}");
     }
+    // One worker: the daemon waits on sockets, it does not compute. With
+    // two, the workers stole connections from each other and fought the
+    // clients for the CPUs: at 64 connections on two cores p99 was 2.2 ms
+    // against 0.4 ms with one, at the same rate (BENCHMARKS.md). Cache
+    // writes have their own thread; blocking work goes to the blocking pool.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
     {

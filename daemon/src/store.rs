@@ -170,15 +170,27 @@ impl Store {
     /// Writes a record for `name` under `fingerprint`, replacing every other
     /// record of that name, and flushes it to disk so it survives a crash.
     pub fn put(&self, name: &str, fingerprint: &str, record: &Record) -> Result<(), StoreError> {
-        let plain = zeroize::Zeroizing::new(
-            credcache_shared::codec::to_vec(record).expect("a token record fits in a frame"),
-        );
-        let mut value = vec![FORMAT_SEALED_V2];
-        value.extend(self.sealer.seal(name, fingerprint, &plain));
-        self.remove_except(name, Some(fingerprint))?;
-        self.db
-            .insert(key(name, fingerprint), value)
-            .map_err(|e| self.err(e))?;
+        self.put_all([(name, fingerprint, record)])
+    }
+
+    /// [`put`](Store::put) for several records, with one flush for all: the
+    /// engine's writer hands over every record that queued during the last
+    /// flush (group commit).
+    pub fn put_all<'a>(
+        &self,
+        records: impl IntoIterator<Item = (&'a str, &'a str, &'a Record)>,
+    ) -> Result<(), StoreError> {
+        for (name, fingerprint, record) in records {
+            let plain = zeroize::Zeroizing::new(
+                credcache_shared::codec::to_vec(record).expect("a token record fits in a frame"),
+            );
+            let mut value = vec![FORMAT_SEALED_V2];
+            value.extend(self.sealer.seal(name, fingerprint, &plain));
+            self.remove_except(name, Some(fingerprint))?;
+            self.db
+                .insert(key(name, fingerprint), value)
+                .map_err(|e| self.err(e))?;
+        }
         self.db.flush().map_err(|e| self.err(e))?;
         Ok(())
     }

@@ -86,26 +86,20 @@ impl Engine {
         let loaded = self.loaded();
         let mut due = Vec::new();
         let mut next: Option<DateTime<Utc>> = None;
-        // One lock per slot and no copies: with 10,000 credentials this
-        // pass is the daemon's largest piece of work. Lock order is the
-        // map, then a slot, as everywhere else.
+        // No copies of the map: with 10,000 credentials this pass is the
+        // daemon's largest piece of work. Lock order is the map, then a
+        // slot, as everywhere else.
         let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
         for (name, slot) in slots.iter() {
             let Some(entry) = loaded.entries.get(name) else {
                 continue;
             };
-            let mut s = slot.lock();
-            let warm = entry.cred.prefetch || s.warm_until.is_some_and(|w| w > now);
-            if !warm || s.in_flight {
-                continue;
-            }
-            match s.next_refresh {
-                Some(t) if t <= now => {
-                    s.next_refresh = None;
-                    due.push(name.clone());
-                }
-                Some(t) => next = Some(next.map_or(t, |n| n.min(t))),
-                None => {}
+            let prefetch = entry.cred.prefetch;
+            if slot.is_due(now, prefetch) {
+                slot.lock().next_refresh = None;
+                due.push(name.clone());
+            } else if let Some(t) = slot.wake_at(now, prefetch) {
+                next = Some(next.map_or(t, |n| n.min(t)));
             }
         }
         (due, next)

@@ -1,6 +1,6 @@
 //! The config validator: a TOML table in, a [`Config`] or every problem out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use toml::{Table, Value};
@@ -30,7 +30,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
     if let Some(creds) = top.table("credentials") {
         let mut creds_fields = top.child(creds, "credentials");
         for (name, value) in creds {
-            creds_fields.seen.push(name);
+            creds_fields.seen.insert(name);
             let at = format!("credentials.{}", shown_key(name));
             if let Err(why) = check_name(name) {
                 creds_fields.problems.push(Problem {
@@ -134,7 +134,9 @@ fn syntax_problem(text: &str, e: &toml::de::Error) -> Problem {
 struct Fields<'t> {
     table: &'t Table,
     prefix: String,
-    seen: Vec<&'t str>,
+    /// Keys read. A set: `[credentials]` has a key per credential, and a
+    /// list made checking 10,000 of them take most of the daemon's start.
+    seen: HashSet<&'t str>,
     problems: Problems,
 }
 
@@ -143,7 +145,7 @@ impl<'t> Fields<'t> {
         Self {
             table,
             prefix: prefix.to_owned(),
-            seen: Vec::new(),
+            seen: HashSet::new(),
             problems: Vec::new(),
         }
     }
@@ -174,7 +176,7 @@ impl<'t> Fields<'t> {
 
     fn get(&mut self, key: &str) -> Option<&'t Value> {
         let (k, v) = self.table.get_key_value(key)?;
-        self.seen.push(k.as_str());
+        self.seen.insert(k.as_str());
         Some(v)
     }
 

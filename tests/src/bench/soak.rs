@@ -91,6 +91,9 @@ struct Soaked {
     min_left_ms: Option<i64>,
     errors: BTreeMap<&'static str, u64>,
     upstream_causes: BTreeMap<&'static str, u64>,
+    /// The first message seen of each cause (the daemon's messages never
+    /// carry a token).
+    upstream_examples: BTreeMap<&'static str, String>,
     faults: BTreeMap<&'static str, u64>,
     upstream_calls: BTreeMap<&'static str, u64>,
     faulted_calls: u64,
@@ -183,6 +186,9 @@ fn soak(lab: &Lab, clients: usize, duration: Duration) -> anyhow::Result<Soaked>
         for (k, n) in w.upstream_causes {
             *soaked.upstream_causes.entry(k).or_default() += n;
         }
+        for (k, example) in w.upstream_examples {
+            soaked.upstream_examples.entry(k).or_insert(example);
+        }
     }
     Ok(soaked)
 }
@@ -211,6 +217,7 @@ struct Client {
     min_left_ms: Option<i64>,
     errors: BTreeMap<&'static str, u64>,
     upstream_causes: BTreeMap<&'static str, u64>,
+    upstream_examples: BTreeMap<&'static str, String>,
 }
 
 fn client(socket: &Path, lab: &Lab, stop: &AtomicBool, hasher: &RandomState, seed: u64) -> Client {
@@ -261,9 +268,11 @@ fn client(socket: &Path, lab: &Lab, stop: &AtomicBool, hasher: &RandomState, see
             Err(failure) => {
                 *me.errors.entry(failure.kind()).or_default() += 1;
                 if let Failure::Daemon(_) = failure {
-                    *me.upstream_causes
-                        .entry(cause(failure.message()))
-                        .or_default() += 1;
+                    let cause = cause(failure.message());
+                    *me.upstream_causes.entry(cause).or_default() += 1;
+                    me.upstream_examples
+                        .entry(cause)
+                        .or_insert_with(|| failure.message().to_owned());
                 } else {
                     conn = None;
                 }
@@ -353,7 +362,11 @@ fn cause(message: &str) -> &'static str {
         || m.contains("expir")
     {
         "bad_body"
-    } else if m.contains("connect") || m.contains("closed") || m.contains("reset") {
+    } else if m.contains("connect")
+        || m.contains("closed")
+        || m.contains("reset")
+        || m.contains("eof")
+    {
         "connection"
     } else {
         "other"
@@ -392,6 +405,10 @@ impl Soaked {
             .with("longest_wait_ms", summary.map(|s| s.max_us / 1e3))
             .with("errors_by_kind", json(&self.errors))
             .with("upstream_errors_by_cause", json(&self.upstream_causes))
+            .with(
+                "upstream_error_examples",
+                serde_json::to_value(&self.upstream_examples).unwrap_or_default(),
+            )
             .with("faults_injected", json(&self.faults))
             .with("upstream_calls_by_endpoint", json(&self.upstream_calls))
             .with("upstream_calls_faulted", self.faulted_calls)
@@ -449,6 +466,10 @@ mod tests {
                 "google token endpoint answered 200 with an unreadable body (truncated JSON, 17 bytes, at line 1 column 17)"
             ),
             "bad_body"
+        );
+        assert_eq!(
+            cause("google token endpoint: unexpected EOF during chunk size line"),
+            "connection"
         );
         assert_eq!(cause("something new"), "other");
     }
