@@ -25,7 +25,7 @@ pub use loaded::{Entry, Loaded};
 pub use slot::{CachedToken, Slot};
 
 use crate::clock::Clock;
-use crate::providers::{AuthToken, BoxFuture, ErrorClass, FetchContext, FetchError};
+use crate::providers::{AuthToken, BoxFuture, Dependencies, ErrorClass, FetchContext, FetchError};
 use crate::schedule::{self, Policy};
 use crate::store::{Record, Store};
 
@@ -396,7 +396,7 @@ impl Engine {
         let timeout = loaded.config.daemon.http_timeout;
         let cx = FetchContext {
             name,
-            engine: self,
+            deps: self,
             http: &loaded.http,
             now,
             timeout,
@@ -650,6 +650,17 @@ impl Engine {
         if let Err(e) = self.0.store.flush() {
             tracing::warn!("could not flush the cache: {e}");
         }
+    }
+}
+
+/// What providers may ask of the engine: the tokens their `auth` names.
+impl Dependencies for Engine {
+    fn auth_token<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<AuthToken, FetchError>> {
+        self.dependency_token(name)
+    }
+
+    fn reject(&self, name: &str, token: &Secret) {
+        self.reject_token(name, token);
     }
 }
 
