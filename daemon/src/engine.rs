@@ -21,14 +21,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
+use credcache_shared::config::{Config, Credential};
 use credcache_shared::protocol::{ErrorKind, TokenReply, WireError};
 use tokio::sync::{broadcast, watch};
 
-pub use loaded::{Entry, Loaded};
+pub use loaded::{Entry, Loaded, ProviderFactory};
 pub use slot::{CachedToken, Slot};
 
 use crate::clock::Clock;
-use crate::providers::{AuthToken, BoxFuture, Dependencies, ErrorClass, FetchContext, FetchError};
+use crate::providers::{
+    AuthToken, BoxFuture, Dependencies, ErrorClass, FetchContext, FetchError, Provider,
+};
 use crate::schedule::{self, Policy};
 use crate::store::{Record, Store};
 
@@ -51,6 +54,8 @@ struct Inner {
     /// Writes fetched tokens to `store`, a flush per batch.
     writer: writer::Writer,
     loaded: RwLock<Arc<Loaded>>,
+    /// Makes each credential's provider, at start and on every reload.
+    providers: Box<ProviderFactory>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     watch: Mutex<reload::Watch>,
     started_at: DateTime<Utc>,
@@ -67,14 +72,16 @@ struct Inner {
 
 impl Engine {
     /// Starts the engine with `config` in force, and takes over the tokens
-    /// in `store` that were written under the current settings.
+    /// in `store` that were written under the current settings. `providers`
+    /// makes each credential's provider (`providers::build`, but for tests).
     pub fn new(
-        config: credcache_shared::config::Config,
+        config: Config,
         locations: Locations,
         store: Store,
         clock: Arc<dyn Clock>,
+        providers: impl Fn(&Credential, &Config) -> Arc<dyn Provider> + Send + Sync + 'static,
     ) -> Result<Self, String> {
-        let loaded = Loaded::new(config, &locations.config_file)?;
+        let loaded = Loaded::new(config, &locations.config_file, &providers)?;
         let now = clock.now();
         let mut slots = HashMap::new();
         for stored in store.load_all() {
@@ -131,6 +138,7 @@ impl Engine {
             store,
             writer,
             loaded: RwLock::new(Arc::new(loaded)),
+            providers: Box::new(providers),
             slots: Mutex::new(slots),
             watch: Mutex::new(reload::Watch {
                 last_check: SystemTime::now(),

@@ -10,8 +10,12 @@ use credcache_shared::config::{Config, Credential, SecretSource, Source};
 use super::reload::Stamps;
 use crate::fingerprint;
 use crate::http::Http;
-use crate::providers::{self, Provider};
+use crate::providers::Provider;
 use crate::seal;
+
+/// Makes the provider of a credential: [`providers::build`] in the daemon,
+/// a scripted one in tests.
+pub type ProviderFactory = dyn Fn(&Credential, &Config) -> Arc<dyn Provider> + Send + Sync;
 
 /// A credential ready to fetch.
 pub struct Entry {
@@ -32,7 +36,11 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    pub fn new(config: Config, config_path: &Path) -> Result<Self, String> {
+    pub fn new(
+        config: Config,
+        config_path: &Path,
+        providers: &ProviderFactory,
+    ) -> Result<Self, String> {
         let http = Http::new(config.daemon.http_timeout)
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let fingerprints = fingerprint::all(&config);
@@ -42,7 +50,7 @@ impl Loaded {
             .map(|cred| {
                 let entry = Entry {
                     cred: cred.clone(),
-                    provider: providers::build(cred, &config),
+                    provider: providers(cred, &config),
                     fingerprint: fingerprints.get(&cred.name).cloned().unwrap_or_default(),
                 };
                 (cred.name.clone(), entry)

@@ -109,7 +109,8 @@ impl Engine {
                 return Err(WireError::new(ErrorKind::Config, message));
             }
         };
-        let new = Loaded::new(config, &path).map_err(|e| WireError::new(ErrorKind::Internal, e))?;
+        let new = Loaded::new(config, &path, &*self.0.providers)
+            .map_err(|e| WireError::new(ErrorKind::Internal, e))?;
         let mut changed = Vec::new();
         {
             let old = self.loaded();
