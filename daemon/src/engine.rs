@@ -43,6 +43,15 @@ pub struct Locations {
     pub cache_dir: PathBuf,
 }
 
+/// Why the engine could not start, or a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot build the HTTP client: {source}")]
+    HttpClient { source: reqwest::Error },
+    #[error("cannot start the cache writer: {source}")]
+    Writer { source: std::io::Error },
+}
+
 /// The credential engine. Cheap to clone; every clone is the same engine.
 #[derive(Clone)]
 pub struct Engine(Arc<Inner>);
@@ -80,7 +89,7 @@ impl Engine {
         store: Store,
         clock: Arc<dyn Clock>,
         providers: impl Fn(&Credential, &Config) -> Arc<dyn Provider> + Send + Sync + 'static,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, EngineError> {
         let loaded = Loaded::new(config, &locations.config_file, &providers)?;
         let now = clock.now();
         let mut slots = HashMap::new();
@@ -130,7 +139,7 @@ impl Engine {
         );
         let (shutdown, _) = watch::channel(false);
         let writer = writer::Writer::start(store.clone())
-            .map_err(|e| format!("cannot start the cache writer: {e}"))?;
+            .map_err(|source| EngineError::Writer { source })?;
         Ok(Self(Arc::new(Inner {
             locations,
             started_at: now,

@@ -29,19 +29,31 @@ use crate::http::Http;
 /// keep a dead token cached and never refreshed.
 pub const MAX_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::days(366);
 
+/// An expiry an upstream stated that lies more than [`MAX_LIFETIME`] ahead.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "{field} {} is more than {} days ahead",
+    credcache_shared::time::format_rfc3339(*expires_at),
+    MAX_LIFETIME.num_days()
+)]
+pub struct TooFarAhead {
+    /// The field that stated it (`expires_on`).
+    pub field: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// An expiry an upstream stated, refused (with why, naming `field`) if it
 /// lies more than [`MAX_LIFETIME`] after `now`.
 pub fn within_lifetime(
     field: &str,
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<DateTime<Utc>, String> {
+) -> Result<DateTime<Utc>, TooFarAhead> {
     if expires_at - now > MAX_LIFETIME {
-        return Err(format!(
-            "{field} {} is more than {} days ahead",
-            credcache_shared::time::format_rfc3339(expires_at),
-            MAX_LIFETIME.num_days()
-        ));
+        return Err(TooFarAhead {
+            field: field.to_owned(),
+            expires_at,
+        });
     }
     Ok(expires_at)
 }

@@ -12,7 +12,7 @@ use credcache_shared::codec::CodecError;
 use credcache_shared::protocol::{ErrorKind, Request, Response, WireError};
 use credcache_shared::{PROTOCOL_VERSION, VERSION};
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::StreamCommon;
@@ -51,21 +51,37 @@ impl Default for Limits {
     }
 }
 
+/// Why the daemon cannot listen.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen on {}: {source}", path.display())]
+    Listen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} exists and is not a socket; refusing to replace it", path.display())]
+    NotASocket { path: PathBuf },
+    #[error("cannot serve on the socket systemd passed: {source}")]
+    Adopt { source: std::io::Error },
+}
+
 /// Binds the socket, 0600. The caller must hold the daemon lock, so that
 /// anything already at the path is a stale socket left by a daemon that
 /// died: it is removed first.
-pub fn bind(path: &Path) -> Result<Listener, String> {
-    let fail = |e: std::io::Error| format!("cannot listen on {}: {e}", path.display());
+pub fn bind(path: &Path) -> Result<Listener, ListenError> {
+    let fail = |source| ListenError::Listen {
+        path: path.to_owned(),
+        source,
+    };
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             tracing::info!("removing a stale socket left by a daemon that did not exit cleanly");
             std::fs::remove_file(path).map_err(fail)?;
         }
         Ok(_) => {
-            return Err(format!(
-                "{} exists and is not a socket; refusing to replace it",
-                path.display()
-            ));
+            return Err(ListenError::NotASocket {
+                path: path.to_owned(),
+            });
         }
         Err(_) => {}
     }
@@ -80,12 +96,12 @@ pub fn bind(path: &Path) -> Result<Listener, String> {
 /// Serves on a socket someone else bound (systemd socket activation). The
 /// listener owns no name: dropping it closes our descriptor and leaves the
 /// socket file to its owner. Must run inside the tokio runtime.
-pub fn adopt(listener: std::os::unix::net::UnixListener) -> Result<Listener, String> {
+pub fn adopt(listener: std::os::unix::net::UnixListener) -> Result<Listener, ListenError> {
     use interprocess::os::unix::uds_local_socket::tokio::Listener as UdsListener;
     let fd = std::os::fd::OwnedFd::from(listener);
     UdsListener::try_from(fd)
         .map(Listener::from)
-        .map_err(|e| format!("cannot serve on the socket systemd passed: {e}"))
+        .map_err(|source| ListenError::Adopt { source })
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets requests in

@@ -94,7 +94,7 @@ pub fn run(options: Options) -> ExitCode {
     }
     let activated = match activated {
         Ok(a) => a,
-        Err(e) => return reporter.failed(&StartError::Other(e)),
+        Err(e) => return reporter.failed(&StartError::Other(e.to_string())),
     };
     if let Some(e) = dumpable_error {
         tracing::warn!("could not mark the process non-dumpable: {e}");
@@ -209,7 +209,7 @@ async fn serve(
         Arc::new(SystemClock),
         providers::build,
     )
-    .map_err(StartError::Other)?;
+    .map_err(|e| StartError::Other(e.to_string()))?;
     engine.add_warnings(warnings);
 
     let socket_activated = activated.is_some();
@@ -226,7 +226,7 @@ async fn serve(
         }
         None => server::bind(&paths.socket),
     }
-    .map_err(StartError::Other)?;
+    .map_err(|e| StartError::Other(e.to_string()))?;
     write_pid(&lock);
     reporter.ready(&paths.socket);
 

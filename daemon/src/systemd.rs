@@ -17,6 +17,21 @@ use std::path::{Path, PathBuf};
 
 use sd_notify::NotifyState;
 
+/// Why the socket systemd passed cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ActivationError {
+    #[error("cannot read the sockets systemd passed: {source}")]
+    ReadFds { source: std::io::Error },
+    #[error("systemd passed {count} sockets; credcached.socket must have exactly one ListenStream")]
+    SocketCount { count: usize },
+    #[error(
+        "the file descriptor systemd passed is not {what}; use ListenStream= in credcached.socket"
+    )]
+    NotListeningStream { what: &'static str },
+    #[error("the socket systemd passed (fd {fd}) is not a Unix socket: {source}")]
+    NotUnix { fd: i32, source: std::io::Error },
+}
+
 /// The listening socket a service manager passed to us.
 #[derive(Debug)]
 pub struct Activated {
@@ -33,7 +48,7 @@ pub struct Activated {
 /// `az`) do not inherit them. Changing the environment is only sound while
 /// the process has one thread: call this first thing in `main`'s path,
 /// before the runtime or logging start any.
-pub fn take_activated_socket() -> Result<Option<Activated>, String> {
+pub fn take_activated_socket() -> Result<Option<Activated>, ActivationError> {
     // SAFETY: called while the process is single-threaded (see above), so
     // nothing can read the environment while it changes.
     let fds = unsafe {
@@ -41,15 +56,13 @@ pub fn take_activated_socket() -> Result<Option<Activated>, String> {
         std::env::remove_var("LISTEN_FDNAMES");
         fds
     };
-    let mut fds = fds.map_err(|e| format!("cannot read the sockets systemd passed: {e}"))?;
+    let mut fds = fds.map_err(|source| ActivationError::ReadFds { source })?;
     let count = fds.len();
     let Some(fd) = fds.next() else {
         return Ok(None);
     };
     if count != 1 {
-        return Err(format!(
-            "systemd passed {count} sockets; credcached.socket must have exactly one ListenStream"
-        ));
+        return Err(ActivationError::SocketCount { count });
     }
     // SAFETY: `listen_fds` only yields descriptors systemd passed to this
     // process (its pid checked) and marked close-on-exec; nothing else in
@@ -59,7 +72,7 @@ pub fn take_activated_socket() -> Result<Option<Activated>, String> {
     let listener = UnixListener::from(owned);
     let path = listener
         .local_addr()
-        .map_err(|e| format!("the socket systemd passed (fd {fd}) is not a Unix socket: {e}"))?
+        .map_err(|source| ActivationError::NotUnix { fd, source })?
         .as_pathname()
         .map(Path::to_path_buf);
     Ok(Some(Activated { listener, path }))
@@ -67,15 +80,11 @@ pub fn take_activated_socket() -> Result<Option<Activated>, String> {
 
 /// Refuses anything but a listening Unix stream socket (the address family
 /// is checked by `UnixListener::local_addr`).
-fn check_listening_unix_stream(fd: &OwnedFd) -> Result<(), String> {
+fn check_listening_unix_stream(fd: &OwnedFd) -> Result<(), ActivationError> {
     use rustix::net::SocketType;
     use rustix::net::sockopt;
 
-    let not = |what: &str| {
-        format!(
-            "the file descriptor systemd passed is not {what}; use ListenStream= in credcached.socket"
-        )
-    };
+    let not = |what| ActivationError::NotListeningStream { what };
     let kind = sockopt::socket_type(fd.as_fd()).map_err(|_| not("a socket"))?;
     if kind != SocketType::STREAM {
         return Err(not("a stream socket"));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use credcache_shared::config::{Config, Credential, SecretSource, Source};
 
+use super::EngineError;
 use super::reload::Stamps;
 use crate::fingerprint;
 use crate::http::Http;
@@ -40,9 +41,9 @@ impl Loaded {
         config: Config,
         config_path: &Path,
         providers: &ProviderFactory,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, EngineError> {
         let http = Http::new(config.daemon.http_timeout)
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|source| EngineError::HttpClient { source })?;
         let fingerprints = fingerprint::all(&config);
         let entries = config
             .credentials

@@ -110,7 +110,7 @@ impl Engine {
             }
         };
         let new = Loaded::new(config, &path, &*self.0.providers)
-            .map_err(|e| WireError::new(ErrorKind::Internal, e))?;
+            .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?;
         let mut changed = Vec::new();
         {
             let old = self.loaded();

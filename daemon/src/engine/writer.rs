@@ -4,11 +4,21 @@
 //! one: a cold fan-out of 1,000 credentials makes a handful of flushes, not
 //! a thousand racing on sled's log from a thousand blocking threads.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use tokio::sync::oneshot;
 
-use crate::store::{Record, Store};
+use crate::store::{Record, Store, StoreError};
+
+/// Why a record is not on disk.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    #[error("the cache writer has stopped")]
+    Stopped,
+    /// Shared by every record of the batch that failed.
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+}
 
 /// The most records one flush takes; more wait for the next.
 const MAX_BATCH: usize = 1024;
@@ -18,7 +28,7 @@ struct Job {
     name: String,
     fingerprint: String,
     record: Record,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), WriteError>>,
 }
 
 /// The handle to the writer thread. Dropping it lets the thread finish
@@ -43,7 +53,12 @@ impl Writer {
 
     /// Writes `record` for `name` under `fingerprint` and returns once it
     /// is flushed to disk.
-    pub async fn put(&self, name: &str, fingerprint: &str, record: Record) -> Result<(), String> {
+    pub async fn put(
+        &self,
+        name: &str,
+        fingerprint: &str,
+        record: Record,
+    ) -> Result<(), WriteError> {
         let (done, written) = oneshot::channel();
         let job = Job {
             name: name.to_owned(),
@@ -54,10 +69,8 @@ impl Writer {
         self.jobs
             .as_ref()
             .and_then(|jobs| jobs.send(job).ok())
-            .ok_or_else(|| "the cache writer has stopped".to_owned())?;
-        written
-            .await
-            .unwrap_or_else(|_| Err("the cache writer has stopped".to_owned()))
+            .ok_or(WriteError::Stopped)?;
+        written.await.unwrap_or(Err(WriteError::Stopped))
     }
 }
 
@@ -87,7 +100,7 @@ fn run(store: &Store, queue: &mpsc::Receiver<Job>) {
                     .iter()
                     .map(|j| (j.name.as_str(), j.fingerprint.as_str(), &j.record)),
             )
-            .map_err(|e| e.to_string());
+            .map_err(|e| WriteError::Store(Arc::new(e)));
         for job in batch {
             // The fetch that asked may have been dropped (its client left).
             let _ = job.done.send(written.clone());

@@ -125,24 +125,31 @@ pub(crate) fn parse(
     Ok(Fetched::new(Secret::new(value), expires_at))
 }
 
+/// Why a user token's expiry cannot be read. Neither quotes the token.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UserTokenError {
+    #[error("value is not a user token (uid&yyyyMMddHHmm&signature)")]
+    NotAUserToken,
+    /// `stamp` is sanitized and cut short.
+    #[error("the expiry in value ({stamp:?}) is not a yyyyMMddHHmm UTC time")]
+    BadStamp { stamp: String },
+}
+
 /// The expiry inside a user token `uid&yyyyMMddHHmm&signature`. The user id
 /// may itself hold `&`, the base64 signature cannot, so the stamp is the
 /// second field from the end. Errors never quote the token, only the stamp
 /// (which is no secret).
-pub fn token_expiry(value: &str) -> Result<DateTime<Utc>, String> {
+pub fn token_expiry(value: &str) -> Result<DateTime<Utc>, UserTokenError> {
     let mut fields = value.rsplitn(3, '&');
     let (Some(signature), Some(stamp), Some(user)) = (fields.next(), fields.next(), fields.next())
     else {
-        return Err("value is not a user token (uid&yyyyMMddHHmm&signature)".into());
+        return Err(UserTokenError::NotAUserToken);
     };
     if signature.is_empty() || user.is_empty() {
-        return Err("value is not a user token (uid&yyyyMMddHHmm&signature)".into());
+        return Err(UserTokenError::NotAUserToken);
     }
-    let bad = || {
-        format!(
-            "the expiry in value ({:?}) is not a yyyyMMddHHmm UTC time",
-            crate::http::sanitize(stamp, 20)
-        )
+    let bad = || UserTokenError::BadStamp {
+        stamp: crate::http::sanitize(stamp, 20),
     };
     if stamp.len() != 12 || !stamp.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
@@ -187,7 +194,7 @@ mod tests {
             "&201904210044&sig",
             "uid&201904210044&",
         ] {
-            let e = token_expiry(value).unwrap_err();
+            let e = token_expiry(value).unwrap_err().to_string();
             assert_eq!(
                 e, "value is not a user token (uid&yyyyMMddHHmm&signature)",
                 "{value}"
@@ -205,7 +212,9 @@ mod tests {
             "000000000000",
             "２０１９０４２１００",
         ] {
-            let e = token_expiry(&format!("uid&{stamp}&c2ln")).unwrap_err();
+            let e = token_expiry(&format!("uid&{stamp}&c2ln"))
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.starts_with("the expiry in value (")
                     && e.ends_with(") is not a yyyyMMddHHmm UTC time"),

@@ -77,7 +77,7 @@ pub(crate) fn parse(answer: &Answer, now: DateTime<Utc>) -> Result<Fetched, Fetc
     let expires = authorized::string_at(answer, &v, &["properties", "expires"])?;
     let expires_at = parse_rfc3339("properties.expires", expires)
         .map_err(|e| e.to_string())
-        .and_then(|t| within_lifetime("properties.expires", t, now))
+        .and_then(|t| within_lifetime("properties.expires", t, now).map_err(|e| e.to_string()))
         .map_err(|why| authorized::bad_answer(answer, why))?;
     Ok(Fetched::new(Secret::new(token), expires_at))
 }

@@ -80,7 +80,7 @@ pub(crate) fn parse(answer: &Answer, now: DateTime<Utc>) -> Result<Fetched, Fetc
     let expiry = authorized::string_at(answer, &v, &["expirationTime"])?;
     let expires_at = parse_rfc3339("expirationTime", expiry)
         .map_err(|e| e.to_string())
-        .and_then(|t| within_lifetime("expirationTime", t, now))
+        .and_then(|t| within_lifetime("expirationTime", t, now).map_err(|e| e.to_string()))
         .map_err(|why| authorized::bad_answer(answer, why))?;
     Ok(Fetched::new(Secret::new(token), expires_at))
 }

@@ -24,12 +24,12 @@ pub fn parse(answer: &Answer, now: DateTime<Utc>) -> Result<Fetched, FetchError>
         None => return Err(bad("the answer has no access_token".into())),
     };
     let expires_at = if let Some(on) = v.get("expires_on") {
-        let secs = integer("expires_on", on).map_err(bad)?;
+        let secs = integer("expires_on", on).map_err(|e| bad(e.to_string()))?;
         let at = DateTime::from_timestamp(secs, 0)
             .ok_or_else(|| bad(format!("expires_on {secs} is out of range")))?;
-        super::within_lifetime("expires_on", at, now).map_err(bad)?
+        super::within_lifetime("expires_on", at, now).map_err(|e| bad(e.to_string()))?
     } else if let Some(within) = v.get("expires_in") {
-        let secs = integer("expires_in", within).map_err(bad)?;
+        let secs = integer("expires_in", within).map_err(|e| bad(e.to_string()))?;
         if !(0..=super::MAX_LIFETIME.num_seconds()).contains(&secs) {
             return Err(bad(format!("expires_in {secs} is out of range")));
         }
@@ -42,8 +42,17 @@ pub fn parse(answer: &Answer, now: DateTime<Utc>) -> Result<Fetched, FetchError>
     Ok(Fetched::new(token, expires_at))
 }
 
+/// A field that should hold a whole number and does not; `shown` is the
+/// value, sanitized and cut short.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field} is not a whole number ({shown})")]
+pub struct NotWholeNumber {
+    pub field: String,
+    pub shown: String,
+}
+
 /// A whole number sent as a JSON number or a string of digits.
-pub fn integer(field: &str, v: &Value) -> Result<i64, String> {
+pub fn integer(field: &str, v: &Value) -> Result<i64, NotWholeNumber> {
     let parsed = match v {
         Value::Number(n) => n.as_i64().or_else(|| {
             n.as_f64()
@@ -53,11 +62,9 @@ pub fn integer(field: &str, v: &Value) -> Result<i64, String> {
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     };
-    parsed.ok_or_else(|| {
-        format!(
-            "{field} is not a whole number ({})",
-            crate::http::sanitize(&v.to_string(), 40)
-        )
+    parsed.ok_or_else(|| NotWholeNumber {
+        field: field.to_owned(),
+        shown: crate::http::sanitize(&v.to_string(), 40),
     })
 }
 

@@ -175,7 +175,7 @@ pub(crate) fn parse_output(out: &[u8], now: DateTime<Utc>) -> Result<Fetched, Fe
                 .into(),
         ));
     };
-    let secs = token_response::integer("expires_on", on).map_err(bad)?;
+    let secs = token_response::integer("expires_on", on).map_err(|e| bad(e.to_string()))?;
     let expires_at: DateTime<Utc> = DateTime::from_timestamp(secs, 0)
         .ok_or_else(|| bad(format!("expires_on {secs}, which is out of range")))?;
     let expires_at = within_lifetime("expires_on", expires_at, now)
