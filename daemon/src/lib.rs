@@ -14,6 +14,8 @@ pub mod fingerprint;
 pub mod fuzzing;
 pub mod http;
 pub mod logging;
+#[cfg(test)]
+mod loopback;
 pub mod providers;
 pub mod schedule;
 pub mod seal;

@@ -9,6 +9,8 @@ pub mod command;
 pub mod container_app;
 pub mod gke;
 pub mod google;
+#[cfg(test)]
+pub(crate) mod testing;
 pub(crate) mod token_response;
 
 use std::future::Future;

@@ -163,4 +163,87 @@ mod tests {
             assert_eq!(e.message, format!("api answered 200 but {want}"));
         }
     }
+
+    mod send {
+        use super::super::*;
+        use crate::fetch_error::ErrorClass;
+        use crate::loopback::{Peer, Reply};
+        use crate::providers::testing::{FakeDeps, Harness};
+
+        /// `send` to `peer` with the token of `id`, as a bearer token.
+        async fn call(h: &Harness, peer: &Peer) -> Result<Answer, FetchError> {
+            let cx = h.cx();
+            let url = format!("{}/resource", peer.url());
+            send(&cx, "id", "the api", |auth| {
+                cx.http.client().get(&url).bearer_auth(auth.token.expose())
+            })
+            .await
+        }
+
+        fn bearers(peer: &Peer) -> Vec<String> {
+            peer.requests()
+                .iter()
+                .map(|r| r.header("authorization").unwrap_or_default().to_owned())
+                .collect()
+        }
+
+        #[tokio::test]
+        async fn a_success_is_the_answer() {
+            let peer = Peer::start(vec![Reply::json(200, r#"{"ok":true}"#)]).await;
+            let h = Harness::new();
+            let answer = call(&h, &peer).await.unwrap();
+            assert_eq!(
+                (answer.status, answer.body.as_slice()),
+                (200, &br#"{"ok":true}"#[..])
+            );
+            assert_eq!(bearers(&peer), ["Bearer id-token-0"]);
+            assert!(h.deps.rejected().is_empty());
+        }
+
+        #[tokio::test]
+        async fn a_401_rejects_the_token_and_retries_once_with_a_new_one() {
+            let peer = Peer::start(vec![Reply::json(401, "{}"), Reply::json(200, "{}")]).await;
+            let h = Harness::new();
+            assert_eq!(call(&h, &peer).await.unwrap().status, 200);
+            assert_eq!(
+                h.deps.rejected(),
+                [("id".to_owned(), "id-token-0".to_owned())]
+            );
+            assert_eq!(bearers(&peer), ["Bearer id-token-0", "Bearer id-token-1"]);
+        }
+
+        #[tokio::test]
+        async fn a_second_401_is_the_apis_error() {
+            let denied = r#"{"error":{"code":"InvalidAuthenticationToken","message":"the token is revoked"}}"#;
+            let peer = Peer::start(vec![Reply::json(401, denied), Reply::json(401, denied)]).await;
+            let h = Harness::new();
+            let e = call(&h, &peer).await.unwrap_err();
+            assert_eq!((e.class, e.status), (ErrorClass::Unauthorized, Some(401)));
+            assert!(e.message.contains("the token is revoked"), "{}", e.message);
+            assert_eq!(h.deps.rejected().len(), 1);
+            assert_eq!(peer.requests().len(), 2);
+        }
+
+        #[tokio::test]
+        async fn a_500_is_an_error_with_its_status_and_retry_after() {
+            let peer = Peer::start(vec![Reply::json(500, "{}").header("Retry-After", "7")]).await;
+            let h = Harness::new();
+            let e = call(&h, &peer).await.unwrap_err();
+            assert_eq!((e.class, e.status), (ErrorClass::Transient, Some(500)));
+            assert_eq!(e.retry_after, Some(std::time::Duration::from_secs(7)));
+            assert!(h.deps.rejected().is_empty());
+            assert_eq!(peer.requests().len(), 1);
+        }
+
+        #[tokio::test]
+        async fn a_failing_auth_credential_is_never_called_with() {
+            let peer = Peer::start(vec![]).await;
+            let h = Harness::with(FakeDeps::failing(FetchError::permanent(
+                "getting id: invalid_grant",
+            )));
+            let e = call(&h, &peer).await.unwrap_err();
+            assert_eq!(e.message, "getting id: invalid_grant");
+            assert!(peer.requests().is_empty());
+        }
+    }
 }
