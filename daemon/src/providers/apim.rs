@@ -314,4 +314,63 @@ mod tests {
             serde_json::from_slice(built.body().and_then(|b| b.as_bytes()).unwrap()).unwrap();
         assert_eq!(sent, body);
     }
+
+    /// `fetch` against a loopback ARM.
+    mod fetch {
+        use super::*;
+        use crate::loopback::{Peer, Reply};
+        use crate::providers::testing::Harness;
+
+        fn apim(peer: &Peer) -> Apim {
+            Apim::new(ApimUserTokenSettings {
+                auth: "corp".into(),
+                subscription_id: "sub".into(),
+                resource_group: "rg1".into(),
+                service: "apimService1".into(),
+                user_id: "userId1718".into(),
+                key_type: ApimKeyType::Primary,
+                lifetime: Duration::from_secs(8 * 3600),
+                api_version: "2024-05-01".into(),
+                arm_endpoint: peer.url(),
+            })
+        }
+
+        #[tokio::test]
+        async fn the_token_asked_for_carries_its_expiry() {
+            let peer = Peer::start(vec![Reply::json(
+                200,
+                r#"{"value":"userId1718&203001010800&c2lnbmF0dXJl"}"#,
+            )])
+            .await;
+            let h = Harness::new();
+            let f = apim(&peer).fetch(&h.cx()).await.unwrap();
+            assert_eq!(f.token.expose(), "userId1718&203001010800&c2lnbmF0dXJl");
+            assert_eq!(f.expires_at, at(2030, 1, 1, 8, 0, 0));
+            let r = &peer.requests()[0];
+            assert_eq!(r.method, "POST");
+            assert!(
+                r.path()
+                    .ends_with("/service/apimService1/users/userId1718/token")
+            );
+            assert_eq!(
+                r.json(),
+                serde_json::json!({"properties": {
+                    "keyType": "primary",
+                    "expiry": "2030-01-01T08:00:00.0000000Z",
+                }})
+            );
+            assert_eq!(r.header("authorization"), Some("Bearer corp-token-0"));
+        }
+
+        #[tokio::test]
+        async fn an_answer_that_is_no_user_token_is_refused_unquoted() {
+            let peer = Peer::start(vec![Reply::json(200, r#"{"value":"sekrit-no-fields"}"#)]).await;
+            let h = Harness::new();
+            let e = apim(&peer).fetch(&h.cx()).await.unwrap_err();
+            assert_eq!(
+                e.message,
+                "api management answered 200 but value is not a user token (uid&yyyyMMddHHmm&signature)"
+            );
+        }
+    }
 }

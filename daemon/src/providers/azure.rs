@@ -36,7 +36,7 @@ use crate::http;
 pub use managed_identity::MiEndpoint;
 
 /// Reads an environment variable; `None` when unset or empty.
-pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub type Env<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
 /// The daemon's own environment.
 pub fn process_env(name: &str) -> Option<String> {
@@ -212,7 +212,13 @@ impl Azure {
         Self { settings, chosen }
     }
 
-    async fn fetch_by_plan(&self, cx: &FetchContext<'_>) -> Result<Fetched, FetchError> {
+    /// Fetches by the plan; `env` is read for what is read at fetch (the
+    /// federated token file's name).
+    async fn fetch_by_plan(
+        &self,
+        cx: &FetchContext<'_>,
+        env: Env<'_>,
+    ) -> Result<Fetched, FetchError> {
         let scope = self.settings.scope.as_str();
         match &self.chosen.plan {
             Plan::ClientSecret {
@@ -235,7 +241,7 @@ impl Azure {
             } => {
                 let tenant = required(tenant_id.as_deref(), "tenant_id", "AZURE_TENANT_ID")?;
                 let client = required(client_id.as_deref(), "client_id", "AZURE_CLIENT_ID")?;
-                workload_identity::fetch(tenant, client, authority, scope, cx).await
+                workload_identity::fetch(tenant, client, authority, scope, env, cx).await
             }
             Plan::ManagedIdentity {
                 endpoint,
@@ -252,11 +258,11 @@ impl Provider for Azure {
     fn fetch<'a>(&'a self, cx: &'a FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
         Box::pin(async move {
             let Some(why) = self.chosen.because else {
-                return self.fetch_by_plan(cx).await;
+                return self.fetch_by_plan(cx, &process_env).await;
             };
             let method = self.chosen.plan.describe();
             tracing::debug!(credential = cx.name, "azure auto chose {method} ({why})");
-            self.fetch_by_plan(cx)
+            self.fetch_by_plan(cx, &process_env)
                 .await
                 .map_err(|e| e.context(format_args!("auto chose {method} ({why})")))
         })
@@ -502,5 +508,209 @@ mod tests {
             e.message
         );
         assert_eq!(e.class, crate::providers::ErrorClass::Config);
+    }
+
+    /// Each method fetching from a loopback peer (or a fake `az`).
+    mod fetch {
+        use super::*;
+        use crate::fetch_error::ErrorClass;
+        use crate::loopback::{Peer, Reply};
+        use crate::providers::testing::Harness;
+
+        /// An hour after [`now`], as Entra and IMDS send it.
+        const TOKEN: &str = r#"{"access_token":"eyJ.entra","expires_in":3600,"expires_on":"1893459600","token_type":"Bearer"}"#;
+
+        fn azure(settings: AzureSettings, vars: &[(&str, &str)]) -> Azure {
+            let chosen = chosen(&settings, vars);
+            Azure { settings, chosen }
+        }
+
+        fn with_ids(method: AzureMethod, authority: &Peer) -> AzureSettings {
+            let mut s = settings(method);
+            s.tenant_id = Some("tenant-1".into());
+            s.client_id = Some("client-1".into());
+            s.authority_host = Some(authority.url());
+            s
+        }
+
+        #[tokio::test]
+        async fn client_secret_posts_the_secret_from_its_file() {
+            let peer = Peer::start(vec![Reply::json(200, TOKEN)]).await;
+            let dir = tempfile::tempdir().unwrap();
+            let secret = dir.path().join("secret");
+            std::fs::write(&secret, "s3cret\n").unwrap();
+            let mut s = with_ids(AzureMethod::ClientSecret, &peer);
+            s.client_secret = Some(SecretSource::File(secret));
+            let h = Harness::new();
+            let f = azure(s, &[])
+                .fetch_by_plan(&h.cx(), &|_| None)
+                .await
+                .unwrap();
+            assert_eq!(f.token.expose(), "eyJ.entra");
+            assert_eq!(f.expires_at.timestamp(), 1_893_459_600);
+            let r = &peer.requests()[0];
+            assert_eq!(r.path(), "/tenant-1/oauth2/v2.0/token");
+            assert_eq!(r.form("client_secret").as_deref(), Some("s3cret"));
+            assert_eq!(r.form("grant_type").as_deref(), Some("client_credentials"));
+            assert_eq!(r.form("scope").as_deref(), Some(DEFAULT_AZURE_SCOPE));
+        }
+
+        #[tokio::test]
+        async fn client_secret_refused_is_permanent_in_entras_words() {
+            let peer = Peer::start(vec![Reply::json(
+                401,
+                r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215]}"#,
+            )])
+            .await;
+            let dir = tempfile::tempdir().unwrap();
+            let secret = dir.path().join("secret");
+            std::fs::write(&secret, "wrong").unwrap();
+            let mut s = with_ids(AzureMethod::ClientSecret, &peer);
+            s.client_secret = Some(SecretSource::File(secret));
+            let h = Harness::new();
+            let e = azure(s, &[])
+                .fetch_by_plan(&h.cx(), &|_| None)
+                .await
+                .unwrap_err();
+            assert_eq!((e.class, e.status), (ErrorClass::Permanent, Some(401)));
+            assert!(e.message.contains("AADSTS7000215"), "{}", e.message);
+        }
+
+        #[tokio::test]
+        async fn workload_identity_sends_the_federated_token_as_assertion() {
+            let peer = Peer::start(vec![Reply::json(200, TOKEN)]).await;
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("token");
+            std::fs::write(&file, "eyJ.federated\n").unwrap();
+            let path = file.display().to_string();
+            let env = |n: &str| (n == "AZURE_FEDERATED_TOKEN_FILE").then(|| path.clone());
+            let h = Harness::new();
+            let f = azure(with_ids(AzureMethod::WorkloadIdentity, &peer), &[])
+                .fetch_by_plan(&h.cx(), &env)
+                .await
+                .unwrap();
+            assert_eq!(f.token.expose(), "eyJ.entra");
+            let r = &peer.requests()[0];
+            assert_eq!(r.form("client_assertion").as_deref(), Some("eyJ.federated"));
+            assert_eq!(r.form("client_id").as_deref(), Some("client-1"));
+        }
+
+        #[tokio::test]
+        async fn workload_identity_without_its_file_asks_nobody() {
+            let peer = Peer::start(vec![]).await;
+            let h = Harness::new();
+            let e = azure(with_ids(AzureMethod::WorkloadIdentity, &peer), &[])
+                .fetch_by_plan(&h.cx(), &|_| None)
+                .await
+                .unwrap_err();
+            assert_eq!(e.class, ErrorClass::Config);
+            assert!(
+                e.message
+                    .starts_with("AZURE_FEDERATED_TOKEN_FILE is not set"),
+                "{}",
+                e.message
+            );
+            assert!(peer.requests().is_empty());
+        }
+
+        #[tokio::test]
+        async fn managed_identity_asks_imds_for_the_resource() {
+            let peer = Peer::start(vec![Reply::json(200, TOKEN)]).await;
+            let mut s = settings(AzureMethod::ManagedIdentity);
+            s.identity_endpoint = Some(peer.url());
+            s.client_id = Some("user-assigned".into());
+            let h = Harness::new();
+            let f = azure(s, &[])
+                .fetch_by_plan(&h.cx(), &|_| None)
+                .await
+                .unwrap();
+            assert_eq!(f.expires_at.timestamp(), 1_893_459_600);
+            let r = &peer.requests()[0];
+            assert_eq!(r.path(), "/metadata/identity/oauth2/token");
+            assert_eq!(r.header("metadata"), Some("true"));
+            assert_eq!(
+                r.query("resource").as_deref(),
+                Some("https://management.azure.com")
+            );
+            assert_eq!(r.query("client_id").as_deref(), Some("user-assigned"));
+        }
+
+        #[tokio::test]
+        async fn managed_identity_errors_keep_imds_status() {
+            let peer = Peer::start(vec![Reply::json(
+                400,
+                r#"{"error":"invalid_request","error_description":"Identity not found"}"#,
+            )])
+            .await;
+            let mut s = settings(AzureMethod::ManagedIdentity);
+            s.identity_endpoint = Some(peer.url());
+            let h = Harness::new();
+            let e = azure(s, &[])
+                .fetch_by_plan(&h.cx(), &|_| None)
+                .await
+                .unwrap_err();
+            assert_eq!(e.status, Some(400));
+            assert!(e.message.contains("Identity not found"), "{}", e.message);
+            assert_eq!(peer.requests().len(), 1);
+        }
+
+        /// A fake `az` that records its arguments and runs `body`.
+        fn fake_az(dir: &tempfile::TempDir, body: &str) -> String {
+            let az = dir.path().join("az");
+            let args = dir.path().join("args");
+            std::fs::write(
+                &az,
+                format!("#!/bin/sh\necho \"$@\" > '{}'\n{body}\n", args.display()),
+            )
+            .unwrap();
+            std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+            az.display().to_string()
+        }
+
+        #[tokio::test]
+        async fn the_cli_prints_a_token_for_the_scope() {
+            let dir = tempfile::tempdir().unwrap();
+            let az = fake_az(
+                &dir,
+                r#"printf '{"accessToken":"eyJ.cli","expires_on":1893459600,"tokenType":"Bearer"}'"#,
+            );
+            let mut s = settings(AzureMethod::Cli);
+            s.tenant_id = Some("tenant-1".into());
+            let h = Harness::new();
+            let f = azure(s, &[("CREDCACHE_AZ", &az)])
+                .fetch_by_plan(&h.cx(), &|_| None)
+                .await
+                .unwrap();
+            assert_eq!(f.token.expose(), "eyJ.cli");
+            assert_eq!(f.expires_at.timestamp(), 1_893_459_600);
+            let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+            assert_eq!(
+                args.trim(),
+                format!(
+                    "account get-access-token -o json --scope {DEFAULT_AZURE_SCOPE} --tenant tenant-1"
+                )
+            );
+        }
+
+        #[tokio::test]
+        async fn the_cli_logged_out_is_permanent() {
+            let dir = tempfile::tempdir().unwrap();
+            let az = fake_az(
+                &dir,
+                "echo \"ERROR: Please run 'az login' to setup account.\" >&2; exit 1",
+            );
+            let h = Harness::new();
+            let e = azure(settings(AzureMethod::Cli), &[("CREDCACHE_AZ", &az)])
+                .fetch_by_plan(&h.cx(), &|_| None)
+                .await
+                .unwrap_err();
+            assert_eq!(e.class, ErrorClass::Permanent);
+            assert!(
+                e.message
+                    .starts_with("Azure CLI is not logged in: run `az login`"),
+                "{}",
+                e.message
+            );
+        }
     }
 }

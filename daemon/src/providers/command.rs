@@ -195,4 +195,60 @@ mod tests {
         let f = parse_output("p", out, now, std::time::Duration::from_secs(60)).unwrap();
         assert_eq!(f.expires_at, now + MAX_LIFETIME);
     }
+
+    /// `fetch` running real programs (through `sh -c` here, as a user's
+    /// `command` may name a script).
+    mod fetch {
+        use super::*;
+        use crate::fetch_error::ErrorClass;
+        use crate::providers::testing::{Harness, now};
+
+        fn provider(script: &str) -> CommandProvider {
+            CommandProvider::new(CommandSettings {
+                command: vec!["sh".into(), "-c".into(), script.into()],
+                lifetime: std::time::Duration::from_secs(3600),
+            })
+        }
+
+        #[tokio::test]
+        async fn a_printed_token_lives_the_configured_lifetime() {
+            let h = Harness::new();
+            let f = provider("echo ' tok3n '").fetch(&h.cx()).await.unwrap();
+            assert_eq!(f.token.expose(), "tok3n");
+            assert_eq!(f.expires_at, now() + Duration::hours(1));
+        }
+
+        #[tokio::test]
+        async fn a_failure_says_the_status_and_the_first_stderr_line() {
+            let h = Harness::new();
+            let e = provider("echo >&2; echo 'vault sealed' >&2; echo more >&2; exit 3")
+                .fetch(&h.cx())
+                .await
+                .unwrap_err();
+            assert_eq!(e.class, ErrorClass::Transient);
+            assert_eq!(
+                e.message,
+                r#"command "sh" exited with status 3: vault sealed"#
+            );
+        }
+
+        #[tokio::test]
+        async fn a_program_that_cannot_run_is_a_config_error() {
+            let h = Harness::new();
+            let e = CommandProvider::new(CommandSettings {
+                command: vec!["/nonexistent/credcache-helper".into()],
+                lifetime: std::time::Duration::from_secs(60),
+            })
+            .fetch(&h.cx())
+            .await
+            .unwrap_err();
+            assert_eq!(e.class, ErrorClass::Config);
+            assert!(
+                e.message
+                    .starts_with(r#"cannot run "/nonexistent/credcache-helper""#),
+                "{}",
+                e.message
+            );
+        }
+    }
 }

@@ -173,4 +173,54 @@ mod tests {
             assert_eq!(e.message, format!("container apps answered 200 but {want}"));
         }
     }
+
+    /// `fetch` against a loopback ARM.
+    mod fetch {
+        use super::*;
+        use crate::fetch_error::ErrorClass;
+        use crate::loopback::{Peer, Reply};
+        use crate::providers::testing::Harness;
+
+        fn at(peer: &Peer) -> ContainerApp {
+            ContainerApp::new(ContainerAppSettings {
+                arm_endpoint: peer.url(),
+                ..settings()
+            })
+        }
+
+        #[tokio::test]
+        async fn get_authtoken_is_posted_with_the_auth_token() {
+            let peer = Peer::start(vec![Reply::json(
+                200,
+                r#"{"id":"x","properties":{"token":"ca.token","expires":"2030-01-01T06:00:00.3080223Z"}}"#,
+            )])
+            .await;
+            let h = Harness::new();
+            let f = at(&peer).fetch(&h.cx()).await.unwrap();
+            assert_eq!(f.token.expose(), "ca.token");
+            assert_eq!(f.expires_at.timestamp(), 1_893_456_000 + 6 * 3600);
+            let r = &peer.requests()[0];
+            assert_eq!(r.method, "POST");
+            assert!(
+                r.path()
+                    .ends_with("/containerApps/testcontainerapp0/getAuthtoken")
+            );
+            assert_eq!(r.query("api-version").as_deref(), Some("2024-03-01"));
+            assert_eq!(r.header("content-length"), Some("0"));
+            assert_eq!(r.header("authorization"), Some("Bearer corp-token-0"));
+        }
+
+        #[tokio::test]
+        async fn a_missing_app_is_permanent() {
+            let peer = Peer::start(vec![Reply::json(
+                404,
+                r#"{"error":{"code":"ResourceNotFound","message":"The Resource 'Microsoft.App/containerApps/testcontainerapp0' was not found."}}"#,
+            )])
+            .await;
+            let h = Harness::new();
+            let e = at(&peer).fetch(&h.cx()).await.unwrap_err();
+            assert_eq!((e.class, e.status), (ErrorClass::Permanent, Some(404)));
+            assert!(e.message.contains("was not found"), "{}", e.message);
+        }
+    }
 }

@@ -206,4 +206,52 @@ mod tests {
             assert_eq!(e.message, format!("gkemulticloud answered 200 but {want}"));
         }
     }
+
+    /// `fetch` against a loopback gkemulticloud.
+    mod fetch {
+        use super::*;
+        use crate::fetch_error::ErrorClass;
+        use crate::loopback::{Peer, Reply};
+        use crate::providers::testing::{FakeDeps, Harness};
+
+        #[tokio::test]
+        async fn the_cluster_token_is_asked_with_the_auth_token_and_quota_project() {
+            let peer = Peer::start(vec![Reply::json(
+                200,
+                r#"{"accessToken":"gke.cluster","expirationTime":"2030-01-01T01:00:00.123456789Z"}"#,
+            )])
+            .await;
+            let h = Harness::with(FakeDeps::with_quota_project("billing"));
+            let gke = Gke::new(settings(ClusterPlatform::Azure, &peer.url()));
+            let f = gke.fetch(&h.cx()).await.unwrap();
+            assert_eq!(f.token.expose(), "gke.cluster");
+            assert_eq!(
+                f.expires_at,
+                parse_rfc3339("t", "2030-01-01T01:00:00.123456789Z").unwrap()
+            );
+            let r = &peer.requests()[0];
+            assert_eq!(r.method, "GET");
+            assert_eq!(
+                r.path(),
+                "/v1/projects/my-proj/locations/us-east4/azureClusters/prod:generateAzureAccessToken"
+            );
+            assert_eq!(r.header("authorization"), Some("Bearer gcp-token-0"));
+            assert_eq!(r.header("x-goog-user-project"), Some("billing"));
+        }
+
+        #[tokio::test]
+        async fn a_403_is_unauthorized_in_googles_words() {
+            let peer = Peer::start(vec![Reply::json(
+                403,
+                r#"{"error":{"code":403,"message":"Permission 'gkemulticloud.azureClusters.generateAccessToken' denied","status":"PERMISSION_DENIED"}}"#,
+            )])
+            .await;
+            let h = Harness::new();
+            let gke = Gke::new(settings(ClusterPlatform::Aws, &peer.url()));
+            let e = gke.fetch(&h.cx()).await.unwrap_err();
+            assert_eq!((e.class, e.status), (ErrorClass::Unauthorized, Some(403)));
+            assert!(e.message.contains("Permission"), "{}", e.message);
+            assert!(h.deps.rejected().is_empty(), "only a 401 drops the token");
+        }
+    }
 }

@@ -248,3 +248,177 @@ async fn token_call(
     }
     token_response::parse(&answer, cx.now)
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rsa::{KeyPair, KeySize};
+    use base64::Engine as _;
+    use credcache_shared::config::GoogleSettings;
+
+    use super::*;
+    use crate::fetch_error::ErrorClass;
+    use crate::loopback::{Peer, Reply};
+    use crate::providers::testing::Harness;
+
+    const TOKEN: &str = r#"{"access_token":"ya29.fresh","expires_in":3599,"token_type":"Bearer"}"#;
+
+    fn settings(key_file: Option<PathBuf>, metadata_host: Option<String>) -> GoogleSettings {
+        GoogleSettings {
+            key_file,
+            scopes: vec!["https://www.googleapis.com/auth/cloud-platform".into()],
+            token_uri: None,
+            metadata_host,
+        }
+    }
+
+    /// Writes `file` as a key file into `dir`.
+    fn key_file(dir: &tempfile::TempDir, file: serde_json::Value) -> PathBuf {
+        let path = dir.path().join("key.json");
+        std::fs::write(&path, file.to_string()).unwrap();
+        path
+    }
+
+    fn rsa_pem() -> String {
+        let key = KeyPair::generate(KeySize::Rsa2048).unwrap();
+        let der = base64::engine::general_purpose::STANDARD.encode(key.as_der().unwrap().as_ref());
+        let lines: Vec<&str> = der
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        )
+    }
+
+    #[tokio::test]
+    async fn a_service_account_key_signs_a_jwt_bearer_grant() {
+        let peer = Peer::start(vec![Reply::json(200, TOKEN)]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_file(
+            &dir,
+            serde_json::json!({
+                "type": "service_account",
+                "client_email": "sa@p.iam.gserviceaccount.com",
+                "private_key": rsa_pem(),
+                "private_key_id": "kid1",
+                "token_uri": format!("{}/token", peer.url()),
+            }),
+        );
+        let h = Harness::new();
+        let f = Google::new(settings(Some(path), None))
+            .fetch(&h.cx())
+            .await
+            .unwrap();
+        assert_eq!(f.token.expose(), "ya29.fresh");
+        assert_eq!(f.expires_at, h.cx().now + chrono::Duration::seconds(3599));
+        let r = &peer.requests()[0];
+        assert_eq!((r.method.as_str(), r.path()), ("POST", "/token"));
+        assert_eq!(r.form("grant_type").as_deref(), Some(JWT_BEARER));
+        let assertion = r.form("assertion").unwrap();
+        assert_eq!(assertion.split('.').count(), 3, "a JWT: {assertion}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_grant_is_a_permanent_error() {
+        let peer = Peer::start(vec![Reply::json(
+            400,
+            r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#,
+        )])
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_file(
+            &dir,
+            serde_json::json!({
+                "type": "service_account",
+                "client_email": "sa@p.iam.gserviceaccount.com",
+                "private_key": rsa_pem(),
+            }),
+        );
+        let mut s = settings(Some(path), None);
+        s.token_uri = Some(format!("{}/token", peer.url()));
+        let h = Harness::new();
+        let e = Google::new(s).fetch(&h.cx()).await.unwrap_err();
+        assert_eq!((e.class, e.status), (ErrorClass::Permanent, Some(400)));
+        assert!(
+            e.message.contains("Invalid JWT Signature."),
+            "{}",
+            e.message
+        );
+    }
+
+    #[tokio::test]
+    async fn an_authorized_user_file_refreshes_and_keeps_its_quota_project() {
+        let peer = Peer::start(vec![Reply::json(200, TOKEN)]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_file(
+            &dir,
+            serde_json::json!({
+                "type": "authorized_user",
+                "client_id": "cid",
+                "client_secret": "csecret",
+                "refresh_token": "1//refresh",
+                "quota_project_id": "billing-project",
+            }),
+        );
+        let mut s = settings(Some(path), None);
+        s.token_uri = Some(format!("{}/token", peer.url()));
+        let h = Harness::new();
+        let f = Google::new(s).fetch(&h.cx()).await.unwrap();
+        assert_eq!(f.token.expose(), "ya29.fresh");
+        assert_eq!(f.quota_project.as_deref(), Some("billing-project"));
+        let r = &peer.requests()[0];
+        assert_eq!(r.form("grant_type").as_deref(), Some("refresh_token"));
+        assert_eq!(r.form("refresh_token").as_deref(), Some("1//refresh"));
+    }
+
+    #[tokio::test]
+    async fn an_authorized_user_file_without_a_refresh_token_asks_nobody() {
+        let peer = Peer::start(vec![]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = key_file(
+            &dir,
+            serde_json::json!({"type": "authorized_user", "client_id": "c", "client_secret": "s"}),
+        );
+        let mut s = settings(Some(path.clone()), None);
+        s.token_uri = Some(format!("{}/token", peer.url()));
+        let h = Harness::new();
+        let e = Google::new(s).fetch(&h.cx()).await.unwrap_err();
+        assert_eq!(e.class, ErrorClass::Config);
+        assert_eq!(
+            e.message,
+            format!("key file {} has no refresh_token", path.display())
+        );
+        assert!(peer.requests().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_metadata_server_is_asked_with_its_header_and_scopes() {
+        let peer = Peer::start(vec![Reply::json(200, TOKEN)]).await;
+        let h = Harness::new();
+        let google = Google::new(settings(None, Some(peer.host())));
+        let f = google.fetch_from_metadata(&h.cx()).await.unwrap();
+        assert_eq!(f.token.expose(), "ya29.fresh");
+        let r = &peer.requests()[0];
+        assert_eq!(
+            r.path(),
+            "/computeMetadata/v1/instance/service-accounts/default/token"
+        );
+        assert_eq!(r.header("metadata-flavor"), Some("Google"));
+        assert_eq!(
+            r.query("scopes").as_deref(),
+            Some("https://www.googleapis.com/auth/cloud-platform")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_metadata_server_error_keeps_its_status() {
+        let peer = Peer::start(vec![Reply::json(503, "{}")]).await;
+        let h = Harness::new();
+        let google = Google::new(settings(None, Some(peer.host())));
+        let e = google.fetch_from_metadata(&h.cx()).await.unwrap_err();
+        assert_eq!((e.class, e.status), (ErrorClass::Transient, Some(503)));
+    }
+}

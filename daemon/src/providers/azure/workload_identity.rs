@@ -15,9 +15,10 @@ pub async fn fetch(
     client_id: &str,
     authority: &str,
     scope: &str,
+    env: super::Env<'_>,
     cx: &FetchContext<'_>,
 ) -> Result<Fetched, FetchError> {
-    let assertion = read_assertion(&super::process_env)?;
+    let assertion = read_assertion(env)?;
     let form = [
         ("client_id", client_id),
         ("client_assertion_type", JWT_ASSERTION),
