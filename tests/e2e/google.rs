@@ -171,7 +171,7 @@ fn authorized_user_file_and_a_revoked_refresh_token() {
     let sb = Sandbox::new();
     let file = sb.dir.path().join("adc.json");
     let user = emu.write_authorized_user(&file);
-    // gcloud writes no token_uri into these files: point it at the emulator.
+    // gcloud writes no token_uri into these files: the config names one.
     sb.write_config(&format!(
         "[credentials.me]\nkind = \"google\"\nkey_file = {:?}\ntoken_uri = {:?}\n",
         file.display().to_string(),

@@ -25,6 +25,145 @@ use super::reply;
 use super::state::Shared;
 use super::timestamp::TimestampForm;
 
+/// The fault presets `POST /__emulator/fault` knows.
+pub const FAULT_PRESETS: [&str; 8] = [
+    "html",
+    "malformed-json",
+    "empty",
+    "throttled",
+    "slow",
+    "wrong-types",
+    "missing-expiry",
+    "cut-off",
+];
+
+/// One control endpoint, as `credcache-emulator serve --help` lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlEndpoint {
+    pub method: &'static str,
+    /// The path under the emulator's URL.
+    pub path: &'static str,
+    /// The JSON body it takes (`?` marks an optional field), or "".
+    pub body: &'static str,
+    /// What it does, one line.
+    pub what: &'static str,
+}
+
+const fn control(
+    method: &'static str,
+    path: &'static str,
+    body: &'static str,
+    what: &'static str,
+) -> ControlEndpoint {
+    ControlEndpoint {
+        method,
+        path,
+        body,
+        what,
+    }
+}
+
+/// Every route of [`routes`], in the order `serve --help` lists them. A test
+/// checks that each one is routed.
+pub const CONTROL_ENDPOINTS: [ControlEndpoint; 16] = [
+    control(
+        "GET",
+        "/__emulator/calls",
+        "",
+        "call counts per endpoint and the call log",
+    ),
+    control(
+        "POST",
+        "/__emulator/reset",
+        "",
+        "zero the call counts, empty the call log",
+    ),
+    control(
+        "POST",
+        "/__emulator/fault",
+        r#"{"endpoint","preset"?,"status"?,"body"?,"headers"?,"delay_ms"?,"times"?,"retry_after"?}"#,
+        "queue a fault: what the endpoint answers instead (presets below)",
+    ),
+    control(
+        "POST",
+        "/__emulator/clear-faults",
+        r#"{"endpoint"?}"#,
+        "drop queued faults (no endpoint: every endpoint)",
+    ),
+    control(
+        "POST",
+        "/__emulator/lifetime",
+        r#"{"endpoint","secs"}"#,
+        "lifetime of tokens issued from now on (default 3600)",
+    ),
+    control(
+        "POST",
+        "/__emulator/same-token",
+        r#"{"endpoint","on"}"#,
+        "answer the previous token and expiry again",
+    ),
+    control(
+        "POST",
+        "/__emulator/timestamp-form",
+        r#"{"endpoint","form"}"#,
+        "how expiry timestamps are written: digits0|digits3|digits6|digits7|digits9|+HH:MM",
+    ),
+    control(
+        "POST",
+        "/__emulator/expiry-strings",
+        r#"{"endpoint","on"}"#,
+        "expires_in/expires_on as JSON strings instead of numbers",
+    ),
+    control(
+        "POST",
+        "/__emulator/service-account",
+        r#"{"path"}"#,
+        "write a new Google service-account key file there",
+    ),
+    control(
+        "POST",
+        "/__emulator/authorized-user",
+        r#"{"path","quota_project_id"?}"#,
+        "write a new Google authorized-user file there",
+    ),
+    control(
+        "POST",
+        "/__emulator/revoke-refresh-token",
+        r#"{"refresh_token"}"#,
+        "refuse that refresh token from now on (invalid_grant)",
+    ),
+    control(
+        "POST",
+        "/__emulator/entra-client",
+        r#"{"tenant","client_id","secret"?}"#,
+        "register an Entra app (no secret: federated credentials only)",
+    ),
+    control(
+        "POST",
+        "/__emulator/federated-token",
+        r#"{"token"}"#,
+        "the only federated assertion Entra accepts (null: any)",
+    ),
+    control(
+        "POST",
+        "/__emulator/identity-header",
+        r#"{"value"}"#,
+        "the X-IDENTITY-HEADER App Service's identity endpoint requires",
+    ),
+    control(
+        "POST",
+        "/__emulator/cluster",
+        r#"{"name"}"#,
+        "register a GKE cluster (once any is, others answer 404)",
+    ),
+    control(
+        "POST",
+        "/__emulator/container-app",
+        r#"{"subscription_id","resource_group","app"}"#,
+        "register a container app (once any is, others answer 404)",
+    ),
+];
+
 pub(crate) fn routes() -> Router<Shared> {
     Router::new()
         .route("/calls", get(calls))
@@ -69,8 +208,7 @@ async fn reset(State(shared): State<Shared>) -> Response {
 #[serde(deny_unknown_fields)]
 struct FaultRequest {
     endpoint: Endpoint,
-    /// `html`, `malformed-json`, `empty`, `throttled`, `slow`, `wrong-types`,
-    /// `missing-expiry`, `cut-off`; the fields below override the preset's.
+    /// One of [`FAULT_PRESETS`]; the fields below override the preset's.
     preset: Option<String>,
     status: Option<u16>,
     body: Option<String>,
@@ -102,7 +240,12 @@ impl FaultRequest {
             Some("wrong-types") => Fault::wrong_types(self.endpoint),
             Some("missing-expiry") => Fault::missing_expiry(self.endpoint),
             Some("cut-off") => Fault::cut_off(),
-            Some(other) => return Err(format!("unknown preset '{other}'")),
+            Some(other) => {
+                return Err(format!(
+                    "unknown preset '{other}' (known: {})",
+                    FAULT_PRESETS.join(", ")
+                ));
+            }
         };
         if let Some(status) = status {
             fault.status = status;
@@ -419,6 +562,43 @@ mod tests {
                 .send()
                 .unwrap(),
         )
+    }
+
+    #[test]
+    fn every_listed_control_endpoint_is_routed() {
+        let emu = Emulator::start();
+        for endpoint in super::CONTROL_ENDPOINTS {
+            let url = format!("{}{}", emu.url(), endpoint.path);
+            let request = match endpoint.method {
+                "GET" => client().get(url),
+                "POST" => client().post(url),
+                other => panic!("{other} is not a method the list uses"),
+            };
+            let status = request.send().unwrap().status().as_u16();
+            // An empty body is a bad request for most, but never unrouted.
+            assert!(
+                matches!(status, 200 | 400),
+                "{} {}: {status}",
+                endpoint.method,
+                endpoint.path
+            );
+        }
+        for preset in super::FAULT_PRESETS {
+            let fault = serde_json::json!({"endpoint": "imds", "preset": preset});
+            assert_eq!(control(&emu, "fault", fault).0, 200, "{preset}");
+        }
+        let (status, body) = control(
+            &emu,
+            "fault",
+            serde_json::json!({"endpoint": "imds", "preset": "nope"}),
+        );
+        assert_eq!(status, 400);
+        assert!(
+            body["error"].as_str().unwrap().contains("cut-off"),
+            "{body}"
+        );
+        let unlisted = format!("{}/__emulator/nope", emu.url());
+        assert_eq!(client().post(unlisted).send().unwrap().status(), 404);
     }
 
     #[test]

@@ -59,7 +59,9 @@ struct ServiceAccountFile<'a> {
     universe_domain: &'static str,
 }
 
-/// An `authorized_user` file as gcloud writes it.
+/// An `authorized_user` file as gcloud writes it, plus a `token_uri` (which
+/// gcloud leaves out, and Google's libraries honour) so that the file works
+/// against the emulator as written.
 #[derive(Serialize)]
 struct AuthorizedUserFile<'a> {
     #[serde(rename = "type")]
@@ -69,6 +71,7 @@ struct AuthorizedUserFile<'a> {
     refresh_token: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     quota_project_id: Option<&'a str>,
+    token_uri: String,
     universe_domain: &'static str,
 }
 
@@ -124,7 +127,8 @@ pub(crate) fn write_service_account(shared: &Shared, path: &Path) -> io::Result<
 }
 
 /// Writes an `authorized_user` file at `path` (mode 0600) with a fresh OAuth
-/// client and refresh token, and registers them.
+/// client and refresh token, and registers them. Its `token_uri` is the
+/// emulator's.
 pub(crate) fn write_authorized_user(
     shared: &Shared,
     path: &Path,
@@ -136,6 +140,7 @@ pub(crate) fn write_authorized_user(
     );
     let client_secret = format!("GOCSPX-emu{}", random_token(18));
     let refresh_token = format!("1//emu-{}", random_token(36));
+    let base = shared.lock().base.clone();
 
     let file = AuthorizedUserFile {
         kind: "authorized_user",
@@ -143,6 +148,7 @@ pub(crate) fn write_authorized_user(
         client_secret: &client_secret,
         refresh_token: &refresh_token,
         quota_project_id,
+        token_uri: format!("{base}/token"),
         universe_domain: "googleapis.com",
     };
     write_private(path, &pretty(&file))?;
@@ -256,6 +262,7 @@ mod tests {
         assert_eq!(file["type"], "authorized_user");
         assert_eq!(file["refresh_token"], user.refresh_token.as_str());
         assert_eq!(file["quota_project_id"], "quota-proj");
+        assert_eq!(file["token_uri"], "http://127.0.0.1:9/token");
         let inner = shared.lock();
         assert!(
             inner.registry.authorized_users[&user.client_id]

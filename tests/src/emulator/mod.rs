@@ -3,7 +3,8 @@
 //! identity, GKE multi-cloud, Container Apps, API Management), with call
 //! counting, scripted faults and switches for the quirks real clouds have.
 //! It never contacts any other host. [`Emulator`] is the in-process API;
-//! `control.rs` holds the same controls over HTTP under `/__emulator/`.
+//! `control.rs` holds the same controls over HTTP under `/__emulator/`;
+//! `snippet.rs` writes the config that points credcache at it.
 
 mod apim;
 mod arm;
@@ -20,11 +21,13 @@ mod jwt;
 mod managed_identity;
 mod reply;
 mod server;
+pub mod snippet;
 mod state;
 #[cfg(test)]
 mod testing;
 mod timestamp;
 
+pub use control::{CONTROL_ENDPOINTS, ControlEndpoint, FAULT_PRESETS};
 pub use credentials::{AuthorizedUser, PROJECT_ID, ServiceAccount};
 pub use endpoint::{Call, Endpoint};
 pub use fault::Fault;
