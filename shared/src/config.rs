@@ -7,6 +7,7 @@
 //! named precisely. The types here are plain data; they hold no secrets,
 //! only where to find them, so they can be printed and fingerprinted freely.
 
+pub mod keys;
 mod parse;
 
 use std::collections::BTreeMap;
