@@ -1,5 +1,5 @@
 //! What the client prints: here the five shapes of a token from `get`
-//! (SPEC §4); in [`report`] the tables and `--json` forms of `list` and
+//! (docs/machine-interface.md); in [`report`] the tables and `--json` forms of `list` and
 //! `status`, which never see a token.
 //!
 //! Everything here is a pure function of the daemon's answer and `now`, so

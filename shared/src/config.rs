@@ -1,4 +1,4 @@
-//! The config file (SPEC §3): its schema, and validation that reports every
+//! The config file (docs/configuration.md): its schema, and validation that reports every
 //! problem with the file, the credential and the key before anything runs.
 //!
 //! Parsing goes through a `toml::Table` and a small field reader
