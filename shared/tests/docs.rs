@@ -177,3 +177,88 @@ fn nothing_refers_to_documents_outside_the_repository() {
         found.join("\n")
     );
 }
+
+/// A heading's anchor as GitHub makes it: lower case, punctuation other
+/// than `-` and `_` dropped, spaces as `-`.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn anchors(doc: &str) -> Vec<String> {
+    let mut in_code = false;
+    let mut out = Vec::new();
+    for line in doc.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        }
+        let level = line.chars().take_while(|&c| c == '#').count();
+        if !in_code && level > 0 && line[level..].starts_with(' ') {
+            out.push(slug(&line[level..]));
+        }
+    }
+    out
+}
+
+#[test]
+fn slugs_are_githubs() {
+    assert_eq!(slug(" `get --format json`"), "get---format-json");
+    assert_eq!(slug(" The daemon's environment"), "the-daemons-environment");
+    assert_eq!(slug(" `[credentials.NAME]`"), "credentialsname");
+    assert_eq!(slug(" `kind = \"gke-cluster\"`"), "kind--gke-cluster");
+}
+
+/// Links between the pages (`cli.md#exit-codes`, `#validation`) lead to a
+/// heading that exists, and linked pages exist.
+#[test]
+fn links_between_the_docs_resolve() {
+    let dir = repo_root().join("docs");
+    let mut broken = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !name.ends_with(".md") {
+            continue;
+        }
+        let doc = read_doc(&name);
+        for link in doc
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+        {
+            if link.contains("://") || link.starts_with("../") {
+                continue;
+            }
+            let (file, anchor) = link.split_once('#').unwrap_or((link, ""));
+            let target = if file.is_empty() { name.as_str() } else { file };
+            let Ok(text) = std::fs::read_to_string(dir.join(target)) else {
+                broken.push(format!("{name}: {link} (no such page)"));
+                continue;
+            };
+            if !anchor.is_empty() && !anchors(&text).iter().any(|a| a == anchor) {
+                broken.push(format!("{name}: {link} (no such heading)"));
+            }
+        }
+    }
+    // The README's links into docs/.
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    for link in readme
+        .split("](docs/")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+    {
+        let (file, anchor) = link.split_once('#').unwrap_or((link, ""));
+        match std::fs::read_to_string(dir.join(file)) {
+            Ok(text) if anchor.is_empty() || anchors(&text).iter().any(|a| a == anchor) => {}
+            _ => broken.push(format!("README.md: docs/{link}")),
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
