@@ -262,3 +262,61 @@ fn links_between_the_docs_resolve() {
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
+
+/// Every environment variable the code reads by a name with one of these
+/// prefixes (a string literal such as `"AZURE_TENANT_ID"`) is listed in
+/// configuration.md. `CREDCACHE_<NAME>_TOKEN` literals are examples of
+/// the default `env_var`, not variables credcache reads.
+#[test]
+fn every_environment_variable_read_is_documented() {
+    const PREFIXES: [&str; 7] = [
+        "CREDCACHE_",
+        "AZURE_",
+        "GOOGLE_",
+        "GCE_",
+        "IDENTITY_",
+        "CLOUDSDK_",
+        "KUBERNETES_",
+    ];
+    let doc = read_doc("configuration.md");
+    let root = repo_root();
+    let mut seen = std::collections::BTreeSet::new();
+    for path in tracked_files(&root) {
+        let relative = path.strip_prefix(&root).unwrap_or(&path);
+        let in_code = ["client/src/", "daemon/src/", "shared/src/"]
+            .iter()
+            .any(|dir| relative.starts_with(dir));
+        if !in_code || path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for literal in text.split('"').skip(1).step_by(2) {
+            let is_name = literal.len() > 1
+                && literal
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if is_name
+                && PREFIXES
+                    .iter()
+                    .any(|p| literal.starts_with(p) && literal.len() > p.len())
+                && !(literal.starts_with("CREDCACHE_") && literal.ends_with("_TOKEN"))
+            {
+                seen.insert(literal.to_owned());
+            }
+        }
+    }
+    assert!(
+        seen.contains("CREDCACHE_CONFIG"),
+        "the scan found nothing: {seen:?}"
+    );
+    let missing: Vec<&String> = seen
+        .iter()
+        .filter(|v| !doc.contains(&format!("`{v}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md does not name these variables: {missing:?}"
+    );
+}
