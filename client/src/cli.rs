@@ -1,4 +1,4 @@
-//! The command line (SPEC §4): the top-level parser and the list of
+//! The command line (docs/cli.md): the top-level parser and the list of
 //! commands. Each command's own flags live in its module under
 //! [`crate::commands`]; adding one (`watch`, `kubeconfig`,
 //! `git-credential`, `docker-credential`) is a variant here, a module

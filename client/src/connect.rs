@@ -1,5 +1,5 @@
 //! Reaching the daemon: connect to its socket, say hello, and start it when
-//! nobody answers (SPEC §4).
+//! nobody answers (docs/cli.md, auto-start).
 //!
 //! Auto-start follows atuin's and sccache's pattern: probe; if nothing
 //! listens, take the start lock (so concurrent clients start one daemon),

@@ -1,10 +1,10 @@
 //! The client's error type and its exit codes.
 //!
-//! Exit codes are an API (SPEC §4): scripts and `kubectl` branch on them.
+//! Exit codes are an API (docs/cli.md, exit codes): scripts and `kubectl` branch on them.
 //! [`Error::exit_code`] is the one place an error becomes a code, and
 //! [`Error::report`] the one place it becomes text on stderr: one line per
 //! message, `credcache: <what happened>: <why>`. No variant ever holds a
-//! token value; the daemon's messages carry none either (SPEC §5).
+//! token value; the daemon's messages carry none either (docs/behaviour.md).
 
 use std::io::Write;
 
@@ -44,7 +44,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The exit code for this error: the single mapping SPEC §4 documents.
+    /// The exit code for this error: the single mapping docs/cli.md documents.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) | Self::Config(_) => USAGE,

@@ -1,5 +1,5 @@
 //! What the client prints: here the five shapes of a token from `get`
-//! (SPEC §4); in [`report`] the tables and `--json` forms of `list` and
+//! (docs/machine-interface.md); in [`report`] the tables and `--json` forms of `list` and
 //! `status`, which never see a token.
 //!
 //! Everything here is a pure function of the daemon's answer and `now`, so
@@ -43,8 +43,8 @@ pub enum Format {
 /// `watch`, `list --json` and `status --json`, whose every object carries
 /// it as `schema_version`. Fields may be added without a bump; removing or
 /// renaming one, or changing its meaning or type, bumps it. The field names
-/// are frozen by tests (here and in `report`) and listed in the README's
-/// "Machine interface".
+/// are frozen by tests (here and in `report`) and listed in
+/// docs/machine-interface.md.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The kind whose tokens go in a `SharedAccessSignature` header.
@@ -251,7 +251,7 @@ mod tests {
 
     /// The machine interface, frozen: these names and types are what IDEs
     /// and scripts read (JSON key order carries no meaning). Changing this test is changing the interface
-    /// (see [`SCHEMA_VERSION`] and the README's "Machine interface").
+    /// (see [`SCHEMA_VERSION`] and docs/machine-interface.md).
     #[test]
     fn json_field_names_are_frozen() {
         let text = render(&reply("google", "ya29.abc"), Format::Json);

@@ -12,6 +12,8 @@
 mod cli;
 mod commands;
 mod connect;
+#[cfg(test)]
+mod docs_check;
 mod exit;
 mod format;
 mod host_match;

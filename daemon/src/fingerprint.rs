@@ -1,4 +1,4 @@
-//! The settings fingerprint (SPEC §5): a hash of everything that decides
+//! The settings fingerprint (docs/behaviour.md, caching): a hash of everything that decides
 //! which token a credential yields, so that a changed config, a rotated key
 //! file or a changed identity behind `auth` never serves an old token.
 

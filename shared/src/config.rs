@@ -1,4 +1,4 @@
-//! The config file (SPEC §3): its schema, and validation that reports every
+//! The config file (docs/configuration.md): its schema, and validation that reports every
 //! problem with the file, the credential and the key before anything runs.
 //!
 //! Parsing goes through a `toml::Table` and a small field reader
@@ -7,6 +7,7 @@
 //! named precisely. The types here are plain data; they hold no secrets,
 //! only where to find them, so they can be printed and fingerprinted freely.
 
+pub mod keys;
 mod parse;
 
 use std::collections::BTreeMap;

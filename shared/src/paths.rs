@@ -1,4 +1,4 @@
-//! Where credcache keeps its files (SPEC §2), and the checks that keep other
+//! Where credcache keeps its files (docs/configuration.md), and the checks that keep other
 //! users out of them.
 
 use std::ffi::OsString;

@@ -61,7 +61,7 @@ impl Out {
         &self.stdout
     }
 
-    /// Asserts an upstream failure as SPEC §4 has it: exit 5, nothing on
+    /// Asserts an upstream failure as docs/cli.md has it: exit 5, nothing on
     /// stdout, and one stderr line that starts with `prefix` and contains
     /// `want` (the cloud's own words).
     #[track_caller]

@@ -1,4 +1,4 @@
-//! The stable machine interface (README "Machine interface"): every JSON
+//! The stable machine interface (docs/machine-interface.md): every JSON
 //! object from `get --format json`, `watch`, `list --json` and
 //! `status --json` carries `schema_version: 1` and the documented fields;
 //! the other `get` formats are exactly what their consumers parse.

@@ -16,7 +16,7 @@ pub struct Args {
     pub shell: Shell,
 }
 
-/// The shells SPEC §4 names (clap_complete knows elvish too; not offered).
+/// The shells docs/cli.md names (clap_complete knows elvish too; not offered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shell {
     Bash,

@@ -185,7 +185,7 @@ pub fn to_yaml(value: &Value) -> Result<String, Error> {
     serde_norway::to_string(value).map_err(|e| Error::Other(format!("cannot write YAML: {e}")))
 }
 
-/// Credential names as the config allows them (SPEC §3).
+/// Credential names as the config allows them (docs/configuration.md).
 fn check_name(name: &str) -> Result<(), Error> {
     let mut chars = name.chars();
     let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())

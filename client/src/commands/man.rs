@@ -6,7 +6,7 @@
 //! credcache.1 and one page per subcommand (credcache-get.1,
 //! credcache-daemon-start.1, …), which is what `packaging/install.sh` and
 //! the .deb install into man1. credcache(1) also carries the sections clap
-//! knows nothing of: exit status, environment and files (SPEC §2, §4).
+//! knows nothing of: exit status, environment and files (docs/cli.md).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -439,7 +439,7 @@ x              google  expired        expired
     /// The machine interface of `status --json` and `list --json`, frozen
     /// (names sorted; JSON key order carries no meaning). Changing this
     /// test is changing the interface: see `format::SCHEMA_VERSION` and
-    /// the README's "Machine interface".
+    /// docs/machine-interface.md.
     #[test]
     fn status_and_list_field_names_are_frozen() {
         const CREDENTIAL: [&str; 10] = [

@@ -1,10 +1,11 @@
 //! The config validator: a TOML table in, a [`Config`] or every problem out.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use toml::{Table, Value};
 
+use super::keys;
 use super::*;
 use crate::paths::expand_tilde;
 
@@ -14,11 +15,11 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
     let root: Table = text
         .parse()
         .map_err(|e: toml::de::Error| vec![syntax_problem(text, &e)])?;
-    let mut top = Fields::new(&root, "");
+    let mut top = Fields::new(&root, "", keys::TOP);
 
     let daemon = match top.table("daemon") {
         Some(t) => {
-            let mut f = top.child(t, "daemon");
+            let mut f = top.child(t, "daemon", keys::DAEMON);
             let settings = parse_daemon(&mut f);
             top.absorb(f);
             settings
@@ -28,9 +29,10 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
 
     let mut credentials = BTreeMap::new();
     if let Some(creds) = top.table("credentials") {
-        let mut creds_fields = top.child(creds, "credentials");
+        // Every key here is a credential's name, checked by `check_name`.
+        let mut creds_fields = top.child(creds, "credentials", &[]);
+        creds_fields.known = None;
         for (name, value) in creds {
-            creds_fields.seen.insert(name);
             let at = format!("credentials.{}", shown_key(name));
             if let Err(why) = check_name(name) {
                 creds_fields.problems.push(Problem {
@@ -45,7 +47,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
                 });
                 continue;
             };
-            let mut f = Fields::new(table, &at);
+            let mut f = Fields::new(table, &at, keys::CREDENTIAL);
             if let Some(cred) = parse_credential(name, &mut f) {
                 credentials.insert(name.clone(), cred);
             }
@@ -60,8 +62,11 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
                 .iter()
                 .any(|p| p.at.starts_with(&format!("credentials.{builtin}")))
         {
-            let cred = parse_credential(builtin, &mut Fields::new(&builtin_table(builtin), ""))
-                .expect("built-in credential is valid");
+            let cred = parse_credential(
+                builtin,
+                &mut Fields::new(&builtin_table(builtin), "", keys::CREDENTIAL),
+            )
+            .expect("built-in credential is valid");
             credentials.insert(builtin.to_owned(), cred);
         }
     }
@@ -71,7 +76,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
         .into_iter()
         .enumerate()
         .filter_map(|(i, t)| {
-            let mut f = top.child(t, &format!("git[{i}]"));
+            let mut f = top.child(t, &format!("git[{i}]"), keys::GIT);
             let helper = parse_git(&mut f);
             top.absorb(f);
             helper
@@ -82,7 +87,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
         .into_iter()
         .enumerate()
         .filter_map(|(i, t)| {
-            let mut f = top.child(t, &format!("docker[{i}]"));
+            let mut f = top.child(t, &format!("docker[{i}]"), keys::DOCKER);
             let helper = parse_docker(&mut f);
             top.absorb(f);
             helper
@@ -129,29 +134,43 @@ fn syntax_problem(text: &str, e: &toml::de::Error) -> Problem {
     }
 }
 
-/// Reads the keys of one table, remembering which were used so that the
-/// rest can be reported as unknown, and collecting problems as it goes.
+/// Reads the keys of one table, collecting problems as it goes; keys not
+/// in its [`keys`] lists are reported as unknown.
 struct Fields<'t> {
     table: &'t Table,
     prefix: String,
-    /// Keys read. A set: `[credentials]` has a key per credential, and a
-    /// list made checking 10,000 of them take most of the daemon's start.
-    seen: HashSet<&'t str>,
+    /// The lists of keys this table accepts; `None`: any key (the
+    /// credentials' names).
+    known: Option<Vec<&'static [&'static str]>>,
     problems: Problems,
 }
 
 impl<'t> Fields<'t> {
-    fn new(table: &'t Table, prefix: &str) -> Self {
+    fn new(table: &'t Table, prefix: &str, known: &'static [&'static str]) -> Self {
         Self {
             table,
             prefix: prefix.to_owned(),
-            seen: HashSet::new(),
+            known: Some(vec![known]),
             problems: Vec::new(),
         }
     }
 
-    fn child(&self, table: &'t Table, key: &str) -> Fields<'t> {
-        Fields::new(table, &self.at(key))
+    fn child(&self, table: &'t Table, key: &str, known: &'static [&'static str]) -> Fields<'t> {
+        Fields::new(table, &self.at(key), known)
+    }
+
+    /// Accepts the keys of `list` too (a credential's, once its kind is
+    /// known).
+    fn also_know(&mut self, list: &'static [&'static str]) {
+        if let Some(known) = &mut self.known {
+            known.push(list);
+        }
+    }
+
+    fn knows(&self, key: &str) -> bool {
+        self.known
+            .as_ref()
+            .is_none_or(|lists| lists.iter().any(|l| l.contains(&key)))
     }
 
     fn at(&self, key: &str) -> String {
@@ -175,9 +194,11 @@ impl<'t> Fields<'t> {
     }
 
     fn get(&mut self, key: &str) -> Option<&'t Value> {
-        let (k, v) = self.table.get_key_value(key)?;
-        self.seen.insert(k.as_str());
-        Some(v)
+        debug_assert!(
+            self.knows(key),
+            "{key:?} is read but not listed in config::keys"
+        );
+        self.table.get(key)
     }
 
     fn typed<T>(
@@ -304,20 +325,25 @@ impl<'t> Fields<'t> {
         Some(s)
     }
 
-    /// Reports every key not read as unknown.
+    /// Reports every key this table does not accept as unknown, with the
+    /// known key it is likely a typo of.
     fn finish(mut self) -> Problems {
+        let Some(known) = &self.known else {
+            return self.problems;
+        };
         let mut unknown: Vec<&String> = self
             .table
             .keys()
-            .filter(|k| !self.seen.contains(&k.as_str()))
+            .filter(|k| !known.iter().any(|l| l.contains(&k.as_str())))
             .collect();
         unknown.sort();
         for key in unknown {
+            let message = match keys::suggest(key, known.iter().flat_map(|l| l.iter().copied())) {
+                Some(near) => format!("unknown key; did you mean `{near}`?"),
+                None => "unknown key".to_owned(),
+            };
             let at = self.at(&shown_key(key));
-            self.problems.push(Problem {
-                at,
-                message: "unknown key".into(),
-            });
+            self.problems.push(Problem { at, message });
         }
         self.problems
     }
@@ -380,6 +406,16 @@ fn parse_credential(name: &str, f: &mut Fields<'_>) -> Option<Credential> {
         }
         None => None,
     };
+    match kind.and_then(keys::of_kind) {
+        Some(list) => f.also_know(list),
+        // Until the kind is right, any kind's keys are fine: they are
+        // not the problem.
+        None => {
+            for kind in KINDS {
+                f.also_know(keys::of_kind(kind).expect("every kind has keys"));
+            }
+        }
+    }
     let source = match kind? {
         "google" => Source::Google(parse_google(f)?),
         "azure" => Source::Azure(parse_azure(f)?),
