@@ -14,7 +14,6 @@ mod commands;
 mod connect;
 mod exit;
 mod format;
-mod host_match;
 mod output;
 mod sys;
 
