@@ -90,7 +90,7 @@ fn once() -> Option<u32> {
 }
 
 impl FaultRequest {
-    fn into_fault(self) -> Result<Fault, String> {
+    fn into_fault(self) -> Result<Fault, ControlError> {
         let status = self.status;
         let mut fault = match self.preset.as_deref() {
             None => Fault::json(status.unwrap_or(500), ""),
@@ -102,7 +102,11 @@ impl FaultRequest {
             Some("wrong-types") => Fault::wrong_types(self.endpoint),
             Some("missing-expiry") => Fault::missing_expiry(self.endpoint),
             Some("cut-off") => Fault::cut_off(),
-            Some(other) => return Err(format!("unknown preset '{other}'")),
+            Some(other) => {
+                return Err(ControlError::UnknownPreset {
+                    preset: other.to_owned(),
+                });
+            }
         };
         if let Some(status) = status {
             fault.status = status;
@@ -370,13 +374,22 @@ fn with<T: DeserializeOwned>(body: &Bytes, action: impl FnOnce(T)) -> Response {
     }
 }
 
-/// The body as `T`, or the message of a 400.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))
+/// Why a control request is answered 400.
+#[derive(Debug, thiserror::Error)]
+enum ControlError {
+    #[error("bad request body: {0}")]
+    Body(#[from] serde_json::Error),
+    #[error("unknown preset '{preset}'")]
+    UnknownPreset { preset: String },
+}
+
+/// The body as `T`, or why not (a 400).
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ControlError> {
+    Ok(serde_json::from_slice(body)?)
 }
 
 /// As [`parse`], an empty body meaning `{}`.
-fn parse_or_empty<T: DeserializeOwned>(body: &Bytes) -> Result<T, String> {
+fn parse_or_empty<T: DeserializeOwned>(body: &Bytes) -> Result<T, ControlError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return parse(&Bytes::from_static(b"{}"));
     }
@@ -387,8 +400,8 @@ fn ok() -> Response {
     reply::json(StatusCode::OK, &json!({"ok": true}))
 }
 
-fn bad_request(message: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, message)
+fn bad_request(message: impl std::fmt::Display) -> Response {
+    error(StatusCode::BAD_REQUEST, &message.to_string())
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
