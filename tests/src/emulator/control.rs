@@ -214,7 +214,7 @@ async fn timestamp_form(State(shared): State<Shared>, body: Bytes) -> Response {
             shared.lock().set_timestamp_form(request.endpoint, form);
             ok()
         }
-        None => bad_request(&format!(
+        None => bad_request(format!(
             "unknown timestamp form '{}' (digits0, digits3, digits6, digits7, digits9, +HH:MM)",
             request.form
         )),
@@ -250,7 +250,7 @@ async fn service_account(State(shared): State<Shared>, body: Bytes) -> Response 
                 "project_id": sa.project_id,
             }),
         ),
-        Ok(Err(e)) => bad_request(&format!("cannot write service account key: {e}")),
+        Ok(Err(e)) => bad_request(format!("cannot write service account key: {e}")),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("key generation failed: {e}"),
@@ -276,7 +276,7 @@ async fn authorized_user(State(shared): State<Shared>, body: Bytes) -> Response 
                 "quota_project_id": user.quota_project_id,
             }),
         ),
-        Err(e) => bad_request(&format!("cannot write authorized user file: {e}")),
+        Err(e) => bad_request(format!("cannot write authorized user file: {e}")),
     }
 }
 
