@@ -122,3 +122,48 @@ fn build(dir: &Path, why: &str) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binaries_need_a_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let why = needs_build(dir.path()).unwrap();
+        assert!(why.ends_with("credcache is missing"), "{why}");
+    }
+
+    #[test]
+    fn binaries_newer_than_every_source_need_none_and_older_ones_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let newest = SOURCE_DIRS
+            .iter()
+            .filter_map(|d| newest_rust_source(&workspace().join(d)))
+            .max()
+            .expect("the workspace has sources");
+        for bin in BINS {
+            let file = std::fs::File::create(dir.path().join(bin)).unwrap();
+            file.set_modified(newest + std::time::Duration::from_secs(1))
+                .unwrap();
+        }
+        assert_eq!(needs_build(dir.path()), None);
+        let file = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("credcached"))
+            .unwrap();
+        file.set_modified(newest - std::time::Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(
+            needs_build(dir.path()).as_deref(),
+            Some("the binaries are older than their sources")
+        );
+    }
+
+    #[test]
+    fn the_profile_dir_is_above_deps() {
+        let dir = profile_dir();
+        assert_ne!(dir.file_name().unwrap(), "deps");
+        assert!(std::env::current_exe().unwrap().starts_with(&dir));
+    }
+}
