@@ -99,8 +99,12 @@ pub fn start_daemon(home: &Sandbox, bins: &Bins) -> anyhow::Result<Daemon> {
         other => {
             let _ = child.kill();
             let _ = child.wait();
+            let said = match other {
+                Ok(readiness) => readiness.to_string(),
+                Err(e) => e.to_string(),
+            };
             bail!(
-                "the daemon did not start: {other:?} (log: {})",
+                "the daemon did not start: {said} (log: {})",
                 home.data.join("credcached.log").display()
             );
         }
