@@ -16,7 +16,6 @@ mod connect;
 mod docs_check;
 mod exit;
 mod format;
-mod host_match;
 mod output;
 mod sys;
 

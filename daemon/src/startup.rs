@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use credcache_shared::config::Config;
 use credcache_shared::paths::{self, Paths};
+use credcache_shared::readiness::Readiness;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::clock::SystemClock;
@@ -129,7 +130,9 @@ impl Reporter {
     fn ready(&self, socket: &Path) {
         tracing::info!(pid = std::process::id(), socket = %socket.display(), version = credcache_shared::VERSION, "listening");
         if self.detach {
-            self.say(&format!("ready {}", std::process::id()));
+            self.say(&Readiness::Ready {
+                pid: std::process::id(),
+            });
         }
         systemd::notify_ready(socket);
     }
@@ -145,10 +148,12 @@ impl Reporter {
             }
             match e {
                 StartError::AlreadyRunning { pid } => {
-                    self.say(&format!("running {}", pid.unwrap_or(0)));
+                    self.say(&Readiness::Running {
+                        pid: pid.unwrap_or(0),
+                    });
                     return ExitCode::SUCCESS;
                 }
-                _ => self.say(&format!("error: {line}")),
+                _ => self.say(&Readiness::Failed { message: line }),
             }
         } else {
             match e {
@@ -168,7 +173,7 @@ impl Reporter {
 
     /// Writes the one readiness line, then points stdout at /dev/null so
     /// nothing later can write into the starter's pipe.
-    fn say(&self, line: &str) {
+    fn say(&self, line: &Readiness) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::host_pattern::{HostPattern, PathPrefix};
+
 /// A validated config.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
@@ -268,8 +270,8 @@ pub struct CommandSettings {
 /// `[[git]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GitHelper {
-    pub host: String,
-    pub path_prefix: Option<String>,
+    pub host: HostPattern,
+    pub path_prefix: Option<PathPrefix>,
     pub credential: String,
     pub username: String,
 }
@@ -277,7 +279,7 @@ pub struct GitHelper {
 /// `[[docker]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DockerHelper {
-    pub registry: String,
+    pub registry: HostPattern,
     pub credential: String,
     pub username: String,
 }

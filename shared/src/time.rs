@@ -36,11 +36,21 @@ pub fn format_rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
+/// A duration that could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{value:?} is not a duration ({source})")]
+pub struct DurationError {
+    pub value: String,
+    pub source: humantime::DurationError,
+}
+
 /// Parses a duration the way the config file writes them: `90s`, `5m`,
 /// `1h 30m`, `8h`.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
-    humantime::parse_duration(value.trim())
-        .map_err(|e| format!("{value:?} is not a duration ({e})"))
+pub fn parse_duration(value: &str) -> Result<Duration, DurationError> {
+    humantime::parse_duration(value.trim()).map_err(|source| DurationError {
+        value: value.to_owned(),
+        source,
+    })
 }
 
 /// Formats a whole number of seconds for people: `59m 30s`.
@@ -103,7 +113,13 @@ mod tests {
     fn durations() {
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
-        assert!(parse_duration("five minutes").is_err());
+        let err = parse_duration("five minutes").unwrap_err();
+        assert_eq!(err.value, "five minutes");
+        assert!(
+            err.to_string()
+                .starts_with("\"five minutes\" is not a duration ("),
+            "{err}"
+        );
         assert_eq!(format_duration_secs(3570), "59m 30s");
         assert_eq!(format_duration_secs(-5), "-5s");
     }

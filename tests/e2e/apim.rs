@@ -1,7 +1,8 @@
 //! `kind = "apim-user-token"` against the emulator: the request body (key
 //! type, a .NET-style expiry), the expiry read from inside the token, ARM's
-//! errors, the one retry after a 401, Retry-After, every `get` format with
-//! the SharedAccessSignature header; and `exec` with all three new kinds.
+//! errors, Retry-After; and `exec` with all three API kinds. Every `get`
+//! format (the SharedAccessSignature header among them) and the retry
+//! after a 401 are in `api_kinds.rs`, with the other API kinds.
 
 use chrono::{DurationRound, TimeDelta};
 use credcache_shared::time::{format_rfc3339, parse_rfc3339};
@@ -23,7 +24,7 @@ fn apim_credential(emu: &Emulator, name: &str, extra: &str) -> String {
     )
 }
 
-fn sandbox(emu: &Emulator) -> Sandbox {
+pub fn sandbox(emu: &Emulator) -> Sandbox {
     let sb = client_secret_sandbox(emu, "the-right-secret");
     sb.append_config(&apim_credential(
         emu,
@@ -87,38 +88,6 @@ fn asks_for_an_expiry_and_caches_the_one_inside_the_token() {
 }
 
 #[test]
-fn every_get_format_and_the_shared_access_signature_header() {
-    let emu = Emulator::start();
-    let sb = sandbox(&emu);
-    let token = sb.get("apim-dev");
-    assert!(token.starts_with("userId1718&"), "{token}");
-    let expires = format_rfc3339(emu.last_token(Endpoint::ApimToken).unwrap().expires_at);
-
-    assert_eq!(
-        sb.run(["get", "apim-dev", "--format", "header"]).ok(),
-        format!("Authorization: SharedAccessSignature {token}\n")
-    );
-    assert_eq!(
-        sb.run(["get", "apim-dev", "--format", "raw"]).ok(),
-        format!("{token}\n")
-    );
-    let json = get_json(&sb, &["get", "apim-dev", "--format", "json"]);
-    assert_eq!(json["name"], "apim-dev");
-    assert_eq!(json["kind"], "apim-user-token");
-    assert_eq!(json["token"], token.as_str());
-    assert_eq!(json["expires_at"], expires.as_str());
-    let ec = get_json(&sb, &["get", "apim-dev", "--format", "exec-credential"]);
-    assert_eq!(ec["status"]["token"], token.as_str());
-    assert_eq!(ec["status"]["expirationTimestamp"], expires.as_str());
-    // `&` is nothing special inside single quotes.
-    assert_eq!(
-        sb.run(["get", "apim-dev", "--format", "env"]).ok(),
-        format!("export CREDCACHE_APIM_DEV_TOKEN='{token}'\n")
-    );
-    assert_eq!(emu.calls(Endpoint::ApimToken), 1);
-}
-
-#[test]
 fn errors_carry_the_clouds_words_and_exit_5() {
     let emu = Emulator::start();
     let sb = sandbox(&emu);
@@ -162,40 +131,6 @@ fn errors_carry_the_clouds_words_and_exit_5() {
     }
     sb.get("apim-dev");
     assert_eq!(emu.calls(Endpoint::EntraToken), 1);
-}
-
-const INVALID: &str =
-    r#"{"error":{"code":"InvalidAuthenticationToken","message":"The access token is invalid."}}"#;
-
-#[test]
-fn a_401_drops_the_entra_token_and_retries_once() {
-    let emu = Emulator::start();
-    let sb = sandbox(&emu);
-    emu.push_fault(Endpoint::ApimToken, Fault::json(401, INVALID));
-    let token = sb.get("apim-dev");
-    assert_eq!(emu.last_token(Endpoint::ApimToken).unwrap().token, token);
-    assert_eq!(emu.calls(Endpoint::EntraToken), 2, "re-fetched once");
-    let calls = emu.calls_to(Endpoint::ApimToken);
-    assert_eq!(
-        calls.iter().map(|c| c.status).collect::<Vec<_>>(),
-        [401, 200]
-    );
-    let second = emu.last_token(Endpoint::EntraToken).unwrap().token;
-    assert_eq!(calls[1].bearer.as_deref(), Some(second.as_str()));
-    assert_ne!(calls[0].bearer, calls[1].bearer);
-}
-
-#[test]
-fn a_second_401_fails_with_the_apis_own_error() {
-    let emu = Emulator::start();
-    let sb = sandbox(&emu);
-    emu.push_fault(Endpoint::ApimToken, Fault::json(401, INVALID).times(2));
-    sb.run(["get", "apim-dev"]).upstream_failure(
-        FAILED,
-        " 401: InvalidAuthenticationToken: The access token is invalid.",
-    );
-    assert_eq!(emu.calls(Endpoint::ApimToken), 2, "one retry, no more");
-    assert_eq!(emu.calls(Endpoint::EntraToken), 2);
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! Config errors named precisely, and reloads that never take the daemon
 //! down.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::harness::{Sandbox, count, signal};
+use crate::harness::{Sandbox, count, eventually, signal};
 
 const BAD: &str = r#"
 [daemon]
@@ -135,31 +135,24 @@ fn sighup_and_a_changed_file_reload_the_config() {
     signal(sb.daemon_pid().unwrap(), rustix::process::Signal::HUP);
     // SIGHUP is asynchronous; without it, the file's new mtime is noticed
     // within a second anyway. Either way `two` appears: poll, with a deadline.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let out = eventually(Duration::from_secs(10), || {
         let out = sb.run(["get", "two"]);
         if out.code == 0 {
-            assert_eq!(out.stdout, "tok-1-b\n");
-            break;
+            return Ok(out);
         }
-        assert_eq!(out.code, 4, "{out:?}");
-        assert!(Instant::now() < deadline, "config never reloaded");
-    }
+        assert_eq!(out.code, 4, "not yet reloaded is unknown: {out:?}");
+        Err(out)
+    });
+    assert_eq!(out.stdout, "tok-1-b\n");
 
     // Editing the file alone (no signal, no reload command) is noticed too.
     let (c, _) = sb.counting_script("c");
     sb.write_config(&Sandbox::command_credential("three", &c));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let out = eventually(Duration::from_secs(10), || {
         let out = sb.run(["get", "three"]);
-        if out.code == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "edited config never noticed: {out:?}"
-        );
-    }
+        if out.code == 0 { Ok(out) } else { Err(out) }
+    });
+    assert_eq!(out.stdout, "tok-1-c\n");
     assert_eq!(
         sb.run(["get", "two"]).code,
         4,

@@ -1,6 +1,7 @@
 //! `kind = "container-app"` against the emulator: the Entra token fetched
-//! first, the POST ARM expects, every expiry form, ARM's errors, the one
-//! retry after a 401, Retry-After, and every `get` format.
+//! first, the POST ARM expects, every expiry form, ARM's errors and
+//! Retry-After. Every `get` format and the retry after a 401 are in
+//! `api_kinds.rs`, with the other API kinds.
 
 use credcache_shared::time::{format_rfc3339, parse_rfc3339};
 use credcache_tests::emulator::{Emulator, Endpoint, Fault, TimestampForm};
@@ -132,51 +133,6 @@ fn an_unknown_app_is_arms_resource_not_found() {
     );
 }
 
-const EXPIRED: &str = r#"{"error":{"code":"ExpiredAuthenticationToken","message":"The access token expiry UTC time '1/1/2025 1:00:00 AM' is earlier than current UTC time '1/1/2025 2:00:00 AM'."}}"#;
-
-#[test]
-fn a_401_drops_the_entra_token_and_retries_once() {
-    let emu = Emulator::start();
-    let sb = sandbox(&emu);
-    emu.push_fault(Endpoint::ContainerAppToken, Fault::json(401, EXPIRED));
-    let token = sb.get("app-logs");
-    assert_eq!(
-        emu.last_token(Endpoint::ContainerAppToken).unwrap().token,
-        token
-    );
-    assert_eq!(emu.calls(Endpoint::EntraToken), 2, "re-fetched once");
-    let calls = emu.calls_to(Endpoint::ContainerAppToken);
-    assert_eq!(
-        calls.iter().map(|c| c.status).collect::<Vec<_>>(),
-        [401, 200]
-    );
-    let second = emu.last_token(Endpoint::EntraToken).unwrap().token;
-    assert_eq!(calls[1].bearer.as_deref(), Some(second.as_str()));
-    assert_ne!(calls[0].bearer, calls[1].bearer);
-    // `corp` itself now serves the new token.
-    assert_eq!(sb.get("corp"), second);
-}
-
-#[test]
-fn a_second_401_fails_with_the_apis_own_error() {
-    let emu = Emulator::start();
-    let sb = sandbox(&emu);
-    emu.push_fault(
-        Endpoint::ContainerAppToken,
-        Fault::json(401, EXPIRED).times(2),
-    );
-    sb.run(["get", "app-logs"]).upstream_failure(
-        FAILED,
-        " 401: ExpiredAuthenticationToken: The access token expiry UTC time",
-    );
-    assert_eq!(
-        emu.calls(Endpoint::ContainerAppToken),
-        2,
-        "one retry, no more"
-    );
-    assert_eq!(emu.calls(Endpoint::EntraToken), 2);
-}
-
 #[test]
 fn arm_throttling_holds_further_gets_off_for_retry_after() {
     let emu = Emulator::start();
@@ -196,36 +152,4 @@ fn arm_throttling_holds_further_gets_off_for_retry_after() {
     assert_eq!(emu.calls(Endpoint::EntraToken), 1);
     sb.run(["get", "app-logs", "--refresh"]).ok();
     assert_eq!(emu.calls(Endpoint::ContainerAppToken), 2);
-}
-
-#[test]
-fn every_get_format() {
-    let emu = Emulator::start();
-    let sb = sandbox(&emu);
-    let token = sb.get("app-logs");
-    let issued = emu.last_token(Endpoint::ContainerAppToken).unwrap();
-    let sent = TimestampForm::Digits7.format(issued.expires_at);
-    let expires = format_rfc3339(parse_rfc3339("properties.expires", &sent).unwrap());
-
-    assert_eq!(
-        sb.run(["get", "app-logs", "--format", "raw"]).ok(),
-        format!("{token}\n")
-    );
-    let json = get_json(&sb, &["get", "app-logs", "--format", "json"]);
-    assert_eq!(json["name"], "app-logs");
-    assert_eq!(json["kind"], "container-app");
-    assert_eq!(json["token"], token.as_str());
-    assert_eq!(json["expires_at"], expires.as_str());
-    let ec = get_json(&sb, &["get", "app-logs", "--format", "exec-credential"]);
-    assert_eq!(ec["status"]["token"], token.as_str());
-    assert_eq!(ec["status"]["expirationTimestamp"], expires.as_str());
-    assert_eq!(
-        sb.run(["get", "app-logs", "--format", "env"]).ok(),
-        format!("export CREDCACHE_APP_LOGS_TOKEN='{token}'\n")
-    );
-    assert_eq!(
-        sb.run(["get", "app-logs", "--format", "header"]).ok(),
-        format!("Authorization: Bearer {token}\n")
-    );
-    assert_eq!(emu.calls(Endpoint::ContainerAppToken), 1);
 }

@@ -1,6 +1,7 @@
 //! `kind = "gke-cluster"` against the emulator: the Google token fetched
-//! first and shared, every expiry form gkemulticloud sends, its errors, the
-//! one retry after a 401, Retry-After, and every `get` format.
+//! first and shared, every expiry form gkemulticloud sends, its errors and
+//! Retry-After. Every `get` format and the retry after a 401 are in
+//! `api_kinds.rs`, with the other API kinds.
 
 use credcache_shared::time::{format_rfc3339, parse_rfc3339};
 use credcache_tests::emulator::{Emulator, Endpoint, Fault, TimestampForm};
@@ -32,7 +33,7 @@ pub fn gke_credential(emu: &Emulator, name: &str, auth: &str, cluster: &str) -> 
 }
 
 /// A sandbox with `gcp` (a service-account key) and `prod-gke` on it.
-fn sandbox(emu: &Emulator) -> Sandbox {
+pub fn sandbox(emu: &Emulator) -> Sandbox {
     emu.register_cluster(CLUSTER);
     emu.register_cluster(AWS_CLUSTER);
     let sb = Sandbox::new();
@@ -178,43 +179,6 @@ fn real_refusals_a_narrow_scope_and_an_unknown_cluster() {
     );
 }
 
-const UNAUTHENTICATED: &str = r#"{"error":{"code":401,"message":"Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.","status":"UNAUTHENTICATED"}}"#;
-
-#[test]
-fn a_401_drops_the_google_token_and_retries_once() {
-    let emu = Emulator::start();
-    let sb = sandbox(&emu);
-    emu.push_fault(Endpoint::GkeToken, Fault::json(401, UNAUTHENTICATED));
-    let token = sb.get("prod-gke");
-    assert_eq!(emu.last_token(Endpoint::GkeToken).unwrap().token, token);
-    assert_eq!(emu.calls(Endpoint::GoogleToken), 2, "re-fetched once");
-    let calls = emu.calls_to(Endpoint::GkeToken);
-    assert_eq!(calls.len(), 2);
-    assert_eq!((calls[0].status, calls[1].status), (401, 200));
-    let second_google = emu.last_token(Endpoint::GoogleToken).unwrap().token;
-    assert_eq!(calls[1].bearer.as_deref(), Some(second_google.as_str()));
-    assert_ne!(calls[0].bearer, calls[1].bearer);
-    // The new google token is cached: the next cluster fetch reuses it.
-    sb.run(["get", "prod-gke", "--refresh"]).ok();
-    assert_eq!(emu.calls(Endpoint::GoogleToken), 2);
-}
-
-#[test]
-fn a_second_401_fails_with_the_apis_own_error() {
-    let emu = Emulator::start();
-    let sb = sandbox(&emu);
-    emu.push_fault(
-        Endpoint::GkeToken,
-        Fault::json(401, UNAUTHENTICATED).times(2),
-    );
-    sb.run(["get", "prod-gke"]).upstream_failure(
-        FAILED,
-        " 401: UNAUTHENTICATED: Request had invalid authentication credentials.",
-    );
-    assert_eq!(emu.calls(Endpoint::GkeToken), 2, "one retry, no more");
-    assert_eq!(emu.calls(Endpoint::GoogleToken), 2);
-}
-
 #[test]
 fn retry_after_holds_further_gets_off() {
     let emu = Emulator::start();
@@ -235,68 +199,4 @@ fn retry_after_holds_further_gets_off() {
     // An explicit refresh is the user overriding the hold.
     sb.run(["get", "prod-gke", "--refresh"]).ok();
     assert_eq!(emu.calls(Endpoint::GkeToken), 2);
-}
-
-#[test]
-fn every_get_format() {
-    let emu = Emulator::start();
-    let sb = sandbox(&emu);
-    let token = sb.get("prod-gke");
-    let issued = emu.last_token(Endpoint::GkeToken).unwrap();
-    let expires = format_rfc3339(
-        parse_rfc3339(
-            "expirationTime",
-            &TimestampForm::Digits9.format(issued.expires_at),
-        )
-        .unwrap(),
-    );
-
-    assert_eq!(
-        sb.run(["get", "prod-gke", "--format", "raw"]).ok(),
-        format!("{token}\n")
-    );
-
-    let json = get_json(&sb, &["get", "prod-gke", "--format", "json"]);
-    assert_eq!(json["name"], "prod-gke");
-    assert_eq!(json["kind"], "gke-cluster");
-    assert_eq!(json["token"], token.as_str());
-    assert_eq!(json["expires_at"], expires.as_str());
-    let expires_in = json["expires_in"].as_i64().unwrap();
-    assert!(0 < expires_in && expires_in <= 3600, "{expires_in}");
-
-    let ec = get_json(&sb, &["get", "prod-gke", "--format", "exec-credential"]);
-    assert_eq!(
-        ec,
-        serde_json::json!({
-            "apiVersion": "client.authentication.k8s.io/v1",
-            "kind": "ExecCredential",
-            "status": {"token": token, "expirationTimestamp": expires},
-        })
-    );
-    let beta = sb
-        .command("credcache")
-        .args(["get", "prod-gke", "--format", "exec-credential"])
-        .env(
-            "KUBERNETES_EXEC_INFO",
-            r#"{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","spec":{"interactive":false}}"#,
-        )
-        .output()
-        .unwrap();
-    let beta: Value = serde_json::from_slice(&beta.stdout).unwrap();
-    assert_eq!(beta["apiVersion"], "client.authentication.k8s.io/v1beta1");
-    assert_eq!(beta["status"]["token"], token.as_str());
-
-    assert_eq!(
-        sb.run(["get", "prod-gke", "--format", "env"]).ok(),
-        format!("export CREDCACHE_PROD_GKE_TOKEN='{token}'\n")
-    );
-    assert_eq!(
-        sb.run(["get", "prod-gke", "--format", "header"]).ok(),
-        format!("Authorization: Bearer {token}\n")
-    );
-    assert_eq!(
-        emu.calls(Endpoint::GkeToken),
-        1,
-        "every format from the cache"
-    );
 }

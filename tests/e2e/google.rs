@@ -2,11 +2,11 @@
 //! authorized-user file, the metadata server, and the ways each fails.
 
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use credcache_tests::emulator::{Emulator, Endpoint, Fault};
 
-use crate::harness::Sandbox;
+use crate::harness::{Sandbox, eventually};
 
 /// A sandbox with a service-account key from `emu` configured as `gcp`.
 fn with_key(emu: &Emulator, extra: &str) -> (Sandbox, std::path::PathBuf) {
@@ -99,17 +99,13 @@ fn a_rotated_key_file_is_never_served_the_old_token() {
     let first = sb.get("gcp");
     emu.write_service_account_key(&key);
     // Noticed on a request, at most a second after the last check: poll.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = sb.get("gcp");
-        if now != first {
-            break;
+    eventually(Duration::from_secs(10), || {
+        if sb.get("gcp") != first {
+            Ok(())
+        } else {
+            Err("the old identity's token is still served")
         }
-        assert!(
-            Instant::now() < deadline,
-            "the old identity's token is still served"
-        );
-    }
+    });
     assert_eq!(emu.calls(Endpoint::GoogleToken), 2);
 }
 

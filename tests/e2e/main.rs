@@ -2,13 +2,14 @@
 //! sled database and socket in a temp dir, and the cloud emulator on
 //! 127.0.0.1. Nothing here talks to any other address.
 //!
-//! The binaries must be built first; `cargo test --workspace` (or
-//! `cargo nextest run --workspace`) does that, because the client and
-//! daemon crates have integration tests of their own.
+//! The binaries are built when missing or stale
+//! (`credcache_tests::sandbox::bin_dir`), so `cargo test -p
+//! credcache-tests` works on its own.
 
 mod harness;
 
 mod activation;
+mod api_kinds;
 mod apim;
 mod azure;
 mod basics;

@@ -6,14 +6,15 @@
 //! `status` as a table.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
 use crate::emulator::{Emulator, Endpoint};
+use crate::sandbox::Sandbox;
 
 const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 const CLIENT: &str = "11111111-1111-1111-1111-111111111111";
@@ -35,10 +36,8 @@ pub fn run() -> anyhow::Result<()> {
         }
     }
     let emu = Emulator::start();
-    let home = tempfile::Builder::new()
-        .prefix("credcache-demo")
-        .tempdir_in("/tmp")?;
-    let demo = Demo::new(&emu, home.path(), client)?;
+    let demo = Demo::new(&emu, client)?;
+    let home = &demo.home.dir;
 
     println!(
         "credcache demo: emulated Google and Azure clouds at {}",
@@ -163,13 +162,16 @@ fn abbreviated(token: &str) -> String {
 
 struct Demo {
     client: PathBuf,
-    env: Vec<(&'static str, String)>,
+    /// The throwaway config, cache and socket, as the tests have them; its
+    /// daemon is stopped with it, should the demo end early.
+    home: Sandbox,
     config_text: String,
 }
 
 impl Demo {
-    fn new(emu: &Emulator, home: &Path, client: PathBuf) -> anyhow::Result<Self> {
-        let key = home.join("sa.json");
+    fn new(emu: &Emulator, client: PathBuf) -> anyhow::Result<Self> {
+        let mut home = Sandbox::try_new().context("cannot create a temp directory")?;
+        let key = home.dir.path().join("sa.json");
         emu.try_write_service_account_key(&key)?;
         emu.register_client(TENANT, CLIENT, "demo-secret");
         let url = emu.url();
@@ -212,25 +214,14 @@ arm_endpoint = "{url}"
 "#,
             key = key.display()
         );
-        let config = home.join("config.toml");
-        std::fs::write(&config, &config_text)?;
-        let env = vec![
-            ("CREDCACHE_CONFIG", config.display().to_string()),
-            (
-                "CREDCACHE_DATA_DIR",
-                home.join("data").display().to_string(),
-            ),
-            (
-                "CREDCACHE_SOCKET",
-                home.join("run/credcache.sock").display().to_string(),
-            ),
-            ("DEMO_SECRET", "demo-secret".to_owned()),
+        home.try_write_config(&config_text)?;
+        home.env("DEMO_SECRET", "demo-secret")
+            .env("CREDCACHE_LOG", "info")
             // Nothing in the demo may leave this machine.
-            ("GCE_METADATA_HOST", format!("127.0.0.1:{}", emu.port())),
-        ];
+            .env("GCE_METADATA_HOST", format!("127.0.0.1:{}", emu.port()));
         Ok(Self {
             client,
-            env,
+            home,
             config_text,
         })
     }
@@ -238,9 +229,10 @@ arm_endpoint = "{url}"
     /// Runs `credcache watch NAME` until it printed `count` lines or
     /// `deadline` passed, then stops it.
     fn watch(&self, name: &str, count: usize, deadline: Duration) -> anyhow::Result<Vec<String>> {
-        let mut child = Command::new(&self.client)
+        let mut child = self
+            .home
+            .command_for(&self.client)
             .args(["watch", name])
-            .envs(self.env.iter().map(|(k, v)| (*k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -272,10 +264,7 @@ arm_endpoint = "{url}"
     fn step(&self, shown: &str, args: &[&str], note: &str) {
         println!("$ {shown}");
         let started = Instant::now();
-        let out = Command::new(&self.client)
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (*k, v)))
-            .output();
+        let out = self.home.command_for(&self.client).args(args).output();
         let took = started.elapsed();
         match out {
             Ok(out) => {

@@ -1,9 +1,13 @@
 //! credcache's test support: the cloud emulator the end-to-end tests and
-//! benchmarks point the daemon at, the benchmarks themselves (`bench`), and
-//! a git smart-HTTP server with Basic auth for the git credential-helper
-//! tests.
+//! benchmarks point the daemon at, the benchmarks themselves (`bench`), the
+//! throwaway homes both run the binaries in (`sandbox`, which builds the
+//! binaries when missing), `eventually` for conditions that can only be
+//! polled, and a git smart-HTTP server with Basic auth for the git
+//! credential-helper tests.
 
 pub mod bench;
 pub mod demo;
 pub mod emulator;
+pub mod eventually;
 pub mod git_server;
+pub mod sandbox;

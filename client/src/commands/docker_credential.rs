@@ -30,13 +30,13 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use credcache_shared::config::{Config, DockerHelper};
+use credcache_shared::host_pattern::{self, Specificity, Target};
 use credcache_shared::protocol::{Request, Response};
 use serde::Serialize;
 
 use crate::commands::get;
 use crate::connect::{self, Autostart, Endpoint};
 use crate::exit::{self, Error};
-use crate::host_match::{self, Specificity, Target};
 use crate::output;
 
 /// The program name that selects this protocol.
@@ -195,9 +195,9 @@ pub fn server_target(server_url: &str) -> Option<Target> {
 /// The `[[docker]]` entry for this registry: an exact host over a glob,
 /// then the first written.
 pub fn select<'a>(entries: &'a [DockerHelper], target: &Target) -> Option<&'a DockerHelper> {
-    host_match::best(entries, |e| {
-        target
-            .host_matches(&e.registry)
+    host_pattern::best(entries, |e| {
+        e.registry
+            .matches(target)
             .then(|| Specificity::of(&e.registry, None))
     })
 }
@@ -232,7 +232,7 @@ fn get_answer(server_url: &str, username: &str, secret: &str) -> Result<String, 
 fn list(entries: &[DockerHelper]) -> Result<String, Error> {
     let mut map = serde_json::Map::new();
     for entry in entries {
-        map.entry(entry.registry.clone())
+        map.entry(entry.registry.to_string())
             .or_insert_with(|| entry.username.clone().into());
     }
     json_line(&map)
@@ -251,7 +251,7 @@ mod tests {
 
     fn entry(registry: &str, credential: &str, username: &str) -> DockerHelper {
         DockerHelper {
-            registry: registry.into(),
+            registry: registry.parse().unwrap(),
             credential: credential.into(),
             username: username.into(),
         }

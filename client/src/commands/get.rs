@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use credcache_shared::protocol::{Request, Response, TokenReply};
+use credcache_shared::time::DurationError;
 
 use crate::connect::{self, Autostart, Connection, Endpoint};
 use crate::exit::Error;
@@ -33,7 +34,7 @@ pub struct Args {
 
 /// Durations as the config writes them (`90s`, `5m`); a bad one is a usage
 /// error (exit 2), reported by clap naming the flag.
-pub fn parse_duration(value: &str) -> Result<Duration, String> {
+pub fn parse_duration(value: &str) -> Result<Duration, DurationError> {
     credcache_shared::time::parse_duration(value)
 }
 

@@ -17,17 +17,17 @@
 //!
 //! The config is read here, by the client: the daemon knows credentials,
 //! not hosts. A URL that matches nothing never contacts or starts the
-//! daemon. Which entry wins is [`host_match`]'s rule (most specific).
+//! daemon. Which entry wins is [`host_pattern`]'s rule (most specific).
 
 use std::io::{self, BufRead};
 
 use credcache_shared::config::{Config, GitHelper};
+use credcache_shared::host_pattern::{self, PathPrefix, Specificity, Target};
 use credcache_shared::protocol::{Request, Response};
 
 use crate::commands::get;
 use crate::connect::{self, Autostart, Endpoint};
 use crate::exit::{self, Error};
-use crate::host_match::{self, Specificity, Target};
 use crate::output;
 
 /// git writes a handful of short lines; anything this big is not git.
@@ -37,7 +37,7 @@ const MAX_INPUT: u64 = 1 << 20;
 pub struct Args {
     /// What git asks: get, store or erase (others are ignored, as git's
     /// protocol asks of helpers).
-    #[arg(value_name = "OPERATION", value_parser = parse_operation)]
+    #[arg(value_name = "OPERATION")]
     pub operation: Operation,
 }
 
@@ -51,13 +51,16 @@ pub enum Operation {
     Other(String),
 }
 
-fn parse_operation(value: &str) -> Result<Operation, String> {
-    Ok(match value {
-        "get" => Operation::Get,
-        "store" => Operation::Store,
-        "erase" => Operation::Erase,
-        other => Operation::Other(other.to_owned()),
-    })
+/// Every word is an operation: those git may add later are `Other`.
+impl From<&str> for Operation {
+    fn from(value: &str) -> Self {
+        match value {
+            "get" => Operation::Get,
+            "store" => Operation::Store,
+            "erase" => Operation::Erase,
+            other => Operation::Other(other.to_owned()),
+        }
+    }
 }
 
 /// The attributes of git's request that say where it connects.
@@ -123,9 +126,10 @@ pub fn run(endpoint: &Endpoint, args: &Args) -> Result<u8, Error> {
 
 /// The `[[git]]` entry for this target, if any: the most specific.
 pub fn select<'a>(entries: &'a [GitHelper], target: &Target) -> Option<&'a GitHelper> {
-    host_match::best(entries, |e| {
-        (target.host_matches(&e.host) && target.path_under(e.path_prefix.as_deref()))
-            .then(|| Specificity::of(&e.host, e.path_prefix.as_deref()))
+    host_pattern::best(entries, |e| {
+        let path_ok = e.path_prefix.as_ref().is_none_or(|p| p.covers(target));
+        (e.host.matches(target) && path_ok)
+            .then(|| Specificity::of(&e.host, e.path_prefix.as_ref()))
     })
 }
 
@@ -138,7 +142,7 @@ fn hint_use_http_path(entries: &[GitHelper], target: &Target) {
     }
     if let Some(e) = entries
         .iter()
-        .find(|e| e.path_prefix.is_some() && target.host_matches(&e.host))
+        .find(|e| e.path_prefix.is_some() && e.host.matches(target))
     {
         let port = if target.port == target.default_port {
             String::new()
@@ -154,7 +158,7 @@ fn hint_use_http_path(entries: &[GitHelper], target: &Target) {
             "the [[git]] entry for {} with path_prefix {:?} needs the repository path; \
              run `git config --global credential.{scheme}://{}{port}.useHttpPath true`",
             e.host,
-            e.path_prefix.as_deref().unwrap_or_default(),
+            e.path_prefix.as_ref().map_or("", PathPrefix::as_str),
             target.host
         ));
     }
@@ -329,19 +333,19 @@ mod tests {
 
     #[test]
     fn operations_beyond_the_three_are_kept_to_be_ignored() {
-        assert_eq!(parse_operation("get"), Ok(Operation::Get));
-        assert_eq!(parse_operation("store"), Ok(Operation::Store));
-        assert_eq!(parse_operation("erase"), Ok(Operation::Erase));
+        assert_eq!(Operation::from("get"), Operation::Get);
+        assert_eq!(Operation::from("store"), Operation::Store);
+        assert_eq!(Operation::from("erase"), Operation::Erase);
         assert_eq!(
-            parse_operation("capability"),
-            Ok(Operation::Other("capability".into()))
+            Operation::from("capability"),
+            Operation::Other("capability".into())
         );
     }
 
     fn entry(host: &str, prefix: Option<&str>, credential: &str) -> GitHelper {
         GitHelper {
-            host: host.into(),
-            path_prefix: prefix.map(str::to_owned),
+            host: host.parse().unwrap(),
+            path_prefix: prefix.map(|p| p.parse().unwrap()),
             credential: credential.into(),
             username: "credcache".into(),
         }

@@ -1,10 +1,9 @@
 //! Starting `credcached --detach` and reading the one line it answers.
 //!
 //! The contract with the daemon: it detaches itself (setsid, log file),
-//! then writes exactly one line to stdout and closes it: `ready <pid>` once
-//! its socket listens, `running <pid>` when another daemon already serves
-//! the socket, or `error: <message>`. Silence, anything else, or no line
-//! within [`START_TIMEOUT`] is a failure. The caller holds the start lock.
+//! then writes exactly one [`Readiness`] line to stdout and closes it.
+//! Silence, anything else, or no line within [`START_TIMEOUT`] is a
+//! failure. The caller holds the start lock.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -15,6 +14,7 @@ use std::time::Duration;
 
 use credcache_shared::config::Config;
 use credcache_shared::paths::Paths;
+use credcache_shared::readiness::{Readiness, ReadinessError};
 
 use crate::exit::Error;
 
@@ -35,39 +35,15 @@ pub enum Spawned {
     AlreadyRunning,
 }
 
-/// What `credcached --detach` said on its stdout.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadyLine {
-    /// `ready <pid>`: it started and its socket listens.
-    Ready(u32),
-    /// `running <pid>`: another daemon already serves the socket.
-    Running(u32),
-    /// `error: <message>`: it could not start.
-    Failed(String),
-    /// Stdout closed without a line.
-    Silent,
-    /// Anything else: a broken or foreign `credcached`.
-    Garbled(String),
-}
-
-impl ReadyLine {
-    pub fn parse(line: &str) -> Self {
-        let line = line.trim_end_matches(['\n', '\r']);
-        if line.trim().is_empty() {
-            return Self::Silent;
-        }
-        if let Some(message) = line.strip_prefix("error:") {
-            return Self::Failed(message.trim().to_owned());
-        }
-        let pid = |rest: &str| rest.trim().parse::<u32>().ok();
-        if let Some(p) = line.strip_prefix("ready ").and_then(pid) {
-            return Self::Ready(p);
-        }
-        if let Some(p) = line.strip_prefix("running ").and_then(pid) {
-            return Self::Running(p);
-        }
-        Self::Garbled(line.chars().take(200).collect())
-    }
+/// Why no readiness line was read.
+#[derive(Debug, thiserror::Error)]
+enum ReadLineError {
+    #[error("no pipe to read its readiness line from")]
+    NoPipe,
+    #[error("cannot read its readiness line: {source}")]
+    Read { source: io::Error },
+    #[error("{DAEMON_PROGRAM} did not report ready within {}s", .timeout.as_secs())]
+    TimedOut { timeout: Duration },
 }
 
 /// Spawns `credcached --detach [--config PATH]` and waits for its verdict.
@@ -103,16 +79,16 @@ pub fn start_detached(config_flag: Option<&Path>, paths: &Paths) -> Result<Spawn
         )),
     })?;
 
-    let line = read_ready_line(&mut child, START_TIMEOUT).map_err(cannot)?;
+    let line = read_ready_line(&mut child, START_TIMEOUT).map_err(|e| cannot(e.to_string()))?;
     // On `ready` the child is the daemon itself and keeps running: it is
     // not waited for. In every other case it has exited or is about to.
-    match ReadyLine::parse(&line) {
-        ReadyLine::Ready(_) => Ok(Spawned::Ready),
-        ReadyLine::Running(_) => {
+    match line.parse::<Readiness>() {
+        Ok(Readiness::Ready { .. }) => Ok(Spawned::Ready),
+        Ok(Readiness::Running { .. }) => {
             reap(&mut child);
             Ok(Spawned::AlreadyRunning)
         }
-        ReadyLine::Failed(message) => {
+        Ok(Readiness::Failed { message }) => {
             reap(&mut child);
             // The line is free text; the config file is ours to check, and
             // only on this failure path, so the hot path never parses it.
@@ -121,7 +97,7 @@ pub fn start_detached(config_flag: Option<&Path>, paths: &Paths) -> Result<Spawn
             }
             Err(cannot(message))
         }
-        ReadyLine::Silent => {
+        Err(ReadinessError::Silent) => {
             let status = match child.try_wait() {
                 Ok(Some(status)) => format!(" ({status})"),
                 _ => String::new(),
@@ -130,7 +106,7 @@ pub fn start_detached(config_flag: Option<&Path>, paths: &Paths) -> Result<Spawn
                 "{DAEMON_PROGRAM} stopped without saying whether it started{status}"
             )))
         }
-        ReadyLine::Garbled(text) => {
+        Err(ReadinessError::Garbled { text }) => {
             reap(&mut child);
             Err(cannot(format!(
                 "{DAEMON_PROGRAM} said {text:?} instead of `ready <pid>`"
@@ -142,9 +118,9 @@ pub fn start_detached(config_flag: Option<&Path>, paths: &Paths) -> Result<Spawn
 /// Reads the daemon's one readiness line, giving up after `timeout` (and
 /// then killing the child, which is ours and is stuck). A thread does the
 /// blocking read so the wait can have a deadline.
-fn read_ready_line(child: &mut Child, timeout: Duration) -> Result<String, String> {
+fn read_ready_line(child: &mut Child, timeout: Duration) -> Result<String, ReadLineError> {
     let Some(stdout) = child.stdout.take() else {
-        return Err("no pipe to read its readiness line from".into());
+        return Err(ReadLineError::NoPipe);
     };
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -156,14 +132,11 @@ fn read_ready_line(child: &mut Child, timeout: Duration) -> Result<String, Strin
     });
     match rx.recv_timeout(timeout) {
         Ok(Ok(line)) => Ok(line),
-        Ok(Err(e)) => Err(format!("cannot read its readiness line: {e}")),
+        Ok(Err(source)) => Err(ReadLineError::Read { source }),
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
-            Err(format!(
-                "{DAEMON_PROGRAM} did not report ready within {}s",
-                timeout.as_secs()
-            ))
+            Err(ReadLineError::TimedOut { timeout })
         }
     }
 }
@@ -193,28 +166,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_the_readiness_line() {
-        assert_eq!(ReadyLine::parse("ready 4242\n"), ReadyLine::Ready(4242));
-        assert_eq!(ReadyLine::parse("running 17\r\n"), ReadyLine::Running(17));
-        assert_eq!(
-            ReadyLine::parse("error: /tmp/credcache-1000: is writable by group or others\n"),
-            ReadyLine::Failed("/tmp/credcache-1000: is writable by group or others".into())
-        );
-        assert_eq!(ReadyLine::parse(""), ReadyLine::Silent);
-        assert_eq!(ReadyLine::parse("\n"), ReadyLine::Silent);
-        for garbled in ["ready soon", "ready -1", "ready", "Listening on /run/x"] {
-            assert_eq!(
-                ReadyLine::parse(garbled),
-                ReadyLine::Garbled(garbled.into())
-            );
-        }
-    }
-
-    #[test]
     fn a_silent_child_is_a_failure_not_a_hang() {
         let mut child = Command::new("true").stdout(Stdio::piped()).spawn().unwrap();
         let line = read_ready_line(&mut child, Duration::from_secs(10)).unwrap();
-        assert_eq!(ReadyLine::parse(&line), ReadyLine::Silent);
+        assert_eq!(line.parse::<Readiness>(), Err(ReadinessError::Silent));
         child.wait().unwrap();
     }
 
@@ -226,7 +181,8 @@ mod tests {
             .spawn()
             .unwrap();
         let err = read_ready_line(&mut child, Duration::from_millis(50)).unwrap_err();
-        assert!(err.contains("did not report ready"), "{err}");
+        assert!(matches!(err, ReadLineError::TimedOut { .. }), "{err}");
+        assert_eq!(err.to_string(), "credcached did not report ready within 0s");
         assert!(
             child.try_wait().unwrap().is_some(),
             "the child was not reaped"

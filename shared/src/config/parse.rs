@@ -7,6 +7,7 @@ use toml::{Table, Value};
 
 use super::keys;
 use super::*;
+use crate::host_pattern::{HostPattern, PathPrefix, is_loopback};
 use crate::paths::expand_tilde;
 
 type Problems = Vec<Problem>;
@@ -37,7 +38,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
             if let Err(why) = check_name(name) {
                 creds_fields.problems.push(Problem {
                     at: at.clone(),
-                    message: why,
+                    message: why.to_string(),
                 });
             }
             let Some(table) = value.as_table() else {
@@ -289,7 +290,7 @@ impl<'t> Fields<'t> {
         match check_url(&s) {
             Ok(url) => Some(url),
             Err(why) => {
-                self.problem(key, why);
+                self.problem(key, why.to_string());
                 None
             }
         }
@@ -554,7 +555,7 @@ fn parse_gke(f: &mut Fields<'_>) -> Option<GkeClusterSettings> {
         .and_then(|c| match parse_cluster_path(&c) {
             Ok(p) => Some(p),
             Err(why) => {
-                f.problem("cluster", why);
+                f.problem("cluster", why.to_string());
                 None
             }
         });
@@ -569,12 +570,17 @@ fn parse_gke(f: &mut Fields<'_>) -> Option<GkeClusterSettings> {
     })
 }
 
-fn parse_cluster_path(s: &str) -> Result<ClusterPath, String> {
-    let bad = || {
-        format!(
-            "{s:?} is not a cluster path: expected projects/PROJECT/locations/LOCATION/azureClusters/CLUSTER (or awsClusters)"
-        )
-    };
+/// A `cluster` that is not a GKE multi-cloud cluster path.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path:?} is not a cluster path: expected projects/PROJECT/locations/LOCATION/azureClusters/CLUSTER (or awsClusters)"
+)]
+struct ClusterPathError {
+    path: String,
+}
+
+fn parse_cluster_path(s: &str) -> Result<ClusterPath, ClusterPathError> {
+    let bad = || ClusterPathError { path: s.to_owned() };
     let parts: Vec<&str> = s.split('/').collect();
     let [projects, project, locations, location, collection, cluster] = parts[..] else {
         return Err(bad());
@@ -784,82 +790,18 @@ fn helper_username(f: &mut Fields<'_>, default: &str) -> Option<String> {
     }
 }
 
-/// A host (`dev.azure.com`, `127.0.0.1:8080`), or a glob of one: `*` and
-/// `?` stand for characters within one dot-separated label, as in git's
-/// `credential.https://*.example.com`. A glob keeps its last two labels
-/// literal, so a token never goes to a host the user does not control
-/// (`*.com`, `dev.azure.*`). Lower-cased, as hosts compare.
-fn check_host_glob(f: &mut Fields<'_>, key: &str, host: String) -> Option<String> {
-    match host_glob_problem(&host) {
-        Some(why) => {
-            f.problem(key, why);
-            None
-        }
-        None => Some(host.to_ascii_lowercase()),
-    }
+/// `host` or `registry`: a [`HostPattern`], which says what it accepts.
+fn check_host_glob(f: &mut Fields<'_>, key: &str, host: String) -> Option<HostPattern> {
+    HostPattern::parse(&host)
+        .map_err(|why| f.problem(key, why.to_string()))
+        .ok()
 }
 
-fn host_glob_problem(host: &str) -> Option<String> {
-    let ok = host
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*' | '?' | ':'));
-    if !ok {
-        return Some(format!(
-            "{host:?} is not a host name or a glob of one (letters, digits, '.', '-', ':', '*', '?')"
-        ));
-    }
-    let (name, port) = match host.split_once(':') {
-        Some((name, port)) => (name, Some(port)),
-        None => (host, None),
-    };
-    if let Some(port) = port
-        && port.parse::<u16>().map_or(true, |p| p == 0)
-    {
-        return Some(format!(
-            "{host:?} has a bad port {port:?}: write HOST or HOST:PORT, the port a number from 1 to 65535"
-        ));
-    }
-    let labels: Vec<&str> = name.split('.').collect();
-    if labels.iter().any(|l| l.is_empty()) {
-        return Some(format!(
-            "{host:?} has an empty label: no leading, trailing or doubled '.'"
-        ));
-    }
-    let wild = |l: &&str| l.contains(['*', '?']);
-    if labels.iter().any(wild) && (labels.len() < 3 || labels[labels.len() - 2..].iter().any(wild))
-    {
-        return Some(format!(
-            "{host:?} is too broad: a glob keeps its last two labels literal (e.g. \"*.pkg.dev\"), so a token never goes to a host you do not control"
-        ));
-    }
-    None
-}
-
-/// `path_prefix`: whole path segments, stored without leading or trailing
-/// `/` (`"/myorg/"` is `myorg`).
-fn check_path_prefix(f: &mut Fields<'_>, prefix: String) -> Option<String> {
-    let trimmed = prefix.trim_matches('/');
-    let problem = if trimmed.is_empty() {
-        Some("must name a path, e.g. \"myorg\" (leave it out to match every path)".to_owned())
-    } else if trimmed.split('/').any(str::is_empty) {
-        Some(format!("{prefix:?} has an empty path segment ('//')"))
-    } else {
-        trimmed
-            .chars()
-            .find(|c| matches!(c, '?' | '#') || c.is_control())
-            .map(|bad| {
-                format!(
-                    "{prefix:?} contains {bad:?}: a path prefix is the path only, no query or fragment"
-                )
-            })
-    };
-    match problem {
-        Some(why) => {
-            f.problem("path_prefix", why);
-            None
-        }
-        None => Some(trimmed.to_owned()),
-    }
+/// `path_prefix`: a [`PathPrefix`], whole segments without `/` at the ends.
+fn check_path_prefix(f: &mut Fields<'_>, prefix: String) -> Option<PathPrefix> {
+    PathPrefix::parse(&prefix)
+        .map_err(|why| f.problem("path_prefix", why.to_string()))
+        .ok()
 }
 
 /// Checks `auth` references on the raw tables, so that a credential with
@@ -970,38 +912,60 @@ fn shown_key(key: &str) -> String {
     }
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+/// A credential name outside the allowed alphabet or length.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{name:?} is not a valid credential name (letters, digits, '.', '_', '-'; starting with a letter or digit; at most 64)"
+)]
+struct NameError {
+    name: String,
+}
+
+fn check_name(name: &str) -> Result<(), NameError> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if first_ok && rest_ok && name.len() <= 64 {
         Ok(())
     } else {
-        Err(format!(
-            "{name:?} is not a valid credential name (letters, digits, '.', '_', '-'; starting with a letter or digit; at most 64)"
-        ))
+        Err(NameError {
+            name: name.to_owned(),
+        })
     }
+}
+
+/// A URL setting that is not a URL secrets may be sent to.
+#[derive(Debug, thiserror::Error)]
+enum UrlError {
+    #[error("{url:?} is not a URL ({source})")]
+    NotAUrl {
+        url: String,
+        source: url::ParseError,
+    },
+    #[error(
+        "{url:?} uses http:// to a host that is not loopback; secrets go over TLS only: use https://"
+    )]
+    PlainHttp { url: String },
+    #[error("{url:?} has scheme {scheme:?}; use https://")]
+    Scheme { url: String, scheme: String },
 }
 
 /// `https://` anywhere, `http://` only to loopback: secrets go over TLS.
-pub(crate) fn check_url(s: &str) -> Result<String, String> {
-    let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+fn check_url(s: &str) -> Result<String, UrlError> {
+    let url = url::Url::parse(s).map_err(|source| UrlError::NotAUrl {
+        url: s.to_owned(),
+        source,
+    })?;
     match url.scheme() {
         "https" => Ok(s.trim_end_matches('/').to_owned()),
-        "http" if is_loopback(&url) => Ok(s.trim_end_matches('/').to_owned()),
-        "http" => Err(format!(
-            "{s:?} uses http:// to a host that is not loopback; secrets go over TLS only: use https://"
-        )),
-        other => Err(format!("{s:?} has scheme {other:?}; use https://")),
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
+        "http" if url.host().is_some_and(|h| is_loopback(&h)) => {
+            Ok(s.trim_end_matches('/').to_owned())
+        }
+        "http" => Err(UrlError::PlainHttp { url: s.to_owned() }),
+        other => Err(UrlError::Scheme {
+            url: s.to_owned(),
+            scheme: other.to_owned(),
+        }),
     }
 }
 

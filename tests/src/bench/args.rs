@@ -125,9 +125,35 @@ pub struct Plan {
 /// than this would measure refusals, not gets.
 pub const MAX_CLIENTS: usize = 256;
 
+/// A command line whose numbers or combination make no run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("--clients {count}: must be 1 to {MAX_CLIENTS} (the daemon's connection cap)")]
+    Clients { count: usize },
+    #[error("--credentials: each count must be at least 1")]
+    NoCredentials,
+    #[error("--runs must be at least 1")]
+    NoRuns,
+    #[error("--duration must be more than 0")]
+    NoDuration,
+    #[error(
+        "--only {scenario}: needs its own daemon and the emulator, so it cannot run with --socket"
+    )]
+    NeedsOwnDaemon { scenario: &'static str },
+}
+
+/// `--duration` that is not a usable number of seconds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecsError {
+    #[error("'{value}' is not a number of seconds")]
+    NotANumber { value: String },
+    #[error("'{value}' is not a usable duration")]
+    Unusable { value: String },
+}
+
 impl Cli {
     /// Resolves defaults (full or `--quick`) and checks the numbers.
-    pub fn plan(self) -> Result<Plan, String> {
+    pub fn plan(self) -> Result<Plan, PlanError> {
         let quick = self.quick;
         let only_given = self.only.is_some();
         let mut scenarios = self.only.unwrap_or_else(|| Scenario::ALL.to_vec());
@@ -139,35 +165,30 @@ impl Cli {
             .unwrap_or_else(|| pick(quick, vec![1, 16, 64, 256], vec![1, 16, 64]));
         for &c in &throughput_clients {
             if c == 0 || c > MAX_CLIENTS {
-                return Err(format!(
-                    "--clients {c}: must be 1 to {MAX_CLIENTS} (the daemon's connection cap)"
-                ));
+                return Err(PlanError::Clients { count: c });
             }
         }
         let cold_credentials = self
             .credentials
             .unwrap_or_else(|| pick(quick, vec![1, 100, 1000], vec![1, 10, 50]));
         if cold_credentials.contains(&0) {
-            return Err("--credentials: each count must be at least 1".into());
+            return Err(PlanError::NoCredentials);
         }
         let tokens = self.tokens.unwrap_or(pick(quick, 10_000, 200));
         let runs = self.runs.unwrap_or(pick(quick, 1000, 30));
         if runs == 0 {
-            return Err("--runs must be at least 1".into());
+            return Err(PlanError::NoRuns);
         }
         if let Some(d) = self.duration
             && d.is_zero()
         {
-            return Err("--duration must be more than 0".into());
+            return Err(PlanError::NoDuration);
         }
         if self.socket.is_some()
             && let Some(s) = scenarios.iter().find(|s| !s.works_on_foreign_daemon())
             && only_given
         {
-            return Err(format!(
-                "--only {}: needs its own daemon and the emulator, so it cannot run with --socket",
-                s.name()
-            ));
+            return Err(PlanError::NeedsOwnDaemon { scenario: s.name() });
         }
         Ok(Plan {
             scenarios,
@@ -204,22 +225,23 @@ fn pick<T>(quick: bool, full: T, small: T) -> T {
 }
 
 /// Seconds as a decimal number (`0.5`, `600`).
-fn parse_secs(value: &str) -> Result<Duration, String> {
-    let secs: f64 = value
-        .parse()
-        .map_err(|_| format!("'{value}' is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{value}' is not a usable duration"))
+fn parse_secs(value: &str) -> Result<Duration, SecsError> {
+    let secs: f64 = value.parse().map_err(|_| SecsError::NotANumber {
+        value: value.to_owned(),
+    })?;
+    Duration::try_from_secs_f64(secs).map_err(|_| SecsError::Unusable {
+        value: value.to_owned(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn plan(args: &[&str]) -> Result<Plan, String> {
+    /// A usage error from clap or a refused plan, as its message.
+    fn plan(args: &[&str]) -> Result<Plan, Box<dyn std::error::Error>> {
         let argv = std::iter::once("credcache-bench").chain(args.iter().copied());
-        Cli::try_parse_from(argv)
-            .map_err(|e| e.to_string())
-            .and_then(Cli::plan)
+        Ok(Cli::try_parse_from(argv)?.plan()?)
     }
 
     #[test]
@@ -286,7 +308,10 @@ mod tests {
         );
         assert_eq!(p.name.as_deref(), Some("gcp"));
         let err = plan(&["--socket", "/tmp/s.sock", "--only", "cold"]).unwrap_err();
-        assert!(err.contains("cannot run with --socket"), "{err}");
+        assert!(
+            err.to_string().contains("cannot run with --socket"),
+            "{err}"
+        );
         assert!(plan(&["--socket", "/tmp/s.sock", "--only", "memory"]).is_ok());
     }
 

@@ -11,9 +11,10 @@ use anyhow::Context as _;
 use tempfile::TempDir;
 
 use super::conn::{Conn, get_frame};
-use super::home::{Bins, Daemon, Home};
+use super::home::{self, Bins, Daemon};
 use super::stats::Samples;
 use crate::emulator::{Emulator, Endpoint};
+use crate::sandbox::Sandbox;
 
 /// The credential the cached-get scenarios ask for.
 pub const CACHED: &str = "bench";
@@ -54,9 +55,9 @@ impl Lab {
     }
 
     /// A new home with `config`, and its daemon started.
-    pub fn daemon(&self, config: &str) -> anyhow::Result<(Home, Daemon)> {
-        let home = Home::new(&self.emu, config)?;
-        let daemon = home.start_daemon(&self.bins)?;
+    pub fn daemon(&self, config: &str) -> anyhow::Result<(Sandbox, Daemon)> {
+        let home = home::new_home(&self.emu, config)?;
+        let daemon = home::start_daemon(&home, &self.bins)?;
         Ok((home, daemon))
     }
 

@@ -12,10 +12,11 @@ use credcache_shared::protocol::{CredentialState, Request, Response};
 
 use super::args::{Plan, Scenario};
 use super::conn::{Conn, get_frame};
-use super::home::{Bins, Daemon, Home};
+use super::home::{self, Bins, Daemon};
 use super::lab::{self, Lab};
 use super::report::Line;
 use super::{client, cold, memory, procfs, soak, startup, throughput};
+use crate::sandbox::Sandbox;
 
 /// Everything the scenarios share.
 pub struct Bench {
@@ -43,14 +44,14 @@ pub struct Target {
     pub rss_at_start: Option<u64>,
     /// Ours, when we started it (kept alive with the target). The daemon
     /// comes first so it stops before its home is deleted.
-    own: Option<(Daemon, Home)>,
+    own: Option<(Daemon, Sandbox)>,
 }
 
 impl Target {
     /// A `credcache` command that talks to this daemon, and never starts one.
     pub fn client(&self, bins: &Bins) -> Command {
         match &self.own {
-            Some((_, home)) => home.command(&bins.client),
+            Some((_, home)) => home.command_for(&bins.client),
             None => {
                 let mut command = Command::new(&bins.client);
                 command
@@ -77,7 +78,7 @@ impl Target {
 
 /// A home whose cache holds `tokens` tokens, its daemon stopped.
 pub struct Loaded {
-    pub home: Home,
+    pub home: Sandbox,
     pub tokens: usize,
     /// Fetching them all through one daemon.
     pub fetch: lab::PoolResult,
@@ -241,7 +242,7 @@ fn make_loaded(lab: &Lab, tokens: usize) -> anyhow::Result<Loaded> {
     let threads_with_tokens = daemon.threads();
     daemon.stop()?;
     let cache_bytes = procfs::tree_bytes(&home.data.join("cache"));
-    let again = home.start_daemon(&lab.bins)?;
+    let again = home::start_daemon(&home, &lab.bins)?;
     let rss_restarted_kb = again.rss_kb();
     again.stop()?;
     Ok(Loaded {

@@ -4,17 +4,18 @@
 
 use anyhow::Context as _;
 
-use super::home::Home;
+use super::home;
 use super::lab::{self, Lab};
 use super::report::Line;
 use super::run::Bench;
 use super::stats::Samples;
+use crate::sandbox::Sandbox;
 
 pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let runs = bench.plan.startup_runs;
     let line = {
         let lab = bench.lab()?;
-        let empty = Home::new(&lab.emu, &lab.clusters_config(0))?;
+        let empty = home::new_home(&lab.emu, &lab.clusters_config(0))?;
         measure(lab, &empty, 0, runs)?
     };
     bench.emit(line);
@@ -38,12 +39,12 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
 /// Starts the daemon of `home` `runs` times. After the last start, every
 /// one of the `tokens` credentials is asked for, and must be answered
 /// from the cache (no upstream call): the start really loaded them.
-fn measure(lab: &Lab, home: &Home, tokens: usize, runs: usize) -> anyhow::Result<Line> {
+fn measure(lab: &Lab, home: &Sandbox, tokens: usize, runs: usize) -> anyhow::Result<Line> {
     let mut samples = Samples::with_capacity(runs);
     let mut rss = None;
     let mut from_cache = None;
     for run in 1..=runs {
-        let daemon = home.start_daemon(&lab.bins)?;
+        let daemon = home::start_daemon(home, &lab.bins)?;
         samples.push(daemon.ready_after);
         rss = daemon.rss_kb();
         if run == runs && tokens > 0 {

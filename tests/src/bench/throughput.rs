@@ -213,9 +213,26 @@ fn worker(
     // Whatever happened, meet the others at the start line, or they wait forever.
     start_line.wait();
     if let Err(why) = drive(streams, frame, Instant::now() + duration, &mut me) {
-        me.note(&Failure::Transport(why));
+        me.note(&Failure::Transport(why.to_string()));
     }
     me
+}
+
+/// A system call the event loop could not make.
+#[derive(Debug, thiserror::Error)]
+#[error("{call}: {source}")]
+struct SysError {
+    call: &'static str,
+    source: io::Error,
+}
+
+impl SysError {
+    fn of(call: &'static str) -> impl FnOnce(rustix::io::Errno) -> SysError {
+        move |e| SysError {
+            call,
+            source: e.into(),
+        }
+    }
 }
 
 /// The event loop of one generator thread.
@@ -224,24 +241,25 @@ fn drive(
     frame: &[u8],
     deadline: Instant,
     me: &mut Worker,
-) -> Result<(), String> {
+) -> Result<(), SysError> {
     use rustix::buffer::spare_capacity;
     use rustix::event::Timespec;
     use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
 
-    let epoll = epoll::create(CreateFlags::CLOEXEC).map_err(|e| format!("epoll: {e}"))?;
+    let epoll = epoll::create(CreateFlags::CLOEXEC).map_err(SysError::of("epoll"))?;
     let mut conns = Vec::with_capacity(streams.len());
     for (i, stream) in streams.into_iter().enumerate() {
-        stream
-            .set_nonblocking(true)
-            .map_err(|e| format!("non-blocking: {e}"))?;
+        stream.set_nonblocking(true).map_err(|source| SysError {
+            call: "non-blocking",
+            source,
+        })?;
         epoll::add(
             &epoll,
             &stream,
             EventData::new_u64(i as u64),
             EventFlags::IN,
         )
-        .map_err(|e| format!("epoll_ctl: {e}"))?;
+        .map_err(SysError::of("epoll_ctl"))?;
         conns.push(InFlight {
             stream,
             buf: Vec::with_capacity(512),
@@ -273,7 +291,7 @@ fn drive(
         match epoll::wait(&epoll, spare_capacity(&mut events), Some(&timeout)) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(format!("epoll_wait: {e}")),
+            Err(e) => return Err(SysError::of("epoll_wait")(e)),
         }
         for event in &events {
             let Some(conn) = conns.get_mut(event.data.u64() as usize) else {

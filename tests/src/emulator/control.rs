@@ -228,7 +228,7 @@ fn once() -> Option<u32> {
 }
 
 impl FaultRequest {
-    fn into_fault(self) -> Result<Fault, String> {
+    fn into_fault(self) -> Result<Fault, ControlError> {
         let status = self.status;
         let mut fault = match self.preset.as_deref() {
             None => Fault::json(status.unwrap_or(500), ""),
@@ -241,10 +241,9 @@ impl FaultRequest {
             Some("missing-expiry") => Fault::missing_expiry(self.endpoint),
             Some("cut-off") => Fault::cut_off(),
             Some(other) => {
-                return Err(format!(
-                    "unknown preset '{other}' (known: {})",
-                    FAULT_PRESETS.join(", ")
-                ));
+                return Err(ControlError::UnknownPreset {
+                    preset: other.to_owned(),
+                });
             }
         };
         if let Some(status) = status {
@@ -353,7 +352,7 @@ async fn timestamp_form(State(shared): State<Shared>, body: Bytes) -> Response {
             shared.lock().set_timestamp_form(request.endpoint, form);
             ok()
         }
-        None => bad_request(&format!(
+        None => bad_request(format!(
             "unknown timestamp form '{}' (digits0, digits3, digits6, digits7, digits9, +HH:MM)",
             request.form
         )),
@@ -389,7 +388,7 @@ async fn service_account(State(shared): State<Shared>, body: Bytes) -> Response 
                 "project_id": sa.project_id,
             }),
         ),
-        Ok(Err(e)) => bad_request(&format!("cannot write service account key: {e}")),
+        Ok(Err(e)) => bad_request(format!("cannot write service account key: {e}")),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &format!("key generation failed: {e}"),
@@ -415,7 +414,7 @@ async fn authorized_user(State(shared): State<Shared>, body: Bytes) -> Response 
                 "quota_project_id": user.quota_project_id,
             }),
         ),
-        Err(e) => bad_request(&format!("cannot write authorized user file: {e}")),
+        Err(e) => bad_request(format!("cannot write authorized user file: {e}")),
     }
 }
 
@@ -513,13 +512,22 @@ fn with<T: DeserializeOwned>(body: &Bytes, action: impl FnOnce(T)) -> Response {
     }
 }
 
-/// The body as `T`, or the message of a 400.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("bad request body: {e}"))
+/// Why a control request is answered 400.
+#[derive(Debug, thiserror::Error)]
+enum ControlError {
+    #[error("bad request body: {0}")]
+    Body(#[from] serde_json::Error),
+    #[error("unknown preset '{preset}' (known: {})", FAULT_PRESETS.join(", "))]
+    UnknownPreset { preset: String },
+}
+
+/// The body as `T`, or why not (a 400).
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ControlError> {
+    Ok(serde_json::from_slice(body)?)
 }
 
 /// As [`parse`], an empty body meaning `{}`.
-fn parse_or_empty<T: DeserializeOwned>(body: &Bytes) -> Result<T, String> {
+fn parse_or_empty<T: DeserializeOwned>(body: &Bytes) -> Result<T, ControlError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return parse(&Bytes::from_static(b"{}"));
     }
@@ -530,8 +538,8 @@ fn ok() -> Response {
     reply::json(StatusCode::OK, &json!({"ok": true}))
 }
 
-fn bad_request(message: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, message)
+fn bad_request(message: impl std::fmt::Display) -> Response {
+    error(StatusCode::BAD_REQUEST, &message.to_string())
 }
 
 fn error(status: StatusCode, message: &str) -> Response {

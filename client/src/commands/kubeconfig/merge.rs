@@ -93,20 +93,31 @@ pub fn merge_file(path: &Path, entries: &Entries) -> Result<Outcome, Error> {
     Ok(Outcome::Updated { backup, replaced })
 }
 
+/// Why a file cannot be merged into; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("{0}")]
+    Yaml(#[from] serde_norway::Error),
+    #[error("the top level is not a mapping")]
+    NotAMapping,
+    #[error("`{section}` is not a list")]
+    NotAList { section: String },
+}
+
 /// The file as a mapping; an empty file is an empty kubeconfig.
-fn parse(text: &str) -> Result<Mapping, String> {
+fn parse(text: &str) -> Result<Mapping, MergeError> {
     if text.trim().is_empty() {
         return Ok(Mapping::new());
     }
-    match serde_norway::from_str::<Value>(text).map_err(|e| e.to_string())? {
+    match serde_norway::from_str::<Value>(text)? {
         Value::Mapping(m) => Ok(m),
         Value::Null => Ok(Mapping::new()),
-        _ => Err("the top level is not a mapping".into()),
+        _ => Err(MergeError::NotAMapping),
     }
 }
 
 /// Puts the entries into `doc`; true if a user of that name was replaced.
-pub fn merge(doc: &mut Mapping, entries: &Entries) -> Result<bool, String> {
+pub fn merge(doc: &mut Mapping, entries: &Entries) -> Result<bool, MergeError> {
     for (key, value) in [("apiVersion", "v1"), ("kind", "Config")] {
         if !doc.contains_key(key) {
             doc.insert(key.into(), value.into());
@@ -124,7 +135,7 @@ pub fn merge(doc: &mut Mapping, entries: &Entries) -> Result<bool, String> {
 }
 
 /// Replaces the element of list `section` named `name`, or appends one.
-fn upsert(doc: &mut Mapping, section: &str, name: &str, entry: &Value) -> Result<bool, String> {
+fn upsert(doc: &mut Mapping, section: &str, name: &str, entry: &Value) -> Result<bool, MergeError> {
     let list = doc
         .entry(section.into())
         .or_insert_with(|| Value::Sequence(Vec::new()));
@@ -132,7 +143,9 @@ fn upsert(doc: &mut Mapping, section: &str, name: &str, entry: &Value) -> Result
         *list = Value::Sequence(Vec::new());
     }
     let Value::Sequence(items) = list else {
-        return Err(format!("`{section}` is not a list"));
+        return Err(MergeError::NotAList {
+            section: section.to_owned(),
+        });
     };
     match items
         .iter_mut()
@@ -287,14 +300,14 @@ users:
 
     #[test]
     fn what_is_not_a_kubeconfig_is_refused() {
-        assert!(parse("- a\n- b\n").is_err());
-        assert!(parse("users: [unclosed\n").is_err());
+        assert!(matches!(parse("- a\n- b\n"), Err(MergeError::NotAMapping)));
+        assert!(matches!(
+            parse("users: [unclosed\n"),
+            Err(MergeError::Yaml(_))
+        ));
         let mut doc = parse("users: {a: 1}\n").unwrap();
-        assert!(
-            merge(&mut doc, &ours(None))
-                .unwrap_err()
-                .contains("`users`")
-        );
+        let err = merge(&mut doc, &ours(None)).unwrap_err();
+        assert_eq!(err.to_string(), "`users` is not a list");
     }
 
     #[test]

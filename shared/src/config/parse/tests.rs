@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use crate::config::*;
+use crate::host_pattern::PathPrefix;
 
 fn ok(text: &str) -> Config {
     Config::parse(text, Path::new("c.toml"))
@@ -296,8 +297,8 @@ fn host_globs_must_be_hosts_and_not_too_broad() {
         "[[git]]\nhost = \"?.visualstudio.com\"\ncredential = \"azure\"\n",
         "[[git]]\nhost = \"localhost\"\ncredential = \"azure\"\n",
     ));
-    assert_eq!(c.docker[0].registry, "*.pkg.dev", "lower-cased");
-    assert_eq!(c.docker[2].registry, "127.0.0.1:5000");
+    assert_eq!(c.docker[0].registry.as_str(), "*.pkg.dev", "lower-cased");
+    assert_eq!(c.docker[2].registry.as_str(), "127.0.0.1:5000");
     assert_eq!(c.git[0].username, "credcache");
 }
 
@@ -306,7 +307,10 @@ fn path_prefixes_are_whole_segments_without_slashes() {
     let c = ok(
         "[[git]]\nhost = \"dev.azure.com\"\npath_prefix = \"/myorg/proj/\"\ncredential = \"azure\"\n",
     );
-    assert_eq!(c.git[0].path_prefix.as_deref(), Some("myorg/proj"));
+    assert_eq!(
+        c.git[0].path_prefix.as_ref().map(PathPrefix::as_str),
+        Some("myorg/proj")
+    );
     for (prefix, want) in [
         ("/", "must name a path"),
         ("a//b", "has an empty path segment"),

@@ -1,0 +1,169 @@
+//! The `credcache` and `credcached` binaries the tests run. They belong to
+//! other packages, so `cargo test -p credcache-tests` alone does not build
+//! them: [`bin_dir`] does, once per test process, when they are missing or
+//! older than their sources.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+/// The binaries, and the packages they come from.
+const BINS: [&str; 2] = ["credcache", "credcached"];
+const PACKAGES: [&str; 2] = ["credcache", "credcache-daemon"];
+/// The workspace directories whose Rust sources go into them.
+const SOURCE_DIRS: [&str; 3] = ["client/src", "daemon/src", "shared/src"];
+
+/// The directory holding the binaries: the profile directory of the
+/// running executable (`target/<profile>/`, whatever `CARGO_TARGET_DIR`
+/// and the profile are), built there first if need be.
+pub fn bin_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = profile_dir();
+        if let Some(why) = needs_build(&dir) {
+            build(&dir, &why);
+        }
+        dir
+    })
+    .clone()
+}
+
+/// `target/<profile>/`: a test executable lives in its `deps/`, a binary
+/// (the benchmark) in it.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own executable");
+    let dir = exe.parent().expect("the executable's directory");
+    match dir.file_name() {
+        Some(name) if name == "deps" => dir.parent().expect("target dir").to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
+}
+
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace holds the tests package")
+}
+
+/// Why the binaries must be built, if they must.
+fn needs_build(dir: &Path) -> Option<String> {
+    let mut oldest: Option<SystemTime> = None;
+    for bin in BINS {
+        let path = dir.join(bin);
+        let Ok(built) = path.metadata().and_then(|m| m.modified()) else {
+            return Some(format!("{} is missing", path.display()));
+        };
+        oldest = Some(oldest.map_or(built, |o| o.min(built)));
+    }
+    let newest = SOURCE_DIRS
+        .iter()
+        .filter_map(|d| newest_rust_source(&workspace().join(d)))
+        .max()?;
+    (newest > oldest?).then(|| "the binaries are older than their sources".to_owned())
+}
+
+/// The latest modification time of a `.rs` file under `dir`.
+fn newest_rust_source(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && let Ok(modified) = meta.modified()
+            {
+                newest = newest.max(Some(modified));
+            }
+        }
+    }
+    newest
+}
+
+/// `cargo build -p credcache -p credcache-daemon --bins` into `dir`, with
+/// the profile and target directory of the running tests.
+fn build(dir: &Path, why: &str) {
+    let profile = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let target_dir = dir.parent().expect("target dir");
+    let cargo = std::env::var_os("CARGO")
+        .or_else(|| option_env!("CARGO").map(Into::into))
+        .unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace())
+        .args(["build", "--quiet", "--bins", "--profile", profile])
+        .arg("--target-dir")
+        .arg(target_dir);
+    for package in PACKAGES {
+        command.args(["-p", package]);
+    }
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{why}, and cargo cannot be run to build it: {e}"));
+    assert!(
+        out.status.success(),
+        "{why}, and `{command:?}` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for bin in BINS {
+        assert!(
+            dir.join(bin).is_file(),
+            "cargo built, but {} is not there",
+            dir.join(bin).display()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binaries_need_a_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let why = needs_build(dir.path()).unwrap();
+        assert!(why.ends_with("credcache is missing"), "{why}");
+    }
+
+    #[test]
+    fn binaries_newer_than_every_source_need_none_and_older_ones_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let newest = SOURCE_DIRS
+            .iter()
+            .filter_map(|d| newest_rust_source(&workspace().join(d)))
+            .max()
+            .expect("the workspace has sources");
+        for bin in BINS {
+            let file = std::fs::File::create(dir.path().join(bin)).unwrap();
+            file.set_modified(newest + std::time::Duration::from_secs(1))
+                .unwrap();
+        }
+        assert_eq!(needs_build(dir.path()), None);
+        let file = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("credcached"))
+            .unwrap();
+        file.set_modified(newest - std::time::Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(
+            needs_build(dir.path()).as_deref(),
+            Some("the binaries are older than their sources")
+        );
+    }
+
+    #[test]
+    fn the_profile_dir_is_above_deps() {
+        let dir = profile_dir();
+        assert_ne!(dir.file_name().unwrap(), "deps");
+        assert!(std::env::current_exe().unwrap().starts_with(&dir));
+    }
+}
