@@ -97,9 +97,11 @@ impl Engine {
             {
                 let mut s = slot.lock();
                 s.warm_until = Some(now + schedule::to_chrono(schedule::WARM_FOR));
-                s.next_refresh = policy.map(|p| {
+                let due = policy.map(|p| {
                     schedule::due_at(p, token.fetched_at, token.expires_at, schedule::jitter())
                 });
+                s.due_unpaced = due;
+                s.next_refresh = due.map(|d| schedule::paced(d, token.fetched_at));
             }
             slots.insert(stored.name, Arc::new(slot));
         }
@@ -349,6 +351,9 @@ impl Engine {
         let slot = self.slot(name);
         if !force && let Some(t) = slot.valid_token(self.0.clock.now(), min_valid) {
             tracing::debug!(credential = name, "answered from the cache");
+            if slot.demand(self.0.clock.now()) {
+                self.0.wake.notify_one();
+            }
             return Ok(t);
         }
         tracing::debug!(credential = name, force, "no usable cached token: fetching");

@@ -22,6 +22,7 @@ mod google;
 mod hostile;
 mod kubeconfig;
 mod machine_interface;
+mod pacing;
 mod packaging;
 mod persistence;
 mod refresh;

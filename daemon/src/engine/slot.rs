@@ -22,17 +22,22 @@ pub struct CachedToken {
 
 impl CachedToken {
     /// Whether it may be handed out at `now` to a caller that needs it for
-    /// `min_valid` more. `min_valid` is capped at half the token's lifetime
-    /// so a short-lived token is still usable; an expired one never is.
+    /// `min_valid` more. `min_valid` is capped at a quarter of the token's
+    /// lifetime ([`schedule::min_valid_cap`]) so a short-lived token is
+    /// still usable; an expired one never is.
     pub fn is_valid_for(&self, now: DateTime<Utc>, min_valid: Duration) -> bool {
-        let lifetime = (self.expires_at - self.fetched_at)
-            .to_std()
-            .unwrap_or(Duration::ZERO);
-        let needed = min_valid.min(lifetime / 2);
+        let needed = min_valid.min(schedule::min_valid_cap(self.lifetime()));
         match (self.expires_at - now).to_std() {
             Ok(left) => left > needed,
             Err(_) => false,
         }
+    }
+
+    /// From fetch to expiry.
+    pub fn lifetime(&self) -> Duration {
+        (self.expires_at - self.fetched_at)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
     }
 }
 
@@ -66,6 +71,10 @@ pub struct SlotState {
     /// When the scheduler fetches anew in the background, if the slot is
     /// warm. `None`: nothing planned (never fetched, or a permanent error).
     pub next_refresh: Option<DateTime<Utc>>,
+    /// When the refresh after the last success would be due without
+    /// [`schedule::MIN_REFRESH_INTERVAL`]: a `get` after this brings
+    /// `next_refresh` forward to it (`Slot::demand`).
+    pub due_unpaced: Option<DateTime<Utc>>,
     /// Kept warm (refreshed ahead of expiry) until then: the last time a
     /// client asked, plus a day.
     pub warm_until: Option<DateTime<Utc>>,
@@ -113,9 +122,10 @@ impl Slot {
         let mut s = self.lock();
         s.attempts += 1;
         s.in_flight = false;
+        s.due_unpaced = None;
         s.next_refresh = match outcome {
             Ok(new) => {
-                let due =
+                let mut due =
                     schedule::due_at(policy, new.fetched_at, new.expires_at, schedule::jitter());
                 let same = s
                     .token
@@ -123,10 +133,10 @@ impl Slot {
                     .is_some_and(|old| old.token == new.token && old.expires_at == new.expires_at);
                 if same {
                     // Upstream handed back what we had: do not ask again at once.
-                    Some(due.max(started + schedule::to_chrono(schedule::SAME_TOKEN_PAUSE)))
-                } else {
-                    Some(due)
+                    due = due.max(started + schedule::to_chrono(schedule::SAME_TOKEN_PAUSE));
                 }
+                s.due_unpaced = Some(due);
+                Some(schedule::paced(due, new.fetched_at))
             }
             Err(e) if e.is_permanent() => None,
             Err(e) => Some(schedule::retry_at(
@@ -176,6 +186,7 @@ impl Slot {
         let mut s = self.lock();
         s.token = None;
         s.next_refresh = None;
+        s.due_unpaced = None;
         s.not_before = None;
         s.last_error = None;
         s.consecutive_failures = 0;
@@ -199,6 +210,23 @@ impl Slot {
             s.last_error = None;
             s.consecutive_failures = 0;
         }
+    }
+
+    /// A client was answered from the cache at `now`. If the refresh was
+    /// due by the policy and only [`schedule::MIN_REFRESH_INTERVAL`] held
+    /// it back, it is brought forward to now: somebody uses the token, so
+    /// it is kept fresh as if it lived longer. True if the plan changed
+    /// (the scheduler should look).
+    pub fn demand(&self, now: DateTime<Utc>) -> bool {
+        let mut s = self.lock();
+        let held_by_pacing = s.due_unpaced.is_some_and(|d| d <= now)
+            && s.next_refresh.is_some_and(|n| n > now)
+            && !s.in_flight;
+        if held_by_pacing {
+            s.next_refresh = Some(now);
+            s.due_unpaced = None;
+        }
+        held_by_pacing
     }
 
     /// Whether the background refresh is due at `now`.
@@ -252,7 +280,7 @@ mod tests {
     }
 
     #[test]
-    fn validity_honours_min_valid_capped_at_half_the_lifetime() {
+    fn validity_honours_min_valid_capped_at_a_quarter_of_the_lifetime() {
         let t = token(0, 3600);
         let at = |s| DateTime::from_timestamp(s, 0).unwrap();
         assert!(t.is_valid_for(at(3000), Duration::from_secs(60)));
@@ -262,10 +290,15 @@ mod tests {
             "expired is never valid"
         );
         assert!(!t.is_valid_for(at(4000), Duration::ZERO));
-        // A 20 s token with min_valid 60 s: usable for its first 10 s.
+        // A 20 s token with min_valid 60 s: usable for its first 15 s,
+        // 5 s past the refresh planned at half its lifetime.
         let short = token(0, 20);
-        assert!(short.is_valid_for(at(9), Duration::from_secs(60)));
-        assert!(!short.is_valid_for(at(10), Duration::from_secs(60)));
+        assert!(short.is_valid_for(at(14), Duration::from_secs(60)));
+        assert!(!short.is_valid_for(at(15), Duration::from_secs(60)));
+        // Never past expiry, whatever the cap.
+        let tiny = token(0, 2);
+        assert!(tiny.is_valid_for(at(1), Duration::from_secs(60)));
+        assert!(!tiny.is_valid_for(at(2), Duration::ZERO));
     }
 
     #[test]
@@ -286,6 +319,46 @@ mod tests {
             CredentialState::Expired
         );
         assert_eq!(slot.attempts(), 3);
+    }
+
+    #[test]
+    fn an_expired_token_is_never_listed_fresh() {
+        let at = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let slot = Slot::default();
+        slot.finish(&Ok(token(0, 2)), at(0), POLICY);
+        assert_eq!(slot.state(at(1)), CredentialState::Fresh);
+        // Pacing holds the next refresh until 10 s: meanwhile it is expired.
+        assert_eq!(slot.lock().next_refresh, Some(at(10)));
+        assert_eq!(slot.state(at(2)), CredentialState::Expired);
+        assert_eq!(slot.state(at(5)), CredentialState::Expired);
+    }
+
+    #[test]
+    fn short_tokens_are_paced_unless_a_client_asks() {
+        let at = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let slot = Slot::default();
+        slot.lock().warm_until = Some(at(100_000));
+        // 4 s token: due about 2 s in by the policy, paced to 10 s.
+        slot.finish(&Ok(token(0, 4)), at(0), POLICY);
+        assert_eq!(slot.lock().next_refresh, Some(at(10)));
+        assert!(!slot.is_due(at(3), false));
+        // A get before the policy's due time changes nothing...
+        assert!(!slot.demand(at(1)));
+        assert_eq!(slot.lock().next_refresh, Some(at(10)));
+        // ...one after it brings the refresh forward to now, once.
+        assert!(slot.demand(at(3)));
+        assert!(slot.is_due(at(3), false));
+        assert!(!slot.demand(at(3)));
+        // Not while a fetch is in flight.
+        slot.finish(&Ok(token(20, 24)), at(20), POLICY);
+        slot.lock().in_flight = true;
+        assert!(!slot.demand(at(23)));
+        // A long-lived token is not paced at all.
+        slot.lock().in_flight = false;
+        slot.finish(&Ok(token(100, 3700)), at(100), POLICY);
+        assert!(!slot.demand(at(200)));
+        let due = slot.lock().next_refresh.unwrap();
+        assert!(due > at(100 + 2880 - 73) && due <= at(100 + 2880));
     }
 
     #[test]
