@@ -37,6 +37,10 @@ pub const SAME_TOKEN_PAUSE: Duration = Duration::from_secs(30);
 /// credential nobody asks for then costs at most 8,640 calls a day instead
 /// of one per half lifetime (86,400 a day for 2-second tokens).
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// After a 4xx without a known permanent code (`ErrorClass::Rejected`),
+/// neither `get` nor the scheduler asks again for this long, doubling per
+/// consecutive failure up to [`BACKOFF_CAP`].
+pub const REJECTED_BACKOFF_BASE: Duration = Duration::from_secs(30);
 /// The scheduler looks at the wall clock at least this often, so a jump
 /// (suspend/resume, NTP step) is noticed within this long.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
@@ -91,6 +95,17 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
     let exp = failures.saturating_sub(1).min(16);
     let window = BACKOFF_BASE.saturating_mul(1 << exp).min(BACKOFF_CAP);
     window.mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+/// How long nothing asks upstream after the `failures`-th consecutive
+/// refused request (a 4xx without a known permanent code): 30 s, 60 s, ...
+/// up to 5 minutes. No jitter below the window: it is a hold, as a
+/// `Retry-After` is.
+pub fn rejected_hold(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    REJECTED_BACKOFF_BASE
+        .saturating_mul(1 << exp)
+        .min(BACKOFF_CAP)
 }
 
 /// The next attempt after a failure: the backoff, but never before what
@@ -219,6 +234,15 @@ mod tests {
             let b = backoff(n, jitter());
             assert!(b <= BACKOFF_CAP);
         }
+    }
+
+    #[test]
+    fn refused_requests_are_held_from_30_seconds_doubling() {
+        assert_eq!(rejected_hold(1), Duration::from_secs(30));
+        assert_eq!(rejected_hold(2), Duration::from_secs(60));
+        assert_eq!(rejected_hold(4), Duration::from_secs(240));
+        assert_eq!(rejected_hold(5), BACKOFF_CAP);
+        assert_eq!(rejected_hold(u32::MAX), BACKOFF_CAP);
     }
 
     #[test]

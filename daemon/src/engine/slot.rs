@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
 use credcache_shared::protocol::CredentialState;
 
-use crate::providers::FetchError;
+use crate::fetch_error::{ErrorClass, FetchError};
 use crate::schedule::{self, Policy};
 
 /// A token held in memory.
@@ -78,12 +78,30 @@ pub struct SlotState {
     /// Kept warm (refreshed ahead of expiry) until then: the last time a
     /// client asked, plus a day.
     pub warm_until: Option<DateTime<Utc>>,
+    /// A token was fetched (or found in the cache) at least once. Only
+    /// such a slot is kept warm: one asked for whose fetches all failed
+    /// (a built-in `google` on a machine without Google credentials) is
+    /// not retried in the background for a day; the next `get` asks.
+    pub succeeded: bool,
+}
+
+impl SlotState {
+    /// Whether the scheduler refreshes this slot: `prefetch = true`, or
+    /// asked for within the warm window and fetched successfully at least
+    /// once.
+    fn is_warm(&self, now: DateTime<Utc>, prefetch: bool) -> bool {
+        prefetch || (self.succeeded && self.warm_until.is_some_and(|w| w > now))
+    }
 }
 
 impl Slot {
     pub fn with_token(token: CachedToken) -> Self {
         let slot = Self::default();
-        slot.lock().token = Some(token);
+        {
+            let mut s = slot.lock();
+            s.token = Some(token);
+            s.succeeded = true;
+        }
         slot
     }
 
@@ -123,6 +141,17 @@ impl Slot {
         s.attempts += 1;
         s.in_flight = false;
         s.due_unpaced = None;
+        // How long nothing may ask upstream: what `Retry-After` said, and
+        // for a refused request (a 4xx without a permanent code) at least
+        // the refusal's hold.
+        let hold = match outcome {
+            Err(e) if e.class == ErrorClass::Rejected => Some(
+                schedule::rejected_hold(s.consecutive_failures + 1)
+                    .max(e.retry_after.unwrap_or(Duration::ZERO)),
+            ),
+            Err(e) => e.retry_after,
+            Ok(_) => None,
+        };
         s.next_refresh = match outcome {
             Ok(new) => {
                 let mut due =
@@ -139,16 +168,17 @@ impl Slot {
                 Some(schedule::paced(due, new.fetched_at))
             }
             Err(e) if e.is_permanent() => None,
-            Err(e) => Some(schedule::retry_at(
+            Err(_) => Some(schedule::retry_at(
                 started,
                 s.consecutive_failures + 1,
                 schedule::jitter(),
-                e.retry_after,
+                hold,
             )),
         };
         match outcome {
             Ok(token) => {
                 s.token = Some(token.clone());
+                s.succeeded = true;
                 s.fetches += 1;
                 s.last_error = None;
                 s.consecutive_failures = 0;
@@ -158,26 +188,23 @@ impl Slot {
                 s.consecutive_failures += 1;
             }
         }
-        s.not_before = match outcome {
-            Err(FetchError {
-                retry_after: Some(after),
-                ..
-            }) => chrono::Duration::from_std(*after).ok().map(|d| started + d),
-            _ => None,
-        };
+        s.not_before = hold.and_then(|h| chrono::Duration::from_std(h).ok().map(|d| started + d));
     }
 
-    /// The last error, if upstream asked us (with `Retry-After`) not to
-    /// call again before a time still in the future.
+    /// The last error, if upstream asked us (with `Retry-After`, or by
+    /// refusing the request) not to call again before a time still in the
+    /// future.
     pub fn held_off(&self, now: DateTime<Utc>) -> Option<FetchError> {
         let s = self.lock();
         let until = s.not_before.filter(|t| *t > now)?;
         let mut e = s.last_error.clone()?;
         let secs = (until - now).num_seconds().max(1);
-        e.message = format!(
-            "{} (not asking again for {secs}s, as Retry-After said)",
-            e.message
-        );
+        let why = if e.class == ErrorClass::Rejected && e.retry_after.is_none() {
+            "refused; `credcache refresh` asks at once"
+        } else {
+            "as Retry-After said"
+        };
+        e.message = format!("{} (not asking again for {secs}s, {why})", e.message);
         Some(e)
     }
 
@@ -232,15 +259,14 @@ impl Slot {
     /// Whether the background refresh is due at `now`.
     pub fn is_due(&self, now: DateTime<Utc>, prefetch: bool) -> bool {
         let s = self.lock();
-        let warm = prefetch || s.warm_until.is_some_and(|w| w > now);
+        let warm = s.is_warm(now, prefetch);
         warm && !s.in_flight && s.next_refresh.is_some_and(|t| t <= now)
     }
 
     /// When this slot next needs the scheduler, if it is warm.
     pub fn wake_at(&self, now: DateTime<Utc>, prefetch: bool) -> Option<DateTime<Utc>> {
         let s = self.lock();
-        let warm = prefetch || s.warm_until.is_some_and(|w| w > now);
-        if warm && !s.in_flight {
+        if s.is_warm(now, prefetch) && !s.in_flight {
             s.next_refresh
         } else {
             None
@@ -362,6 +388,30 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_request_is_held_off_then_asked_again() {
+        let at = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let slot = Slot::default();
+        let mut e = FetchError::permanent("x answered 409: conflict");
+        e.class = ErrorClass::Rejected;
+        e.status = Some(409);
+        slot.finish(&Err(e.clone()), at(0), POLICY);
+        // Not kept forever...
+        assert!(slot.kept_error().is_none());
+        // ...but held for 30 s, then asked again.
+        let held = slot.held_off(at(10)).unwrap();
+        assert_eq!(
+            held.message,
+            "x answered 409: conflict (not asking again for 20s, refused; `credcache refresh` asks at once)"
+        );
+        assert!(slot.held_off(at(30)).is_none());
+        assert_eq!(slot.lock().next_refresh, Some(at(30)));
+        // A second refusal in a row: 60 s.
+        slot.finish(&Err(e), at(30), POLICY);
+        assert!(slot.held_off(at(89)).is_some());
+        assert!(slot.held_off(at(90)).is_none());
+    }
+
+    #[test]
     fn retry_after_holds_fetches_off_until_it_passes() {
         let now = DateTime::from_timestamp(100, 0).unwrap();
         let slot = Slot::default();
@@ -403,6 +453,14 @@ mod tests {
         assert!(slot.kept_error().is_some());
         slot.forgive();
         assert!(slot.kept_error().is_none());
+        // Never fetched successfully: asked for, but not kept warm.
+        let never = Slot::default();
+        never.lock().warm_until = Some(at(100_000));
+        never.finish(&Err(FetchError::transient("500")), at(0), POLICY);
+        assert!(never.lock().next_refresh.is_some());
+        assert!(!never.is_due(at(50), false));
+        assert_eq!(never.wake_at(at(50), false), None);
+        assert!(never.is_due(at(50), true), "prefetch still retries");
         // Not warm: never due.
         slot.lock().next_refresh = Some(at(0));
         slot.lock().warm_until = Some(at(10));

@@ -361,6 +361,101 @@ async fn a_failed_refresh_is_retried_while_the_token_is_still_served() {
     );
 }
 
+#[tokio::test]
+async fn a_refused_request_is_asked_again_after_thirty_seconds() {
+    let mut refused = FetchError::transient("x answered 423: locked");
+    refused.class = ErrorClass::Rejected;
+    let (engine, p, clock, _tmp) = engine_with(vec![Err(refused), Ok(3600)]);
+    p.gate.add_permits(2);
+    let e = engine.get("v", None, false).await.unwrap_err();
+    assert_eq!(e.message, "x answered 423: locked");
+    // Inside the hold: answered without calling.
+    clock.advance(chrono::Duration::seconds(29));
+    let e = engine.get("v", None, false).await.unwrap_err();
+    assert!(
+        e.message.contains("not asking again for 1s"),
+        "{}",
+        e.message
+    );
+    assert_eq!(p.calls.load(Ordering::SeqCst), 1);
+    // After it: asked again (before, a 4xx was kept until `refresh`).
+    clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(
+        engine.get("v", None, false).await.unwrap().token.expose(),
+        "token-1"
+    );
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_asked_min_valid_holds_or_fails_saying_why() {
+    let (engine, p, clock, _tmp) = engine_with(vec![Ok(3600), Ok(3600)]);
+    p.gate.add_permits(2);
+    // Longer than any token lives: an error, not a 1 h token.
+    let e = engine
+        .get("v", Some(Duration::from_secs(7200)), false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config);
+    assert_eq!(
+        e.message,
+        "tokens of v live 1h; --min-valid 2h cannot be met"
+    );
+    // 40 min left, 50 min asked: the quarter-lifetime cap does not apply to
+    // an asked min_valid, so a new token is fetched instead.
+    clock.advance(chrono::Duration::minutes(20));
+    let t = engine
+        .get("v", Some(Duration::from_secs(3000)), false)
+        .await
+        .unwrap();
+    assert_eq!(t.token.expose(), "token-1");
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_credential_that_never_succeeded_is_not_retried_in_the_background() {
+    let (engine, p, clock, _tmp) = engine_with(vec![
+        Err(FetchError::transient("no credentials found")),
+        Ok(3600),
+    ]);
+    p.gate.add_permits(2);
+    engine.get("v", None, false).await.unwrap_err();
+    // Before, the backoff planned retries for the day it stayed warm.
+    let refreshes = run_schedule(&engine, &clock, start() + chrono::Duration::minutes(10)).await;
+    assert_eq!(refreshes, 0);
+    assert_eq!(p.calls.load(Ordering::SeqCst), 1);
+    // The next get asks, and from then on it is kept warm.
+    engine.get("v", None, false).await.unwrap();
+    assert!(engine.plan(clock.now()).1.is_some());
+}
+
+#[tokio::test]
+async fn a_failing_get_says_the_config_edit_is_invalid() {
+    let (engine, p, _clock, tmp) = engine_with(vec![Err(FetchError::transient("500"))]);
+    p.gate.add_permits(1);
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        "[credentials.v]\nkind = 7\n",
+    )
+    .unwrap();
+    engine.reload().unwrap_err();
+    let e = engine.get("v", None, false).await.unwrap_err();
+    assert!(
+        e.message.starts_with(
+            "500 (and the config file is invalid, the previous config stays in force: "
+        ),
+        "{}",
+        e.message
+    );
+    let e = engine.get("new", None, false).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NoSuchCredential);
+    assert!(
+        e.message.contains("the previous config stays in force"),
+        "{}",
+        e.message
+    );
+}
+
 fn crate_sealer() -> crate::seal::Sealer {
     crate::seal::Sealer::new(&[1u8; 32], "test")
 }

@@ -60,8 +60,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
                 .iter()
                 .any(|p| p.at.starts_with(&format!("credentials.{builtin}")))
         {
-            let cred = parse_credential(builtin, &mut Fields::new(&builtin_table(builtin), ""))
+            let mut cred = parse_credential(builtin, &mut Fields::new(&builtin_table(builtin), ""))
                 .expect("built-in credential is valid");
+            cred.builtin = true;
             credentials.insert(builtin.to_owned(), cred);
         }
     }
@@ -396,6 +397,7 @@ fn parse_credential(name: &str, f: &mut Fields<'_>) -> Option<Credential> {
         min_valid,
         prefetch,
         env_var: env_var.unwrap_or_else(|| default_env_var(name)),
+        builtin: false,
     })
 }
 
