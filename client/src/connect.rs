@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use credcache_shared::codec::{self, CodecError};
 use credcache_shared::paths::{self, Paths};
-use credcache_shared::protocol::{Request, Response};
+use credcache_shared::protocol::{CredentialInfo, MAX_NAME_LEN, Request, Response};
 use credcache_shared::{PROTOCOL_VERSION, VERSION};
 use interprocess::local_socket::{GenericFilePath, Stream, ToFsName, prelude::*};
 
@@ -102,6 +102,8 @@ pub struct Connection {
     stream: Stream,
     pid: u32,
     log_file: PathBuf,
+    /// The config file the daemon reads, from its `Hello`.
+    config_path: PathBuf,
 }
 
 impl Connection {
@@ -113,6 +115,7 @@ impl Connection {
     /// Sends one request and reads its answer. An `Error` answer becomes
     /// [`Error::Daemon`] with `context` ("cannot get a token for gcp") in front.
     pub fn call(&mut self, request: &Request, context: &str) -> Result<Response, Error> {
+        check_name(request)?;
         // Requests that may wait on the cloud are bounded by the daemon
         // (`http_timeout`, retries included); a client-side limit would
         // only second-guess the config. The rest answer from memory.
@@ -141,10 +144,36 @@ impl Connection {
     /// Sends a request whose answers come as a stream (`Watch`), with no
     /// time limit on them.
     pub fn send(&mut self, request: &Request) -> Result<(), Error> {
+        check_name(request)?;
         self.stream
             .set_recv_timeout(None)
             .map_err(|e| self.transport_error(CodecError::Io(e)))?;
         codec::write_frame(&mut self.stream, request).map_err(|e| self.transport_error(e))
+    }
+
+    /// Every credential's state, a page at a time, from `after` on
+    /// (`after` is where a `Status` answer's first page ended).
+    pub fn list_from(
+        &mut self,
+        mut after: Option<String>,
+        context: &str,
+    ) -> Result<Vec<CredentialInfo>, Error> {
+        let mut all = Vec::new();
+        loop {
+            let request = Request::List {
+                after: after.take(),
+            };
+            match self.call(&request, context)? {
+                Response::Credentials(page) => {
+                    all.extend(page.credentials);
+                    match page.next {
+                        Some(next) => after = Some(next),
+                        None => return Ok(all),
+                    }
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
     }
 
     /// The next answer of a stream; `None` when the daemon closed it.
@@ -174,6 +203,24 @@ fn transport_error(e: CodecError, log_file: &Path) -> Error {
         other => Error::Unreachable(format!(
             "cannot understand the daemon: {other}; run `credcache daemon restart`"
         )),
+    }
+}
+
+/// A credential name longer than the protocol carries is refused here,
+/// with a clear error, instead of a frame the daemon would drop.
+fn check_name(request: &Request) -> Result<(), Error> {
+    let name = match request {
+        Request::Get { name, .. } | Request::Watch { name } => Some(name),
+        Request::Refresh { name } | Request::Forget { name } => name.as_ref(),
+        _ => None,
+    };
+    match name {
+        Some(n) if n.len() > MAX_NAME_LEN => Err(Error::Usage(format!(
+            "a credential name of {} bytes is too long: names are at most {MAX_NAME_LEN} bytes \
+             (`credcache list` shows them)",
+            n.len()
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -209,10 +256,13 @@ impl Endpoint {
 
     /// Connects to a running daemon, starting one if none answers and
     /// `autostart` allows it.
+    /// The daemon must read the config file this client was told to use
+    /// (`--config`, `CREDCACHE_CONFIG` or the default): one that reads
+    /// another is named, never used silently.
     pub fn connect(&self, autostart: Autostart) -> Result<Connection, Error> {
-        match self.probe()? {
-            Probe::Ready(conn) => Ok(conn),
-            Probe::Mismatch(m) => Err(m.error()),
+        let conn = match self.probe()? {
+            Probe::Ready(conn) => conn,
+            Probe::Mismatch(m) => return Err(m.error()),
             Probe::Down(why) => {
                 let allowed = autostart == Autostart::IfAllowed
                     && autostart_enabled(std::env::var_os("CREDCACHE_NO_AUTOSTART"));
@@ -220,10 +270,40 @@ impl Endpoint {
                     return Err(self.not_running(&why, autostart));
                 }
                 match self.start_under_lock()? {
-                    Started::Now(conn) | Started::Already(conn) => Ok(conn),
+                    Started::Now(conn) | Started::Already(conn) => conn,
                 }
             }
+        };
+        self.check_config(&conn)?;
+        Ok(conn)
+    }
+
+    /// Refuses a daemon that reads another config file than ours.
+    fn check_config(&self, conn: &Connection) -> Result<(), Error> {
+        let ours = &self.paths.config_file;
+        if same_file(&conn.config_path, ours) {
+            return Ok(());
         }
+        let source = if self.config_flag.is_some() {
+            "--config"
+        } else if std::env::var_os("CREDCACHE_CONFIG").is_some() {
+            "CREDCACHE_CONFIG"
+        } else {
+            "the default"
+        };
+        let undo = match source {
+            "--config" => "drop --config to use the running one",
+            "CREDCACHE_CONFIG" => "unset CREDCACHE_CONFIG to use the running one",
+            _ => "set CREDCACHE_CONFIG to its file to use the running one",
+        };
+        Err(Error::Usage(format!(
+            "the running daemon (pid {}) reads {}, not {} ({source}): \
+             run `credcache daemon restart --config {}` to switch it, or {undo}",
+            conn.pid,
+            conn.config_path.display(),
+            ours.display(),
+            ours.display()
+        )))
     }
 
     /// The error for "nobody answers" when no daemon may be started.
@@ -289,16 +369,19 @@ impl Endpoint {
             Some(Response::Hello {
                 protocol_version,
                 pid,
+                config_path,
                 ..
             }) if protocol_version == PROTOCOL_VERSION => Ok(Probe::Ready(Connection {
                 stream,
                 pid,
                 log_file: log.clone(),
+                config_path: PathBuf::from(config_path),
             })),
             Some(Response::Hello {
                 protocol_version,
                 daemon_version,
                 pid,
+                ..
             })
             | Some(Response::VersionMismatch {
                 daemon_protocol_version: protocol_version,
@@ -397,6 +480,21 @@ impl Endpoint {
     }
 }
 
+/// Whether two config paths name one file: the same file if both exist
+/// (links and `..` resolved), else the same absolute path.
+fn same_file(a: &Path, b: &Path) -> bool {
+    // The usual case, without a syscall on `get`'s path.
+    if a == b {
+        return true;
+    }
+    let resolve = |p: &Path| {
+        std::fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    resolve(a) == resolve(b)
+}
+
 /// Connecting failed because nobody listens, as opposed to a permission
 /// problem or a bad path, which starting a daemon would not fix.
 fn is_down(e: &io::Error) -> bool {
@@ -414,6 +512,36 @@ fn autostart_enabled(value: Option<OsString>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_paths_compare_by_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a.toml");
+        std::fs::write(&a, "").unwrap();
+        std::os::unix::fs::symlink(&a, tmp.path().join("link.toml")).unwrap();
+        assert!(same_file(&a, &tmp.path().join("link.toml")));
+        std::fs::create_dir(tmp.path().join("x")).unwrap();
+        assert!(same_file(&a, &tmp.path().join("x/../a.toml")));
+        assert!(!same_file(&a, &tmp.path().join("b.toml")));
+        assert!(same_file(
+            &tmp.path().join("missing.toml"),
+            &tmp.path().join("missing.toml")
+        ));
+    }
+
+    #[test]
+    fn an_overlong_name_is_a_usage_error_before_sending() {
+        let long = "g".repeat(1 << 20);
+        let err = check_name(&Request::Get {
+            name: long,
+            min_valid_secs: None,
+            refresh: false,
+        })
+        .unwrap_err();
+        assert_eq!(err.exit_code(), crate::exit::USAGE);
+        assert!(err.messages()[0].contains("1048576 bytes is too long"));
+        assert!(check_name(&Request::Refresh { name: None }).is_ok());
+    }
 
     #[test]
     fn autostart_is_off_only_for_exactly_1() {

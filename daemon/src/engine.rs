@@ -7,6 +7,7 @@
 //! core.
 
 mod loaded;
+mod names;
 mod reload;
 mod report;
 mod scheduler;
@@ -113,9 +114,11 @@ impl Engine {
             {
                 let mut s = slot.lock();
                 s.warm_until = Some(now + schedule::to_chrono(schedule::WARM_FOR));
-                s.next_refresh = policy.map(|p| {
+                let due = policy.map(|p| {
                     schedule::due_at(p, token.fetched_at, token.expires_at, schedule::jitter())
                 });
+                s.due_unpaced = due;
+                s.next_refresh = due.map(|d| schedule::paced(d, token.fetched_at));
             }
             slots.insert(stored.name, Arc::new(slot));
         }
@@ -180,6 +183,12 @@ impl Engine {
     fn current_slot(&self, name: &str, slot: &Arc<Slot>) -> bool {
         let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.get(name).is_some_and(|s| Arc::ptr_eq(s, slot))
+    }
+
+    /// The config file in force, made absolute (for `Hello`).
+    pub fn config_path(&self) -> PathBuf {
+        let path = &self.0.locations.config_file;
+        std::path::absolute(path).unwrap_or_else(|_| path.clone())
     }
 
     /// New-token notices, by credential name (for `watch`).
@@ -267,6 +276,14 @@ impl Engine {
     /// A token for `name`: from memory if one is valid for `min_valid`
     /// (default: the credential's), else fetched, with concurrent callers
     /// sharing one upstream call.
+    ///
+    /// A `min_valid` the caller asked for holds: the quarter-lifetime cap
+    /// that keeps short-lived tokens usable applies to the configured
+    /// default only, and one that no token of this credential can meet is
+    /// an error saying so, not a token valid for less.
+    ///
+    /// While the config file on disk is invalid, every answer says so, an
+    /// error as much as a token.
     pub async fn get(
         &self,
         name: &str,
@@ -274,14 +291,53 @@ impl Engine {
         refresh: bool,
     ) -> Result<TokenReply, WireError> {
         self.maybe_reload();
+        self.get_in_force(name, min_valid, refresh)
+            .await
+            .map_err(|mut e| {
+                if let Some(warning) = self.config_warning() {
+                    e.message = format!("{} (and {warning})", e.message);
+                }
+                e
+            })
+    }
+
+    async fn get_in_force(
+        &self,
+        name: &str,
+        asked: Option<Duration>,
+        refresh: bool,
+    ) -> Result<TokenReply, WireError> {
         let loaded = self.loaded();
         let entry = self.entry(&loaded, name)?;
-        let min_valid = min_valid.unwrap_or_else(|| loaded.config.min_valid(&entry.cred));
+        let min_valid = asked.unwrap_or_else(|| loaded.config.min_valid(&entry.cred));
         self.note_asked(name);
-        let token = self
+        let asked_at = self.0.clock.now();
+        let mut token = self
             .token(&loaded, entry, min_valid, refresh)
             .await
             .map_err(|e| wire_fetch_error(&e))?;
+        if let Some(want) = asked {
+            let short =
+                |t: &CachedToken| t.expires_at - self.0.clock.now() < schedule::to_chrono(want);
+            // A cached token that is too close to expiry, of a credential
+            // whose tokens live long enough: a new one can meet it.
+            if short(&token) && token.fetched_at < asked_at && token.lifetime() >= want {
+                token = self
+                    .token(&loaded, entry, min_valid, true)
+                    .await
+                    .map_err(|e| wire_fetch_error(&e))?;
+            }
+            if short(&token) {
+                return Err(WireError::new(
+                    ErrorKind::Config,
+                    format!(
+                        "tokens of {name} live {}; --min-valid {} cannot be met",
+                        humanize(rounded(token.lifetime())),
+                        humanize(want)
+                    ),
+                ));
+            }
+        }
         Ok(TokenReply {
             name: name.to_owned(),
             kind: entry.cred.kind().to_owned(),
@@ -295,19 +351,8 @@ impl Engine {
 
     fn entry<'l>(&self, loaded: &'l Loaded, name: &str) -> Result<&'l Entry, WireError> {
         loaded.entries.get(name).ok_or_else(|| {
-            let names: Vec<&str> = loaded
-                .config
-                .credentials
-                .keys()
-                .map(String::as_str)
-                .collect();
-            WireError::new(
-                ErrorKind::NoSuchCredential,
-                format!(
-                    "no credential named {name:?} (configured: {})",
-                    names.join(", ")
-                ),
-            )
+            let known = loaded.config.credentials.keys().map(String::as_str);
+            WireError::new(ErrorKind::NoSuchCredential, names::unknown(name, known))
         })
     }
 
@@ -366,6 +411,9 @@ impl Engine {
         let slot = self.slot(name);
         if !force && let Some(t) = slot.valid_token(self.0.clock.now(), min_valid) {
             tracing::debug!(credential = name, "answered from the cache");
+            if slot.demand(self.0.clock.now()) {
+                self.0.wake.notify_one();
+            }
             return Ok(t);
         }
         tracing::debug!(credential = name, force, "no usable cached token: fetching");
@@ -590,11 +638,23 @@ fn policy_for(loaded: &Loaded, name: &str) -> Option<Policy> {
 fn wire_fetch_error(e: &FetchError) -> WireError {
     let kind = match e.class {
         ErrorClass::Config => ErrorKind::Config,
-        ErrorClass::Transient | ErrorClass::Permanent | ErrorClass::Unauthorized => {
-            ErrorKind::Upstream
-        }
+        ErrorClass::Transient
+        | ErrorClass::Permanent
+        | ErrorClass::Rejected
+        | ErrorClass::Unauthorized => ErrorKind::Upstream,
     };
     WireError::new(kind, e.message.clone())
+}
+
+/// A lifetime as people say it: to the second, or past 5 minutes to the
+/// minute (an `expires_in` of 3599 is an hour token).
+fn rounded(d: Duration) -> Duration {
+    let secs = (d + Duration::from_millis(500)).as_secs();
+    if secs >= 300 {
+        Duration::from_secs((secs + 30) / 60 * 60)
+    } else {
+        Duration::from_secs(secs)
+    }
 }
 
 fn humanize(d: Duration) -> String {

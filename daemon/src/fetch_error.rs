@@ -11,8 +11,15 @@ pub enum ErrorClass {
     /// Network trouble, 5xx, 429, unreadable answers: try again later.
     Transient,
     /// The identity provider or API said no for good (`invalid_grant`,
-    /// 404, ...): retrying will not help until something changes.
+    /// `invalid_client`, ...): retrying will not help until something
+    /// changes.
     Permanent,
+    /// Any other 4xx (400, 404, 409, 423, ...) without a known permanent
+    /// code: the request was refused, but what upstream objected to may
+    /// change (a lock released, a conflict resolved). Not kept forever:
+    /// held off with a backoff starting at
+    /// [`crate::schedule::REJECTED_BACKOFF_BASE`], then asked again.
+    Rejected,
     /// 401/403 from an API: the identity token may be stale or lack rights.
     Unauthorized,
     /// The credential's settings or local files are unusable.

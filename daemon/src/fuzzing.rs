@@ -358,7 +358,7 @@ pub fn error_answer(data: &[u8]) {
         300..=399 | 408 | 429 | 500..=599 => {
             matches!(e.class, ErrorClass::Transient | ErrorClass::Permanent)
         }
-        _ => e.class == ErrorClass::Permanent,
+        _ => matches!(e.class, ErrorClass::Permanent | ErrorClass::Rejected),
     };
     assert!(class_ok, "{status} classed {:?}", e.class);
     if let Some(after) = e.retry_after {

@@ -236,8 +236,9 @@ impl Answer {
     }
 }
 
-/// `invalid_grant`/`invalid_client` and 401/403/404 will not get better by
-/// retrying; 408, 429 and 5xx may.
+/// `invalid_grant`/`invalid_client` (and the other codes below) and
+/// 401/403 will not get better by retrying; 408, 429 and 5xx may; any other
+/// 4xx is held off for a while, then asked again (SPEC §5).
 fn classify(status: u16, code: &str) -> ErrorClass {
     let permanent_codes = [
         "invalid_grant",
@@ -251,7 +252,7 @@ fn classify(status: u16, code: &str) -> ErrorClass {
     match status {
         408 | 429 | 500..=599 => ErrorClass::Transient,
         401 | 403 => ErrorClass::Unauthorized,
-        400..=499 => ErrorClass::Permanent,
+        400..=499 => ErrorClass::Rejected,
         _ => ErrorClass::Transient,
     }
 }
@@ -418,7 +419,13 @@ mod tests {
         )
         .error(now);
         assert_eq!(e.message, "x answered 404: ResourceNotFound: gone");
-        assert_eq!(e.class, ErrorClass::Permanent);
+        assert_eq!(e.class, ErrorClass::Rejected);
+        for status in [400, 409, 423] {
+            let e = answer(status, r#"{"error":"conflict"}"#).error(now);
+            assert_eq!(e.class, ErrorClass::Rejected, "{status}");
+            let e = answer(status, r#"{"error":"invalid_grant"}"#).error(now);
+            assert_eq!(e.class, ErrorClass::Permanent, "{status}");
+        }
         let e = answer(
             502,
             "<html><head><title>502 Bad Gateway</title></head></html>",

@@ -6,6 +6,16 @@
 //!   lifetime (a 20-second token is not refreshed every instant), then moved
 //!   earlier by a random 0–10% of the headroom so that tokens fetched
 //!   together do not all refresh together.
+//! - Pacing: a refresh nobody is waiting for comes at least
+//!   [`MIN_REFRESH_INTERVAL`] after the fetch before it, whatever the
+//!   lifetime. A token that lives 2 s is then not fetched every second for
+//!   the day it stays warm; while clients ask for it, `get` lifts the floor
+//!   (see `Slot::demand`), and a `get` that finds no usable token fetches at
+//!   once, so the floor never makes anyone get an expired token.
+//! - `min_valid` is capped at a quarter of the lifetime, below the headroom
+//!   cap of a half: between the planned refresh and the moment a `get` no
+//!   longer takes the cached token there is a quarter of the lifetime for a
+//!   failed refresh to be retried.
 //! - Failures: exponential backoff with full jitter, 1 s doubling to a
 //!   5-minute cap (the AWS architecture blog's "full jitter"), never earlier
 //!   than an upstream `Retry-After`.
@@ -21,6 +31,16 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// A refresh that returned the very same token and expiry (an upstream
 /// cache near expiry does this) waits at least this long before the next.
 pub const SAME_TOKEN_PAUSE: Duration = Duration::from_secs(30);
+/// The least time between a fetch and the next background refresh of the
+/// same credential. Real cloud tokens live minutes to hours, so this only
+/// binds for tokens under 20 s (test setups, misconfigured upstreams): a
+/// credential nobody asks for then costs at most 8,640 calls a day instead
+/// of one per half lifetime (86,400 a day for 2-second tokens).
+pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// After a 4xx without a known permanent code (`ErrorClass::Rejected`),
+/// neither `get` nor the scheduler asks again for this long, doubling per
+/// consecutive failure up to [`BACKOFF_CAP`].
+pub const REJECTED_BACKOFF_BASE: Duration = Duration::from_secs(30);
 /// The scheduler looks at the wall clock at least this often, so a jump
 /// (suspend/resume, NTP step) is noticed within this long.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
@@ -38,6 +58,20 @@ pub struct Policy {
 pub fn headroom(policy: Policy, lifetime: Duration) -> Duration {
     let by_fraction = lifetime.mul_f64(policy.refresh_fraction.clamp(0.0, 1.0));
     policy.refresh_ahead.max(by_fraction).min(lifetime / 2)
+}
+
+/// The most of a caller's `min_valid` that a token of this lifetime has to
+/// honour: a quarter of the lifetime, so a short-lived token is still
+/// usable, and a refresh planned at half the lifetime has a quarter of it
+/// to be retried before `get` stops taking the cached token.
+pub fn min_valid_cap(lifetime: Duration) -> Duration {
+    lifetime / 4
+}
+
+/// `due` (from [`due_at`]), but no earlier than [`MIN_REFRESH_INTERVAL`]
+/// after the fetch at `fetched_at`.
+pub fn paced(due: DateTime<Utc>, fetched_at: DateTime<Utc>) -> DateTime<Utc> {
+    due.max(fetched_at + to_chrono(MIN_REFRESH_INTERVAL))
 }
 
 /// When a token fetched at `fetched_at` and expiring at `expires_at` is due
@@ -61,6 +95,17 @@ pub fn backoff(failures: u32, jitter: f64) -> Duration {
     let exp = failures.saturating_sub(1).min(16);
     let window = BACKOFF_BASE.saturating_mul(1 << exp).min(BACKOFF_CAP);
     window.mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+/// How long nothing asks upstream after the `failures`-th consecutive
+/// refused request (a 4xx without a known permanent code): 30 s, 60 s, ...
+/// up to 5 minutes. No jitter below the window: it is a hold, as a
+/// `Retry-After` is.
+pub fn rejected_hold(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    REJECTED_BACKOFF_BASE
+        .saturating_mul(1 << exp)
+        .min(BACKOFF_CAP)
 }
 
 /// The next attempt after a failure: the backoff, but never before what
@@ -143,6 +188,39 @@ mod tests {
     }
 
     #[test]
+    fn background_refreshes_are_paced_at_ten_seconds() {
+        // A 2 s token is due 1 s in; paced, not before 10 s.
+        let due = due_at(POLICY, t(0), t(2), 0.0);
+        assert_eq!(due, t(1));
+        assert_eq!(paced(due, t(0)), t(10));
+        // Over 20 s of nobody asking, that is 2 refreshes, not 20.
+        let mut fetched = t(0);
+        let mut calls = 0;
+        while fetched < t(20) {
+            fetched = paced(
+                due_at(POLICY, fetched, fetched + chrono::Duration::seconds(2), 0.5),
+                fetched,
+            );
+            calls += 1;
+        }
+        assert_eq!(calls, 2);
+        // A token that lives long enough is not moved.
+        let due = due_at(POLICY, t(0), t(3600), 0.0);
+        assert_eq!(paced(due, t(0)), due);
+    }
+
+    #[test]
+    fn min_valid_is_capped_below_the_headroom() {
+        for secs in [2, 5, 20, 600, 3600] {
+            let lifetime = Duration::from_secs(secs);
+            assert_eq!(min_valid_cap(lifetime), lifetime / 4);
+            // Room for retries between the planned refresh and the moment
+            // the cached token stops being served.
+            assert!(min_valid_cap(lifetime) < lifetime / 2);
+        }
+    }
+
+    #[test]
     fn backoff_grows_then_caps() {
         let full = |n| backoff(n, 0.999_999_999);
         assert!(full(1) <= Duration::from_secs(1));
@@ -156,6 +234,15 @@ mod tests {
             let b = backoff(n, jitter());
             assert!(b <= BACKOFF_CAP);
         }
+    }
+
+    #[test]
+    fn refused_requests_are_held_from_30_seconds_doubling() {
+        assert_eq!(rejected_hold(1), Duration::from_secs(30));
+        assert_eq!(rejected_hold(2), Duration::from_secs(60));
+        assert_eq!(rejected_hold(4), Duration::from_secs(240));
+        assert_eq!(rejected_hold(5), BACKOFF_CAP);
+        assert_eq!(rejected_hold(u32::MAX), BACKOFF_CAP);
     }
 
     #[test]

@@ -239,6 +239,7 @@ async fn connection(
                     protocol_version: PROTOCOL_VERSION,
                     daemon_version: VERSION.to_owned(),
                     pid: std::process::id(),
+                    config_path: engine.config_path().display().to_string(),
                 };
                 (r, false, false)
             }
@@ -343,7 +344,7 @@ fn request_name(request: &Request) -> &'static str {
     match request {
         Request::Hello { .. } => "hello",
         Request::Get { .. } => "get",
-        Request::List => "list",
+        Request::List { .. } => "list",
         Request::Status => "status",
         Request::Refresh { .. } => "refresh",
         Request::Forget { .. } => "forget",
@@ -372,7 +373,7 @@ async fn dispatch(engine: &Engine, request: Request) -> Response {
                 Err(e) => Response::Error(e),
             }
         }
-        Request::List => Response::Credentials(engine.list()),
+        Request::List { after } => Response::Credentials(engine.list_page(after.as_deref())),
         Request::Status => Response::Status(Box::new(engine.status())),
         Request::Refresh { name } => done(engine.refresh(name.as_deref()).await),
         Request::Forget { name } => done(engine.forget(name.as_deref()).await),

@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn trailing_bytes_are_malformed() {
-        let mut body = to_vec(&Request::List).unwrap();
+        let mut body = to_vec(&Request::List { after: None }).unwrap();
         body.push(0);
         assert!(matches!(
             from_slice::<Request>(&body),

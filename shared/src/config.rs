@@ -62,6 +62,8 @@ pub struct Credential {
     pub prefetch: bool,
     /// Always set: the configured one or `CREDCACHE_<NAME>_TOKEN`.
     pub env_var: String,
+    /// One of the built-in `google` and `azure`, which no file configured.
+    pub builtin: bool,
 }
 
 impl Credential {

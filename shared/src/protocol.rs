@@ -5,10 +5,16 @@
 //! client sends any number of requests, each answered by exactly one
 //! response, in order. Framing is in [`crate::codec`].
 //!
-//! Compatibility rule: `Hello` is variant 0 of both enums and its fields
-//! never change, so two builds with different [`PROTOCOL_VERSION`]s can
-//! always tell each other so. Any other change to these types bumps
+//! Compatibility rule: `Hello` is variant 0 of both enums, and the fields
+//! of [`Request::Hello`] and of [`Response::VersionMismatch`] never change,
+//! so two builds with different [`PROTOCOL_VERSION`]s can always tell each
+//! other so. ([`Response::Hello`] is only sent when the versions match, so
+//! it may grow with a bump.) Any other change to these types bumps
 //! [`PROTOCOL_VERSION`] by hand.
+//!
+//! Every frame is at most [`crate::codec::MAX_FRAME`]: answers that grow
+//! with the number of credentials (`List`, `Status`) come in pages, and a
+//! credential name sent is at most [`MAX_NAME_LEN`] bytes.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,7 +22,17 @@ use serde::{Deserialize, Serialize};
 use crate::Secret;
 
 /// Bumped by hand whenever a message below changes shape.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
+
+/// The longest credential name a request may carry, in bytes. Config
+/// names are far shorter; this keeps every request well under the frame
+/// cap, so a client can refuse a longer one with a clear error.
+pub const MAX_NAME_LEN: usize = 1024;
+
+/// The most bytes of credential entries the daemon puts in one `List` or
+/// `Status` answer; the rest come in further pages. Half the frame cap,
+/// so the other fields of `Status` always fit beside them.
+pub const PAGE_BYTES: usize = crate::codec::MAX_FRAME / 2;
 
 /// What a client asks of the daemon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,9 +50,12 @@ pub enum Request {
         min_valid_secs: Option<u64>,
         refresh: bool,
     },
-    /// The configured credentials and the state of each.
-    List,
-    /// The daemon's own state plus every credential's.
+    /// The configured credentials and the state of each, in name order,
+    /// starting after `after` (from the start with `None`). Answered by
+    /// one page; [`CredentialPage::next`] says where the next one starts.
+    List { after: Option<String> },
+    /// The daemon's own state plus the first page of credentials; the
+    /// rest are asked for with `List { after: status.more_after }`.
     Status,
     /// Fetch anew now: one credential, or every cached one with `None`.
     /// Answered when the fetches are done.
@@ -61,6 +80,9 @@ pub enum Response {
         protocol_version: u32,
         daemon_version: String,
         pid: u32,
+        /// The config file the daemon reads (absolute), so a client told
+        /// to use another can say so instead of using this one silently.
+        config_path: String,
     },
     /// The client speaks another protocol version; the daemon closes the
     /// connection after this.
@@ -71,8 +93,8 @@ pub enum Response {
     },
     /// The answer to `Get`.
     Token(TokenReply),
-    /// The answer to `List`.
-    Credentials(Vec<CredentialInfo>),
+    /// The answer to `List`: one page.
+    Credentials(CredentialPage),
     /// The answer to `Status`.
     Status(Box<DaemonStatus>),
     /// `Refresh`, `Forget`, `Reload` or `Shutdown` done; names what it touched.
@@ -128,6 +150,14 @@ impl CredentialState {
     }
 }
 
+/// One page of a `List` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialPage {
+    pub credentials: Vec<CredentialInfo>,
+    /// Set when more credentials follow: ask `List { after: next }`.
+    pub next: Option<String>,
+}
+
 /// One credential's state, without its token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CredentialInfo {
@@ -172,7 +202,10 @@ pub struct DaemonStatus {
     /// Things the user should fix: files holding secrets that others can
     /// read, a cache key that had to be replaced, and the like.
     pub warnings: Vec<String>,
+    /// The first page of credentials.
     pub credentials: Vec<CredentialInfo>,
+    /// Set when more credentials follow: ask `List { after: more_after }`.
+    pub more_after: Option<String>,
 }
 
 /// An error that crossed the socket. The client maps `kind` to its exit code
@@ -223,7 +256,7 @@ mod tests {
     /// Changing this number is a deliberate act: the messages changed shape.
     #[test]
     fn protocol_version_is_pinned() {
-        assert_eq!(PROTOCOL_VERSION, 3);
+        assert_eq!(PROTOCOL_VERSION, 4);
     }
 
     /// Hello must stay decodable across protocol versions: variant 0 of both
@@ -240,6 +273,7 @@ mod tests {
             protocol_version: 7,
             daemon_version: "x".into(),
             pid: 1,
+            config_path: "/c".into(),
         })
         .unwrap();
         assert_eq!(resp[0], 0);

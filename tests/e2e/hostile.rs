@@ -63,7 +63,7 @@ fn garbage_oversized_and_truncated_frames_close_only_that_connection() {
 
     // A request before Hello.
     let mut s = UnixStream::connect(&sb.socket).unwrap();
-    codec::write_frame(&mut s, &Request::List).unwrap();
+    codec::write_frame(&mut s, &Request::List { after: None }).unwrap();
     let reply: Option<Response> = codec::read_frame(&mut &read_to_close(&mut s)[..]).unwrap();
     assert!(matches!(reply, Some(Response::Error(e)) if e.message.contains("Hello")));
 

@@ -24,6 +24,7 @@ mod google;
 mod hostile;
 mod kubeconfig;
 mod machine_interface;
+mod pacing;
 mod packaging;
 mod persistence;
 mod refresh;

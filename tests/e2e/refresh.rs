@@ -47,11 +47,13 @@ fn wait_for(
 fn a_token_is_refreshed_in_the_background_and_watch_sees_it() {
     let sb = Sandbox::new();
     let (script, calls) = sb.counting_script("v");
-    // 4 s tokens: headroom is capped at half the lifetime, so a refresh is
-    // due about 2 s after each fetch, with nobody asking.
+    // 12 s tokens: headroom is capped at half the lifetime, so a refresh
+    // is due about 6 s after each fetch, paced to 10 s (the least interval
+    // between background refreshes), still before expiry, with nobody
+    // asking.
     sb.write_config(
         &Sandbox::command_credential("short", &script)
-            .replace("lifetime = \"1h\"", "lifetime = \"4s\""),
+            .replace("lifetime = \"1h\"", "lifetime = \"12s\""),
     );
     let mut watch = sb
         .command("credcache")

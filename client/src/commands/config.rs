@@ -39,9 +39,15 @@ fn check(path: &Path) -> Result<String, Error> {
             names.join(", ")
         )
     } else {
-        let n = names.len();
+        let builtin = config.credentials.values().filter(|c| c.builtin).count();
+        let n = names.len() - builtin;
         let noun = if n == 1 { "credential" } else { "credentials" };
-        format!("{}: ok ({n} {noun})\n", path.display())
+        let extra = if builtin > 0 {
+            format!(" + {builtin} built-in")
+        } else {
+            String::new()
+        };
+        format!("{}: ok ({n} {noun}{extra})\n", path.display())
     })
 }
 
@@ -72,11 +78,21 @@ mod tests {
         )
         .unwrap();
         let line = check(&path).unwrap();
-        assert!(
-            line.starts_with(&format!("{}: ok (", path.display())),
-            "{line}"
+        // The file names one; google and azure are built in (before, this
+        // said "3 credentials").
+        assert_eq!(
+            line,
+            format!("{}: ok (1 credential + 2 built-in)\n", path.display())
         );
-        assert!(line.ends_with(" credentials)\n"), "{line}");
+        std::fs::write(
+            &path,
+            "[credentials.google]\nkind = \"google\"\n[credentials.v]\nkind = \"command\"\ncommand = [\"v\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            check(&path).unwrap(),
+            format!("{}: ok (2 credentials + 1 built-in)\n", path.display())
+        );
     }
 
     #[test]

@@ -1,13 +1,11 @@
 //! `credcache list [--json]`: the configured credentials with their kind,
 //! state and time left; never a token.
 
-use chrono::Utc;
-use credcache_shared::protocol::{Request, Response};
-
-use crate::connect::{self, Autostart, Endpoint};
+use crate::connect::{Autostart, Endpoint};
 use crate::exit::Error;
 use crate::format;
 use crate::output;
+use chrono::Utc;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,10 +16,7 @@ pub struct Args {
 
 pub fn run(endpoint: &Endpoint, args: &Args) -> Result<(), Error> {
     let mut conn = endpoint.connect(Autostart::IfAllowed)?;
-    let credentials = match conn.call(&Request::List, "cannot list credentials")? {
-        Response::Credentials(credentials) => credentials,
-        other => return Err(connect::unexpected(&other)),
-    };
+    let credentials = conn.list_from(None, "cannot list credentials")?;
     let text = if args.json {
         format::report::credentials_json(&credentials)?
     } else {

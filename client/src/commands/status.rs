@@ -30,8 +30,14 @@ pub fn run(endpoint: &Endpoint, args: &Args) -> Result<(), Error> {
 
 /// Asks the daemon for its status (also used by `daemon status`).
 pub fn fetch(conn: &mut Connection) -> Result<DaemonStatus, Error> {
-    match conn.call(&Request::Status, "cannot get the daemon's status")? {
-        Response::Status(status) => Ok(*status),
-        other => Err(connect::unexpected(&other)),
+    let context = "cannot get the daemon's status";
+    let mut status = match conn.call(&Request::Status, context)? {
+        Response::Status(status) => *status,
+        other => return Err(connect::unexpected(&other)),
+    };
+    if let Some(after) = status.more_after.take() {
+        let rest = conn.list_from(Some(after), context)?;
+        status.credentials.extend(rest);
     }
+    Ok(status)
 }

@@ -388,6 +388,7 @@ x              google  expired        expired
                 "/k.json is readable by others (mode 644); it holds a secret: chmod 600 it".into(),
             ],
             credentials: vec![info("google", CredentialState::Fresh, Some(at(600, 0)))],
+            more_after: None,
         }
     }
 

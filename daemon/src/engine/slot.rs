@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
 use credcache_shared::protocol::CredentialState;
 
-use crate::providers::FetchError;
+use crate::fetch_error::{ErrorClass, FetchError};
 use crate::schedule::{self, Policy};
 
 /// A token held in memory.
@@ -22,17 +22,22 @@ pub struct CachedToken {
 
 impl CachedToken {
     /// Whether it may be handed out at `now` to a caller that needs it for
-    /// `min_valid` more. `min_valid` is capped at half the token's lifetime
-    /// so a short-lived token is still usable; an expired one never is.
+    /// `min_valid` more. `min_valid` is capped at a quarter of the token's
+    /// lifetime ([`schedule::min_valid_cap`]) so a short-lived token is
+    /// still usable; an expired one never is.
     pub fn is_valid_for(&self, now: DateTime<Utc>, min_valid: Duration) -> bool {
-        let lifetime = (self.expires_at - self.fetched_at)
-            .to_std()
-            .unwrap_or(Duration::ZERO);
-        let needed = min_valid.min(lifetime / 2);
+        let needed = min_valid.min(schedule::min_valid_cap(self.lifetime()));
         match (self.expires_at - now).to_std() {
             Ok(left) => left > needed,
             Err(_) => false,
         }
+    }
+
+    /// From fetch to expiry.
+    pub fn lifetime(&self) -> Duration {
+        (self.expires_at - self.fetched_at)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
     }
 }
 
@@ -66,15 +71,37 @@ pub struct SlotState {
     /// When the scheduler fetches anew in the background, if the slot is
     /// warm. `None`: nothing planned (never fetched, or a permanent error).
     pub next_refresh: Option<DateTime<Utc>>,
+    /// When the refresh after the last success would be due without
+    /// [`schedule::MIN_REFRESH_INTERVAL`]: a `get` after this brings
+    /// `next_refresh` forward to it (`Slot::demand`).
+    pub due_unpaced: Option<DateTime<Utc>>,
     /// Kept warm (refreshed ahead of expiry) until then: the last time a
     /// client asked, plus a day.
     pub warm_until: Option<DateTime<Utc>>,
+    /// A token was fetched (or found in the cache) at least once. Only
+    /// such a slot is kept warm: one asked for whose fetches all failed
+    /// (a built-in `google` on a machine without Google credentials) is
+    /// not retried in the background for a day; the next `get` asks.
+    pub succeeded: bool,
+}
+
+impl SlotState {
+    /// Whether the scheduler refreshes this slot: `prefetch = true`, or
+    /// asked for within the warm window and fetched successfully at least
+    /// once.
+    fn is_warm(&self, now: DateTime<Utc>, prefetch: bool) -> bool {
+        prefetch || (self.succeeded && self.warm_until.is_some_and(|w| w > now))
+    }
 }
 
 impl Slot {
     pub fn with_token(token: CachedToken) -> Self {
         let slot = Self::default();
-        slot.lock().token = Some(token);
+        {
+            let mut s = slot.lock();
+            s.token = Some(token);
+            s.succeeded = true;
+        }
         slot
     }
 
@@ -113,9 +140,21 @@ impl Slot {
         let mut s = self.lock();
         s.attempts += 1;
         s.in_flight = false;
+        s.due_unpaced = None;
+        // How long nothing may ask upstream: what `Retry-After` said, and
+        // for a refused request (a 4xx without a permanent code) at least
+        // the refusal's hold.
+        let hold = match outcome {
+            Err(e) if e.class == ErrorClass::Rejected => Some(
+                schedule::rejected_hold(s.consecutive_failures + 1)
+                    .max(e.retry_after.unwrap_or(Duration::ZERO)),
+            ),
+            Err(e) => e.retry_after,
+            Ok(_) => None,
+        };
         s.next_refresh = match outcome {
             Ok(new) => {
-                let due =
+                let mut due =
                     schedule::due_at(policy, new.fetched_at, new.expires_at, schedule::jitter());
                 let same = s
                     .token
@@ -123,22 +162,23 @@ impl Slot {
                     .is_some_and(|old| old.token == new.token && old.expires_at == new.expires_at);
                 if same {
                     // Upstream handed back what we had: do not ask again at once.
-                    Some(due.max(started + schedule::to_chrono(schedule::SAME_TOKEN_PAUSE)))
-                } else {
-                    Some(due)
+                    due = due.max(started + schedule::to_chrono(schedule::SAME_TOKEN_PAUSE));
                 }
+                s.due_unpaced = Some(due);
+                Some(schedule::paced(due, new.fetched_at))
             }
             Err(e) if e.is_permanent() => None,
-            Err(e) => Some(schedule::retry_at(
+            Err(_) => Some(schedule::retry_at(
                 started,
                 s.consecutive_failures + 1,
                 schedule::jitter(),
-                e.retry_after,
+                hold,
             )),
         };
         match outcome {
             Ok(token) => {
                 s.token = Some(token.clone());
+                s.succeeded = true;
                 s.fetches += 1;
                 s.last_error = None;
                 s.consecutive_failures = 0;
@@ -148,26 +188,23 @@ impl Slot {
                 s.consecutive_failures += 1;
             }
         }
-        s.not_before = match outcome {
-            Err(FetchError {
-                retry_after: Some(after),
-                ..
-            }) => chrono::Duration::from_std(*after).ok().map(|d| started + d),
-            _ => None,
-        };
+        s.not_before = hold.and_then(|h| chrono::Duration::from_std(h).ok().map(|d| started + d));
     }
 
-    /// The last error, if upstream asked us (with `Retry-After`) not to
-    /// call again before a time still in the future.
+    /// The last error, if upstream asked us (with `Retry-After`, or by
+    /// refusing the request) not to call again before a time still in the
+    /// future.
     pub fn held_off(&self, now: DateTime<Utc>) -> Option<FetchError> {
         let s = self.lock();
         let until = s.not_before.filter(|t| *t > now)?;
         let mut e = s.last_error.clone()?;
         let secs = (until - now).num_seconds().max(1);
-        e.message = format!(
-            "{} (not asking again for {secs}s, as Retry-After said)",
-            e.message
-        );
+        let why = if e.class == ErrorClass::Rejected && e.retry_after.is_none() {
+            "refused; `credcache refresh` asks at once"
+        } else {
+            "as Retry-After said"
+        };
+        e.message = format!("{} (not asking again for {secs}s, {why})", e.message);
         Some(e)
     }
 
@@ -176,6 +213,7 @@ impl Slot {
         let mut s = self.lock();
         s.token = None;
         s.next_refresh = None;
+        s.due_unpaced = None;
         s.not_before = None;
         s.last_error = None;
         s.consecutive_failures = 0;
@@ -201,18 +239,34 @@ impl Slot {
         }
     }
 
+    /// A client was answered from the cache at `now`. If the refresh was
+    /// due by the policy and only [`schedule::MIN_REFRESH_INTERVAL`] held
+    /// it back, it is brought forward to now: somebody uses the token, so
+    /// it is kept fresh as if it lived longer. True if the plan changed
+    /// (the scheduler should look).
+    pub fn demand(&self, now: DateTime<Utc>) -> bool {
+        let mut s = self.lock();
+        let held_by_pacing = s.due_unpaced.is_some_and(|d| d <= now)
+            && s.next_refresh.is_some_and(|n| n > now)
+            && !s.in_flight;
+        if held_by_pacing {
+            s.next_refresh = Some(now);
+            s.due_unpaced = None;
+        }
+        held_by_pacing
+    }
+
     /// Whether the background refresh is due at `now`.
     pub fn is_due(&self, now: DateTime<Utc>, prefetch: bool) -> bool {
         let s = self.lock();
-        let warm = prefetch || s.warm_until.is_some_and(|w| w > now);
+        let warm = s.is_warm(now, prefetch);
         warm && !s.in_flight && s.next_refresh.is_some_and(|t| t <= now)
     }
 
     /// When this slot next needs the scheduler, if it is warm.
     pub fn wake_at(&self, now: DateTime<Utc>, prefetch: bool) -> Option<DateTime<Utc>> {
         let s = self.lock();
-        let warm = prefetch || s.warm_until.is_some_and(|w| w > now);
-        if warm && !s.in_flight {
+        if s.is_warm(now, prefetch) && !s.in_flight {
             s.next_refresh
         } else {
             None
@@ -252,7 +306,7 @@ mod tests {
     }
 
     #[test]
-    fn validity_honours_min_valid_capped_at_half_the_lifetime() {
+    fn validity_honours_min_valid_capped_at_a_quarter_of_the_lifetime() {
         let t = token(0, 3600);
         let at = |s| DateTime::from_timestamp(s, 0).unwrap();
         assert!(t.is_valid_for(at(3000), Duration::from_secs(60)));
@@ -262,10 +316,15 @@ mod tests {
             "expired is never valid"
         );
         assert!(!t.is_valid_for(at(4000), Duration::ZERO));
-        // A 20 s token with min_valid 60 s: usable for its first 10 s.
+        // A 20 s token with min_valid 60 s: usable for its first 15 s,
+        // 5 s past the refresh planned at half its lifetime.
         let short = token(0, 20);
-        assert!(short.is_valid_for(at(9), Duration::from_secs(60)));
-        assert!(!short.is_valid_for(at(10), Duration::from_secs(60)));
+        assert!(short.is_valid_for(at(14), Duration::from_secs(60)));
+        assert!(!short.is_valid_for(at(15), Duration::from_secs(60)));
+        // Never past expiry, whatever the cap.
+        let tiny = token(0, 2);
+        assert!(tiny.is_valid_for(at(1), Duration::from_secs(60)));
+        assert!(!tiny.is_valid_for(at(2), Duration::ZERO));
     }
 
     #[test]
@@ -286,6 +345,70 @@ mod tests {
             CredentialState::Expired
         );
         assert_eq!(slot.attempts(), 3);
+    }
+
+    #[test]
+    fn an_expired_token_is_never_listed_fresh() {
+        let at = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let slot = Slot::default();
+        slot.finish(&Ok(token(0, 2)), at(0), POLICY);
+        assert_eq!(slot.state(at(1)), CredentialState::Fresh);
+        // Pacing holds the next refresh until 10 s: meanwhile it is expired.
+        assert_eq!(slot.lock().next_refresh, Some(at(10)));
+        assert_eq!(slot.state(at(2)), CredentialState::Expired);
+        assert_eq!(slot.state(at(5)), CredentialState::Expired);
+    }
+
+    #[test]
+    fn short_tokens_are_paced_unless_a_client_asks() {
+        let at = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let slot = Slot::default();
+        slot.lock().warm_until = Some(at(100_000));
+        // 4 s token: due about 2 s in by the policy, paced to 10 s.
+        slot.finish(&Ok(token(0, 4)), at(0), POLICY);
+        assert_eq!(slot.lock().next_refresh, Some(at(10)));
+        assert!(!slot.is_due(at(3), false));
+        // A get before the policy's due time changes nothing...
+        assert!(!slot.demand(at(1)));
+        assert_eq!(slot.lock().next_refresh, Some(at(10)));
+        // ...one after it brings the refresh forward to now, once.
+        assert!(slot.demand(at(3)));
+        assert!(slot.is_due(at(3), false));
+        assert!(!slot.demand(at(3)));
+        // Not while a fetch is in flight.
+        slot.finish(&Ok(token(20, 24)), at(20), POLICY);
+        slot.lock().in_flight = true;
+        assert!(!slot.demand(at(23)));
+        // A long-lived token is not paced at all.
+        slot.lock().in_flight = false;
+        slot.finish(&Ok(token(100, 3700)), at(100), POLICY);
+        assert!(!slot.demand(at(200)));
+        let due = slot.lock().next_refresh.unwrap();
+        assert!(due > at(100 + 2880 - 73) && due <= at(100 + 2880));
+    }
+
+    #[test]
+    fn a_refused_request_is_held_off_then_asked_again() {
+        let at = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let slot = Slot::default();
+        let mut e = FetchError::permanent("x answered 409: conflict");
+        e.class = ErrorClass::Rejected;
+        e.status = Some(409);
+        slot.finish(&Err(e.clone()), at(0), POLICY);
+        // Not kept forever...
+        assert!(slot.kept_error().is_none());
+        // ...but held for 30 s, then asked again.
+        let held = slot.held_off(at(10)).unwrap();
+        assert_eq!(
+            held.message,
+            "x answered 409: conflict (not asking again for 20s, refused; `credcache refresh` asks at once)"
+        );
+        assert!(slot.held_off(at(30)).is_none());
+        assert_eq!(slot.lock().next_refresh, Some(at(30)));
+        // A second refusal in a row: 60 s.
+        slot.finish(&Err(e), at(30), POLICY);
+        assert!(slot.held_off(at(89)).is_some());
+        assert!(slot.held_off(at(90)).is_none());
     }
 
     #[test]
@@ -330,6 +453,14 @@ mod tests {
         assert!(slot.kept_error().is_some());
         slot.forgive();
         assert!(slot.kept_error().is_none());
+        // Never fetched successfully: asked for, but not kept warm.
+        let never = Slot::default();
+        never.lock().warm_until = Some(at(100_000));
+        never.finish(&Err(FetchError::transient("500")), at(0), POLICY);
+        assert!(never.lock().next_refresh.is_some());
+        assert!(!never.is_due(at(50), false));
+        assert_eq!(never.wake_at(at(50), false), None);
+        assert!(never.is_due(at(50), true), "prefetch still retries");
         // Not warm: never due.
         slot.lock().next_refresh = Some(at(0));
         slot.lock().warm_until = Some(at(10));

@@ -281,6 +281,181 @@ async fn transient_failures_back_off() {
     assert_eq!(state_of(&engine, "v"), CredentialState::StaleServing);
 }
 
+/// Runs the scheduler's passes on the fake clock from now to `until`, one
+/// step at a time, and returns how many background refreshes it started.
+async fn run_schedule(engine: &Engine, clock: &FakeClock, until: DateTime<Utc>) -> u32 {
+    let mut started = 0;
+    while clock.now() < until {
+        let (due, _) = engine.plan(clock.now());
+        for name in due {
+            engine.background_refresh(&name).await;
+            started += 1;
+        }
+        clock.advance(chrono::Duration::milliseconds(100));
+    }
+    started
+}
+
+#[tokio::test]
+async fn two_second_tokens_nobody_asks_for_are_refreshed_every_ten_seconds() {
+    let (engine, p, clock, _tmp) = engine_with(vec![Ok(2); 10]);
+    p.gate.add_permits(10);
+    engine.get("v", None, false).await.unwrap();
+    // 20 s with nobody asking: at 10 s and 20 s, not every second.
+    let refreshes = run_schedule(&engine, &clock, start() + chrono::Duration::seconds(20)).await;
+    assert_eq!(refreshes, 1, "one at 10 s (the one at 20 s is not yet due)");
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+    // Meanwhile the token expired: list says so...
+    clock.set(start() + chrono::Duration::seconds(13));
+    assert_eq!(state_of(&engine, "v"), CredentialState::Expired);
+    // ...and a get fetches at once rather than wait for the paced refresh.
+    assert_eq!(
+        engine.get("v", None, false).await.unwrap().token.expose(),
+        "token-2"
+    );
+}
+
+#[tokio::test]
+async fn a_client_asking_lifts_the_pacing() {
+    let (engine, p, clock, _tmp) = engine_with(vec![Ok(4); 10]);
+    p.gate.add_permits(10);
+    engine.get("v", None, false).await.unwrap();
+    // 2.5 s in: past the policy's due time (2 s), still valid for the
+    // capped min_valid (1 s). Answered from the cache, and the refresh is
+    // brought forward instead of waiting until 10 s.
+    clock.advance(chrono::Duration::milliseconds(2500));
+    assert_eq!(
+        engine.get("v", None, false).await.unwrap().token.expose(),
+        "token-0"
+    );
+    let (due, _) = engine.plan(clock.now());
+    assert_eq!(due, vec!["v".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_failed_refresh_is_retried_while_the_token_is_still_served() {
+    // 20 s tokens, min_valid 60 s (the default): due 10 s in, served until
+    // 15 s in (a quarter of the lifetime left), not only until 10 s.
+    let (engine, p, clock, _tmp) =
+        engine_with(vec![Ok(20), Err(FetchError::transient("500")), Ok(20)]);
+    p.gate.add_permits(3);
+    engine.get("v", None, false).await.unwrap();
+    clock.advance(chrono::Duration::seconds(10));
+    let (due, _) = engine.plan(clock.now());
+    assert_eq!(due, vec!["v".to_owned()]);
+    engine.background_refresh("v").await;
+    assert_eq!(state_of(&engine, "v"), CredentialState::StaleServing);
+    clock.advance(chrono::Duration::seconds(2));
+    // 8 s left: the cached token answers; no upstream call for it.
+    assert_eq!(
+        engine.get("v", None, false).await.unwrap().token.expose(),
+        "token-0"
+    );
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+    // The retry planned by the backoff comes before the token stops serving.
+    let retry = engine.plan(clock.now());
+    assert!(
+        retry.0 == vec!["v".to_owned()]
+            || retry.1.unwrap() < start() + chrono::Duration::seconds(15),
+        "{retry:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_request_is_asked_again_after_thirty_seconds() {
+    let mut refused = FetchError::transient("x answered 423: locked");
+    refused.class = ErrorClass::Rejected;
+    let (engine, p, clock, _tmp) = engine_with(vec![Err(refused), Ok(3600)]);
+    p.gate.add_permits(2);
+    let e = engine.get("v", None, false).await.unwrap_err();
+    assert_eq!(e.message, "x answered 423: locked");
+    // Inside the hold: answered without calling.
+    clock.advance(chrono::Duration::seconds(29));
+    let e = engine.get("v", None, false).await.unwrap_err();
+    assert!(
+        e.message.contains("not asking again for 1s"),
+        "{}",
+        e.message
+    );
+    assert_eq!(p.calls.load(Ordering::SeqCst), 1);
+    // After it: asked again (before, a 4xx was kept until `refresh`).
+    clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(
+        engine.get("v", None, false).await.unwrap().token.expose(),
+        "token-1"
+    );
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_asked_min_valid_holds_or_fails_saying_why() {
+    let (engine, p, clock, _tmp) = engine_with(vec![Ok(3600), Ok(3600)]);
+    p.gate.add_permits(2);
+    // Longer than any token lives: an error, not a 1 h token.
+    let e = engine
+        .get("v", Some(Duration::from_secs(7200)), false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config);
+    assert_eq!(
+        e.message,
+        "tokens of v live 1h; --min-valid 2h cannot be met"
+    );
+    // 40 min left, 50 min asked: the quarter-lifetime cap does not apply to
+    // an asked min_valid, so a new token is fetched instead.
+    clock.advance(chrono::Duration::minutes(20));
+    let t = engine
+        .get("v", Some(Duration::from_secs(3000)), false)
+        .await
+        .unwrap();
+    assert_eq!(t.token.expose(), "token-1");
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_credential_that_never_succeeded_is_not_retried_in_the_background() {
+    let (engine, p, clock, _tmp) = engine_with(vec![
+        Err(FetchError::transient("no credentials found")),
+        Ok(3600),
+    ]);
+    p.gate.add_permits(2);
+    engine.get("v", None, false).await.unwrap_err();
+    // Before, the backoff planned retries for the day it stayed warm.
+    let refreshes = run_schedule(&engine, &clock, start() + chrono::Duration::minutes(10)).await;
+    assert_eq!(refreshes, 0);
+    assert_eq!(p.calls.load(Ordering::SeqCst), 1);
+    // The next get asks, and from then on it is kept warm.
+    engine.get("v", None, false).await.unwrap();
+    assert!(engine.plan(clock.now()).1.is_some());
+}
+
+#[tokio::test]
+async fn a_failing_get_says_the_config_edit_is_invalid() {
+    let (engine, p, _clock, tmp) = engine_with(vec![Err(FetchError::transient("500"))]);
+    p.gate.add_permits(1);
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        "[credentials.v]\nkind = 7\n",
+    )
+    .unwrap();
+    engine.reload().unwrap_err();
+    let e = engine.get("v", None, false).await.unwrap_err();
+    assert!(
+        e.message.starts_with(
+            "500 (and the config file is invalid, the previous config stays in force: "
+        ),
+        "{}",
+        e.message
+    );
+    let e = engine.get("new", None, false).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NoSuchCredential);
+    assert!(
+        e.message.contains("the previous config stays in force"),
+        "{}",
+        e.message
+    );
+}
+
 fn crate_sealer() -> crate::seal::Sealer {
     crate::seal::Sealer::new(&[1u8; 32], "test")
 }

@@ -63,11 +63,12 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
                 .iter()
                 .any(|p| p.at.starts_with(&format!("credentials.{builtin}")))
         {
-            let cred = parse_credential(
+            let mut cred = parse_credential(
                 builtin,
                 &mut Fields::new(&builtin_table(builtin), "", keys::CREDENTIAL),
             )
             .expect("built-in credential is valid");
+            cred.builtin = true;
             credentials.insert(builtin.to_owned(), cred);
         }
     }
@@ -433,6 +434,7 @@ fn parse_credential(name: &str, f: &mut Fields<'_>) -> Option<Credential> {
         min_valid,
         prefetch,
         env_var: env_var.unwrap_or_else(|| default_env_var(name)),
+        builtin: false,
     })
 }
 

@@ -213,8 +213,9 @@ fn foreign_target(plan: &Plan) -> anyhow::Result<Target> {
     let mut conn = Conn::open(&socket).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     let name = match &plan.name {
         Some(name) => name.clone(),
-        None => match conn.request(&Request::List) {
-            Ok(Response::Credentials(list)) => list
+        None => match conn.request(&Request::List { after: None }) {
+            Ok(Response::Credentials(page)) => page
+                .credentials
                 .into_iter()
                 .find(|c| c.state == CredentialState::Fresh)
                 .map(|c| c.name)
