@@ -9,9 +9,17 @@
 //! signal, and the only polling is a short, bounded re-connect when the
 //! daemon reports that another one already serves the socket.
 //!
+//! The client trusts nothing it has not checked: before connecting, the
+//! socket's directory must be ours, a real directory, and not writable by
+//! group or others (one `lstat`); after connecting, the peer must run as
+//! our uid (`SO_PEERCRED` on Linux, `LOCAL_PEERCRED`, the call behind
+//! `getpeereid`, on macOS, both through `interprocess`). Otherwise another
+//! local user who planted `/tmp/credcache-<uid>/` could answer our
+//! requests, and choose what `exec` and `get --format env` export.
+//!
 //! **Invariant:** nothing here runs before a connection attempt except
-//! resolving paths, so a warm `credcache get` costs one connect and two
-//! round trips.
+//! resolving paths and that `lstat`, so a warm `credcache get` costs one
+//! connect and two round trips.
 
 mod spawn;
 
@@ -244,19 +252,57 @@ impl Endpoint {
         ))
     }
 
-    /// Connects and says hello, without starting anything.
+    /// Connects and says hello, without starting anything. The socket's
+    /// directory is checked first and the daemon's uid right after the
+    /// connect, so nothing is sent to (or read from) another user's socket.
     pub fn probe(&self) -> Result<Probe, Error> {
+        let socket = self.paths.socket.display();
+        match paths::check_private_dir(self.paths.socket_dir()) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ok(Probe::Down(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no socket directory",
+                )));
+            }
+            Err(e) => {
+                return Err(Error::Unreachable(format!(
+                    "refusing to connect to {socket}: its directory {e}"
+                )));
+            }
+        }
         let stream = match self.connect_socket() {
             Ok(stream) => stream,
             Err(e) if is_down(&e) => return Ok(Probe::Down(e)),
             Err(e) => {
                 return Err(Error::Unreachable(format!(
-                    "cannot connect to the daemon at {}: {e}",
-                    self.paths.socket.display()
+                    "cannot connect to the daemon at {socket}: {e}"
                 )));
             }
         };
+        self.check_peer(&stream)?;
         self.hello(stream)
+    }
+
+    /// Refuses a socket served by another user: whatever it would answer
+    /// (a token, an `env_var`) is theirs to choose.
+    fn check_peer(&self, stream: &Stream) -> Result<(), Error> {
+        let socket = self.paths.socket.display();
+        let mine = rustix::process::getuid().as_raw();
+        match stream.peer_creds().map(|c| c.euid()) {
+            Ok(Some(uid)) if uid == mine => Ok(()),
+            Ok(Some(uid)) => Err(Error::Unreachable(format!(
+                "refusing the daemon on {socket}: it runs as uid {uid}, not as this user (uid {mine}); \
+                 another user may have planted it: remove {} if you can, or set CREDCACHE_SOCKET",
+                self.paths.socket_dir().display()
+            ))),
+            Ok(None) => Err(Error::Unreachable(format!(
+                "refusing the daemon on {socket}: the system does not say which user runs it"
+            ))),
+            Err(e) => Err(Error::Unreachable(format!(
+                "refusing the daemon on {socket}: cannot tell which user runs it: {e}"
+            ))),
+        }
     }
 
     /// Whether anything accepts connections on the socket, without a

@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod env_var;
 pub mod paths;
 pub mod protocol;
 pub mod secret;

@@ -28,3 +28,4 @@ mod refresh;
 mod secrets;
 mod security;
 mod shells;
+mod trust;

@@ -1,0 +1,299 @@
+//! Issue 13, the client's side: what the client trusts. A socket in a
+//! directory another user planted, or served by another uid, is refused
+//! before anything is sent or read; a token is never exported in a
+//! variable that runs code; a daemon that never answers, or that is at its
+//! connection cap, is "unreachable" (exit 3); an auto-started daemon keeps
+//! none of the caller's file descriptors; `kubeconfig --merge` follows no
+//! planted symlink.
+//!
+//! The fake daemons here are threads of the test speaking the real
+//! protocol (`credcache_shared::codec`) on a Unix socket; the client under
+//! test is the real binary. Tests that need two users run the client as
+//! nobody (65534) with `setpriv`, against a fake owned by root (the tests
+//! run as root, as `security.rs`'s cross-uid test does).
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{Duration as ChronoDuration, Utc};
+use credcache_shared::Secret;
+use credcache_shared::codec::{read_frame, write_frame};
+use credcache_shared::protocol::{
+    ErrorKind, PROTOCOL_VERSION, Request, Response, TokenReply, WireError,
+};
+
+use crate::harness::{Out, Sandbox, bin_dir};
+
+const NOBODY: u32 = 65534;
+
+/// What a fake daemon does once a client connected.
+#[derive(Clone)]
+enum Script {
+    /// Answers `Hello`, then every `Get` with this token in this variable.
+    Token { env_var: String, token: String },
+    /// Answers `Hello`, then never answers the next request.
+    Hang,
+    /// Answers at once as a daemon at its connection cap does (before
+    /// reading anything), then hangs up.
+    Busy,
+}
+
+/// A fake daemon on a socket: counts connections and requests it saw.
+struct Fake {
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl Fake {
+    /// Listens on `socket` (its directory must exist) and serves `script`
+    /// on every connection, each in its own thread.
+    fn start(socket: &Path, script: Script) -> Fake {
+        let listener = UnixListener::bind(socket).unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (c, r) = (connections.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (r, script) = (r.clone(), script.clone());
+                std::thread::spawn(move || serve(stream, &script, &r));
+            }
+        });
+        Fake {
+            connections,
+            requests,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(mut stream: UnixStream, script: &Script, requests: &AtomicUsize) {
+    if let Script::Busy = script {
+        let busy = Response::Error(WireError::new(
+            ErrorKind::Internal,
+            "the daemon has too many open connections; try again",
+        ));
+        let _ = write_frame(&mut stream, &busy);
+        return;
+    }
+    let mut answered_hello = false;
+    while let Ok(Some(request)) = read_frame::<_, Request>(&mut stream) {
+        requests.fetch_add(1, Ordering::SeqCst);
+        let response = match (&request, script) {
+            (Request::Hello { .. }, _) if !answered_hello => {
+                answered_hello = true;
+                Response::Hello {
+                    protocol_version: PROTOCOL_VERSION,
+                    daemon_version: "6.6.6".into(),
+                    pid: 4242,
+                }
+            }
+            // Keep the connection open, answer nothing: the next read
+            // ends when the client hangs up.
+            (_, Script::Hang) => continue,
+            (Request::Get { name, .. }, Script::Token { env_var, token }) => {
+                Response::Token(TokenReply {
+                    name: name.clone(),
+                    kind: "command".into(),
+                    token: Secret::new(token.clone()),
+                    expires_at: Utc::now() + ChronoDuration::hours(1),
+                    fetched_at: Utc::now(),
+                    env_var: env_var.clone(),
+                    warning: None,
+                })
+            }
+            _ => Response::Done {
+                affected: Vec::new(),
+            },
+        };
+        if write_frame(&mut stream, &response).is_err() {
+            return;
+        }
+    }
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The red team's payload: a file that `bash` sources when `BASH_ENV`
+/// names it, which leaves a marker. Returns (script, marker).
+fn payload(sb: &Sandbox) -> (PathBuf, PathBuf) {
+    let drop_dir = sb.dir.path().join("pwn");
+    std::fs::create_dir_all(&drop_dir).unwrap();
+    chmod(&drop_dir, 0o777);
+    let marker = drop_dir.join("ran");
+    let script = sb.dir.path().join("attacker.sh");
+    std::fs::write(&script, format!("touch '{}'\n", marker.display())).unwrap();
+    chmod(&script, 0o644);
+    (script, marker)
+}
+
+/// Runs `credcache ARGS` as nobody, with the sandbox's environment.
+fn run_as_nobody(sb: &Sandbox, args: &[&str]) -> Out {
+    sb.command_for("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(bin_dir().join("credcache"))
+        .args(args)
+        .env("CREDCACHE_NO_AUTOSTART", "1")
+        .output()
+        .unwrap()
+        .into()
+}
+
+/// Exit 3, nothing on stdout, one stderr line saying `want`.
+#[track_caller]
+fn refused(out: &Out, want: &[&str]) {
+    assert_eq!(out.code, 3, "{out:#?}");
+    assert_eq!(out.stdout, "", "{out:#?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:#?}");
+    assert!(out.stderr.starts_with("credcache: "), "{out:#?}");
+    for w in want {
+        assert!(out.stderr.contains(w), "wanted {w:?}: {out:#?}");
+    }
+}
+
+#[test]
+fn a_daemon_of_another_user_is_refused_for_get_exec_and_env() {
+    let sb = Sandbox::new();
+    let (script, marker) = payload(&sb);
+    // The victim (nobody) owns a proper private socket directory; the
+    // socket in it is served by another uid (root, here).
+    let dir = sb.socket.parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    chmod(sb.dir.path(), 0o755);
+    std::os::unix::fs::chown(dir, Some(NOBODY), Some(NOBODY)).unwrap();
+    chmod(dir, 0o700);
+    let fake = Fake::start(
+        &sb.socket,
+        Script::Token {
+            env_var: "BASH_ENV".into(),
+            token: script.display().to_string(),
+        },
+    );
+    chmod(&sb.socket, 0o777);
+
+    let socket = sb.socket.display().to_string();
+    let want = [socket.as_str(), "uid 0", "uid 65534"];
+    for args in [
+        &["get", "corp"][..],
+        &["get", "corp", "--format", "env"],
+        &["exec", "corp", "--", "bash", "-c", "true"],
+    ] {
+        let out = run_as_nobody(&sb, args);
+        refused(&out, &want);
+        assert!(!out.stderr.contains("attacker"), "{out:#?}");
+        assert!(!marker.exists(), "{args:?} ran the attacker's code");
+    }
+    assert_eq!(fake.connections(), 3);
+    assert_eq!(fake.requests(), 0, "nothing was sent to the fake");
+}
+
+#[test]
+fn a_planted_socket_directory_is_refused_before_connecting() {
+    enum Plant {
+        OtherOwner,
+        WorldWritable,
+        Symlink,
+    }
+    for plant in [Plant::OtherOwner, Plant::WorldWritable, Plant::Symlink] {
+        let sb = Sandbox::new();
+        let (script, marker) = payload(&sb);
+        let dir = sb.socket.parent().unwrap();
+        let real = match plant {
+            Plant::Symlink => {
+                let real = sb.dir.path().join("elsewhere");
+                std::fs::create_dir(&real).unwrap();
+                chmod(&real, 0o700);
+                std::os::unix::fs::symlink(&real, dir).unwrap();
+                real
+            }
+            _ => {
+                std::fs::create_dir(dir).unwrap();
+                dir.to_path_buf()
+            }
+        };
+        let fake = Fake::start(
+            &real.join("credcache.sock"),
+            Script::Token {
+                env_var: "BASH_ENV".into(),
+                token: script.display().to_string(),
+            },
+        );
+        let why = match plant {
+            Plant::OtherOwner => {
+                std::os::unix::fs::chown(dir, Some(NOBODY), Some(NOBODY)).unwrap();
+                chmod(dir, 0o700);
+                "is owned by uid 65534"
+            }
+            Plant::WorldWritable => {
+                chmod(dir, 0o777);
+                "is writable by group or others"
+            }
+            Plant::Symlink => "is a symlink",
+        };
+        let dir_text = dir.display().to_string();
+        for args in [
+            &["get", "corp"][..],
+            &["get", "corp", "--format", "env"],
+            &["exec", "corp", "--", "bash", "-c", "true"],
+            &["daemon", "stop"],
+        ] {
+            let out = sb.run(args);
+            refused(&out, &[dir_text.as_str(), why]);
+            assert!(!marker.exists(), "{args:?} ran the attacker's code");
+        }
+        assert_eq!(fake.connections(), 0, "{why}: the client connected");
+    }
+}
+
+#[test]
+fn a_dangerous_env_var_is_never_exported_even_from_our_own_daemon() {
+    let sb = Sandbox::new();
+    let (script, marker) = payload(&sb);
+    std::fs::create_dir_all(sb.socket.parent().unwrap()).unwrap();
+    chmod(sb.socket.parent().unwrap(), 0o700);
+    let _fake = Fake::start(
+        &sb.socket,
+        Script::Token {
+            env_var: "BASH_ENV".into(),
+            token: script.display().to_string(),
+        },
+    );
+    let out = sb.run(["get", "corp", "--format", "env"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert_eq!(out.stdout, "", "{out:#?}");
+    assert!(
+        out.stderr.contains("\"BASH_ENV\" is refused") && !out.stderr.contains("attacker"),
+        "{out:#?}"
+    );
+    let out = sb.run(["exec", "corp", "--", "bash", "-c", "true"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(!marker.exists(), "exec ran the attacker's code");
+
+    // And such a config never loads.
+    let (vault, _) = sb.counting_script("v");
+    sb.write_config(&format!(
+        "{}env_var = \"LD_PRELOAD\"\n",
+        Sandbox::command_credential("vault", &vault)
+    ));
+    let out = sb.run(["config", "check"]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("credentials.vault.env_var: \"LD_PRELOAD\" is refused"),
+        "{out:#?}"
+    );
+}
