@@ -16,6 +16,7 @@ mod exit;
 mod format;
 mod host_match;
 mod output;
+mod replace_file;
 mod sys;
 
 use std::process::ExitCode;

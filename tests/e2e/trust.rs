@@ -297,3 +297,43 @@ fn a_dangerous_env_var_is_never_exported_even_from_our_own_daemon() {
         "{out:#?}"
     );
 }
+
+#[test]
+fn kubeconfig_merge_follows_no_symlink_planted_at_a_temp_name() {
+    let sb = Sandbox::new();
+    let kube = sb.home.join(".kube");
+    std::fs::create_dir_all(&kube).unwrap();
+    let config = kube.join("config");
+    std::fs::write(&config, "apiVersion: v1\nkind: Config\nusers: []\n").unwrap();
+    let bashrc = sb.home.join(".bashrc");
+    std::fs::write(&bashrc, "# mine\n").unwrap();
+    // The name the merge used to write through: `<target>.credcache-<pid>.tmp`.
+    // `sh` plants it with its own pid, then becomes credcache (same pid).
+    let out: Out = sb
+        .command_for("sh")
+        .arg("-c")
+        .arg(r#"ln -s "$1" "$2.credcache-$$.tmp" && exec "$3" kubeconfig prod --merge "$2""#)
+        .arg("sh")
+        .arg(&bashrc)
+        .arg(&config)
+        .arg(bin_dir().join("credcache"))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(std::fs::read_to_string(&bashrc).unwrap(), "# mine\n");
+    let merged = std::fs::read_to_string(&config).unwrap();
+    assert!(merged.contains("name: prod"), "{merged}");
+    assert!(merged.contains("exec-credential"), "{merged}");
+    let planted: Vec<_> = std::fs::read_dir(&kube)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".credcache-"))
+        .collect();
+    assert_eq!(
+        planted.len(),
+        1,
+        "the planted link stays, nothing else: {planted:?}"
+    );
+    assert!(std::fs::symlink_metadata(&planted[0]).unwrap().is_symlink());
+}
