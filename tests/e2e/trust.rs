@@ -337,3 +337,43 @@ fn kubeconfig_merge_follows_no_symlink_planted_at_a_temp_name() {
     );
     assert!(std::fs::symlink_metadata(&planted[0]).unwrap().is_symlink());
 }
+
+/// A daemon of ours (same uid, private directory) that behaves as `script`.
+fn own_fake(sb: &Sandbox, script: Script) -> Fake {
+    let dir = sb.socket.parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    chmod(dir, 0o700);
+    Fake::start(&sb.socket, script)
+}
+
+#[test]
+fn a_daemon_that_never_answers_a_get_is_unreachable_after_its_deadline() {
+    let sb = Sandbox::new();
+    sb.write_config("[daemon]\nhttp_timeout = \"1s\"\n");
+    let fake = own_fake(&sb, Script::Hang);
+    // `timeout` only keeps a client without a deadline from hanging the
+    // suite; the deadline under test is 2 × 1 s + 5 s.
+    let out: Out = sb
+        .command_for("timeout")
+        .arg("300")
+        .arg(bin_dir().join("credcache"))
+        .args(["get", "vault"])
+        .output()
+        .unwrap()
+        .into();
+    refused(
+        &out,
+        &["the daemon did not answer within 7 s: cannot get a token for vault"],
+    );
+    assert_eq!(fake.requests(), 2, "Hello, then the Get it never answered");
+}
+
+#[test]
+fn a_daemon_at_its_connection_cap_is_unreachable_exit_3() {
+    let sb = Sandbox::new();
+    let _fake = own_fake(&sb, Script::Busy);
+    for args in [&["get", "vault"][..], &["list"], &["daemon", "status"]] {
+        let out = sb.run(args);
+        refused(&out, &["too many open connections"]);
+    }
+}
