@@ -377,3 +377,47 @@ fn a_daemon_at_its_connection_cap_is_unreachable_exit_3() {
         refused(&out, &["too many open connections"]);
     }
 }
+
+#[test]
+fn an_auto_started_daemon_keeps_none_of_the_callers_descriptors() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let sb = Sandbox::new();
+    let (script, _) = sb.counting_script("v");
+    sb.write_config(&Sandbox::command_credential("vault", &script));
+    // A pipe (a CI runner's, make's job server) at fd 7 and a file at fd
+    // 8, open without close-on-exec in the client, as a caller leaves them.
+    let (reader, writer) = std::io::pipe().unwrap();
+    let file = std::fs::File::create(sb.dir.path().join("inherited")).unwrap();
+    let (pipe_fd, file_fd) = (writer.as_raw_fd(), file.as_raw_fd());
+    let mut cmd = sb.command("credcache");
+    cmd.args(["get", "vault"]);
+    // SAFETY: dup2 is async-signal-safe; it clears close-on-exec on 7 and 8.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (from, to) in [(pipe_fd, 7), (file_fd, 8)] {
+                if libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out: Out = cmd.output().unwrap().into();
+    assert_eq!(out.stdout, "tok-1-v\n", "{out:#?}");
+    let link = |p: PathBuf| std::fs::read_link(p).map(|l| l.display().to_string());
+    let pipe = link(format!("/proc/self/fd/{pipe_fd}").into()).unwrap();
+    let inherited = sb.dir.path().join("inherited").display().to_string();
+    let pid = sb.daemon_pid_alive().expect("the client started a daemon");
+    let held: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| link(e.unwrap().path()).ok())
+        .collect();
+    assert!(!held.contains(&pipe), "the daemon holds {pipe}: {held:?}");
+    assert!(
+        !held.contains(&inherited),
+        "the daemon holds {inherited}: {held:?}"
+    );
+    drop((reader, file));
+}
