@@ -421,3 +421,82 @@ fn an_auto_started_daemon_keeps_none_of_the_callers_descriptors() {
     );
     drop((reader, file));
 }
+
+#[test]
+fn man_finds_the_pages_after_install_sh_into_cargos_bin_dir() {
+    let have_man = std::process::Command::new("sh")
+        .args(["-c", "command -v man >/dev/null"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_man {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "man is missing; .ci/run installs man-db"
+        );
+        eprintln!("skipped: man is not installed");
+        return;
+    }
+    let sb = Sandbox::new();
+    // The layout of the default install (`cargo install` into ~/.cargo/bin).
+    let cargo = sb.home.join(".cargo");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out: Out = std::process::Command::new("sh")
+        .arg(repo.join("packaging/install.sh"))
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .arg("--prefix")
+        .arg(&cargo)
+        .env_clear()
+        .env("HOME", &sb.home)
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", cargo.join("bin").display()),
+        )
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(!out.stdout.contains("MANPATH"), "{out:#?}");
+    // A fresh login's view: only PATH says where the pages are.
+    let found: Out = std::process::Command::new("man")
+        .args(["-w", "credcache"])
+        .env_clear()
+        .env("HOME", &sb.home)
+        .env(
+            "PATH",
+            format!("{}:/usr/bin:/bin", cargo.join("bin").display()),
+        )
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(
+        found.stdout.trim_end(),
+        cargo
+            .join("share/man/man1/credcache.1")
+            .display()
+            .to_string(),
+        "{found:#?}"
+    );
+
+    // Installed where man does not look, the script says what to add.
+    let elsewhere = sb.dir.path().join("opt");
+    let out: Out = std::process::Command::new("sh")
+        .arg(repo.join("packaging/install.sh"))
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .arg("--prefix")
+        .arg(&elsewhere)
+        .env_clear()
+        .env("HOME", &sb.home)
+        .env("PATH", "/usr/bin:/bin")
+        .env("MANPATH", "/usr/share/man")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(out.code, 0, "{out:#?}");
+    let want = format!(
+        "  export MANPATH=\"{}:$MANPATH\"",
+        elsewhere.join("share/man").display()
+    );
+    assert!(out.stdout.lines().any(|l| l == want), "{out:#?}");
+}
