@@ -189,6 +189,7 @@ fn a_daemon_of_another_user_is_refused_for_get_exec_and_env() {
     for args in [
         &["get", "corp"][..],
         &["get", "corp", "--format", "env"],
+        &["get", "corp", "--json"],
         &["exec", "corp", "--", "bash", "-c", "true"],
     ] {
         let out = run_as_nobody(&sb, args);
@@ -196,7 +197,7 @@ fn a_daemon_of_another_user_is_refused_for_get_exec_and_env() {
         assert!(!out.stderr.contains("attacker"), "{out:#?}");
         assert!(!marker.exists(), "{args:?} ran the attacker's code");
     }
-    assert_eq!(fake.connections(), 3);
+    assert_eq!(fake.connections(), 4);
     assert_eq!(fake.requests(), 0, "nothing was sent to the fake");
 }
 
@@ -499,4 +500,40 @@ fn man_finds_the_pages_after_install_sh_into_cargos_bin_dir() {
         elsewhere.join("share/man").display()
     );
     assert!(out.stdout.lines().any(|l| l == want), "{out:#?}");
+}
+
+#[test]
+fn get_json_is_format_json_and_a_missing_named_config_is_an_error() {
+    let sb = Sandbox::new();
+    let (script, _) = sb.counting_script("v");
+    sb.write_config(&Sandbox::command_credential("vault", &script));
+    let line = sb.run(["get", "vault", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(line.ok()).unwrap();
+    assert_eq!(v["token"], "tok-1-v");
+    assert_eq!(v["name"], "vault");
+    assert_eq!(
+        sb.run(["get", "vault", "--json", "--format", "raw"]).code,
+        2
+    );
+
+    let missing = sb.dir.path().join("missing.toml");
+    let out = sb.run(["config", "check", "--config", missing.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert_eq!(out.stdout, "", "{out:#?}");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "credcache: {}: no such config file (named by --config)\n",
+            missing.display()
+        )
+    );
+    // The default file, missing, still means the built-in credentials.
+    let mut fresh = Sandbox::new();
+    fresh.env("CREDCACHE_CONFIG", "");
+    assert!(
+        fresh
+            .run(["config", "check"])
+            .ok()
+            .contains("no config file; using the built-in credentials")
+    );
 }
