@@ -207,49 +207,6 @@ pub fn exec(command: &mut Command) -> io::Error {
     command.exec()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bogus_pids_are_never_signalled() {
-        assert!(pid(0).is_none());
-        assert!(pid(u32::MAX).is_none()); // would be -1 as i32
-        assert!(!process_alive(0));
-        assert!(terminate(0).is_err());
-    }
-
-    #[test]
-    fn this_process_is_alive() {
-        assert!(process_alive(std::process::id()));
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn an_unreaped_child_is_not_alive() {
-        use rustix::process::{WaitId, WaitIdOptions, waitid};
-        let mut child = Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        // Wait for it to exit, leaving it unreaped (WNOWAIT): a zombie.
-        waitid(
-            WaitId::Pid(super::pid(pid).unwrap()),
-            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
-        )
-        .unwrap();
-        assert!(is_zombie(pid));
-        assert!(!process_alive(pid));
-        child.wait().unwrap();
-    }
-
-    #[test]
-    fn exit_codes_pass_through_and_signals_add_128() {
-        assert_eq!(exit_code_of(ExitStatus::from_raw(0)), 0);
-        assert_eq!(exit_code_of(ExitStatus::from_raw(7 << 8)), 7);
-        assert_eq!(exit_code_of(ExitStatus::from_raw(libc::SIGTERM)), 143);
-        assert_eq!(exit_code_of(ExitStatus::from_raw(libc::SIGKILL)), 137);
-    }
-}
-
 /// Makes `command`'s child start with no file descriptor of ours beyond
 /// 0, 1 and 2 (which the `Command` sets up). Descriptors we inherited
 /// without close-on-exec (a CI runner's pipe, make's job server) would
@@ -294,5 +251,48 @@ pub fn keep_only_stdio(command: &mut Command) {
             }
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bogus_pids_are_never_signalled() {
+        assert!(pid(0).is_none());
+        assert!(pid(u32::MAX).is_none()); // would be -1 as i32
+        assert!(!process_alive(0));
+        assert!(terminate(0).is_err());
+    }
+
+    #[test]
+    fn this_process_is_alive() {
+        assert!(process_alive(std::process::id()));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_unreaped_child_is_not_alive() {
+        use rustix::process::{WaitId, WaitIdOptions, waitid};
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Wait for it to exit, leaving it unreaped (WNOWAIT): a zombie.
+        waitid(
+            WaitId::Pid(super::pid(pid).unwrap()),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        )
+        .unwrap();
+        assert!(is_zombie(pid));
+        assert!(!process_alive(pid));
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn exit_codes_pass_through_and_signals_add_128() {
+        assert_eq!(exit_code_of(ExitStatus::from_raw(0)), 0);
+        assert_eq!(exit_code_of(ExitStatus::from_raw(7 << 8)), 7);
+        assert_eq!(exit_code_of(ExitStatus::from_raw(libc::SIGTERM)), 143);
+        assert_eq!(exit_code_of(ExitStatus::from_raw(libc::SIGKILL)), 137);
     }
 }
