@@ -332,6 +332,14 @@ impl Endpoint {
                     "no socket directory",
                 )));
             }
+            // Nothing to connect to: say so (and auto-start, which makes
+            // the directory private or refuses it, says the rest).
+            Err(_) if is_missing(&self.paths.socket) => {
+                return Ok(Probe::Down(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no socket",
+                )));
+            }
             Err(e) => {
                 return Err(Error::Unreachable(format!(
                     "refusing to connect to {socket}: its directory {e}"
@@ -530,6 +538,11 @@ fn is_down(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
     )
+}
+
+/// Whether nothing at all is at `path` (not even a dangling link).
+fn is_missing(path: &Path) -> bool {
+    matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
 }
 
 /// `CREDCACHE_NO_AUTOSTART=1` turns auto-start off; anything else leaves it on.
