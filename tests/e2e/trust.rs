@@ -537,3 +537,29 @@ fn get_json_is_format_json_and_a_missing_named_config_is_an_error() {
             .contains("no config file; using the built-in credentials")
     );
 }
+
+#[test]
+fn daemon_stop_gives_up_on_a_daemon_that_never_answers() {
+    let sb = Sandbox::new();
+    let fake = own_fake(&sb, Script::Hang);
+    // `timeout` only keeps a client without a deadline from hanging the
+    // suite; the deadline under test is the 30 s of a request that does
+    // no upstream work.
+    let out: Out = sb
+        .command_for("timeout")
+        .arg("300")
+        .arg(bin_dir().join("credcache"))
+        .args(["daemon", "stop"])
+        .output()
+        .unwrap()
+        .into();
+    refused(
+        &out,
+        &["the daemon did not answer within 30 s: cannot stop the daemon"],
+    );
+    assert_eq!(
+        fake.requests(),
+        2,
+        "Hello, then the Shutdown it never answered"
+    );
+}
