@@ -83,10 +83,22 @@ mkdir -p "$bash_dir" "$zsh_dir" "$fish_dir"
 "$cc" completions fish >"$fish_dir/credcache.fish"
 say "completions: $bash_dir/credcache, $zsh_dir/_credcache, $fish_dir/credcache.fish"
 
-# 3. Man pages: man(1) finds ~/.local/share/man through ~/.local/bin on PATH.
-man_dir=$data_home/man/man1
-"$cc" man --out-dir "$man_dir"
-say "man pages:   $man_dir (man credcache)"
+# 3. Man pages, beside the binaries: man(1) derives DIR/share/man from each
+#    DIR/bin on PATH (~/.cargo/bin: ~/.cargo/share/man; ~/.local/bin:
+#    ~/.local/share/man), so `man credcache` works wherever they went.
+case "$dest" in
+    */bin) man_root=${dest%/bin}/share/man ;;
+    *) man_root=$data_home/man ;;
+esac
+"$cc" man --out-dir "$man_root/man1"
+say "man pages:   $man_root/man1 (man credcache)"
+if command -v man >/dev/null 2>&1 &&
+    [ "$(PATH="$dest:${PATH:-}" man -w credcache 2>/dev/null)" = "$man_root/man1/credcache.1" ]; then
+    :
+else
+    say "note: man does not look in $man_root; add this line to your shell's profile:"
+    say "  export MANPATH=\"$man_root:\$MANPATH\""
+fi
 
 # 4. The service, if asked for.
 if [ "$service" = yes ]; then

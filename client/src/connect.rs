@@ -9,9 +9,17 @@
 //! signal, and the only polling is a short, bounded re-connect when the
 //! daemon reports that another one already serves the socket.
 //!
+//! The client trusts nothing it has not checked: before connecting, the
+//! socket's directory must be ours, a real directory, and not writable by
+//! group or others (one `lstat`); after connecting, the peer must run as
+//! our uid (`SO_PEERCRED` on Linux, `LOCAL_PEERCRED`, the call behind
+//! `getpeereid`, on macOS, both through `interprocess`). Otherwise another
+//! local user who planted `/tmp/credcache-<uid>/` could answer our
+//! requests, and choose what `exec` and `get --format env` export.
+//!
 //! **Invariant:** nothing here runs before a connection attempt except
-//! resolving paths, so a warm `credcache get` costs one connect and two
-//! round trips.
+//! resolving paths and that `lstat`, so a warm `credcache get` costs one
+//! connect and two round trips.
 
 mod spawn;
 
@@ -38,8 +46,16 @@ use spawn::Spawned;
 const CONNECT_AFTER_START: Duration = Duration::from_secs(5);
 /// How long the daemon has to answer `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the daemon has to answer a request that does no upstream work.
+/// How long the daemon has to answer a request that does no upstream work
+/// (and to send the rest of an answer it started).
 const QUICK_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// `http_timeout` when the config cannot be read (the daemon's default).
+const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Added to twice `http_timeout` for a request that may fetch.
+const FETCH_MARGIN: Duration = Duration::from_secs(5);
+/// How long an answer may take before the client reads the config to learn
+/// how long it may take in all: a warm `get` never reads it.
+const FIRST_WAIT: Duration = Duration::from_secs(1);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Whether a command may start a daemon when none answers.
@@ -102,7 +118,8 @@ pub struct Connection {
     stream: Stream,
     pid: u32,
     log_file: PathBuf,
-    /// The config file the daemon reads, from its `Hello`.
+    /// The config file the daemon reads, from its `Hello` (also read for
+    /// `http_timeout` when an answer is slow).
     config_path: PathBuf,
 }
 
@@ -114,19 +131,40 @@ impl Connection {
 
     /// Sends one request and reads its answer. An `Error` answer becomes
     /// [`Error::Daemon`] with `context` ("cannot get a token for gcp") in front.
+    ///
+    /// Every answer has a deadline, so a hung daemon (one blocked on a FIFO
+    /// it took for a key file, say) costs an exit 3, not a hang. A request
+    /// that may wait on the cloud (`Get`, `Refresh`) gets twice the
+    /// daemon's `http_timeout` (a fetch already in flight, then its own;
+    /// the daemon bounds each) plus [`FETCH_MARGIN`]; the rest answer from
+    /// memory within [`QUICK_REQUEST_TIMEOUT`].
     pub fn call(&mut self, request: &Request, context: &str) -> Result<Response, Error> {
         check_name(request)?;
-        // Requests that may wait on the cloud are bounded by the daemon
-        // (`http_timeout`, retries included); a client-side limit would
-        // only second-guess the config. The rest answer from memory.
-        let timeout = match request {
-            Request::Get { .. } | Request::Refresh { .. } | Request::Shutdown => None,
-            _ => Some(QUICK_REQUEST_TIMEOUT),
-        };
-        self.stream
-            .set_recv_timeout(timeout)
-            .map_err(|e| self.transport_error(CodecError::Io(e)))?;
         codec::write_frame(&mut self.stream, request).map_err(|e| self.transport_error(e))?;
+        let may_fetch = matches!(request, Request::Get { .. } | Request::Refresh { .. });
+        // `Some(limit)`: nothing came within it.
+        let unanswered = if !may_fetch {
+            (!self.readable_within(QUICK_REQUEST_TIMEOUT)?).then_some(QUICK_REQUEST_TIMEOUT)
+        } else if self.readable_within(FIRST_WAIT)? {
+            None
+        } else {
+            // Most answers come from memory at once; only a slow one costs
+            // reading the config to learn how long it may take.
+            let limit = fetch_limit(&self.config_path);
+            (!self.readable_within(limit.saturating_sub(FIRST_WAIT))?).then_some(limit)
+        };
+        if let Some(limit) = unanswered {
+            return Err(Error::NoAnswer(format!(
+                "the daemon did not answer within {} s: {context} (see {}); \
+                 `credcache daemon restart` may help",
+                limit.as_secs(),
+                self.log_file.display()
+            )));
+        }
+        // The answer has started: the rest of it comes at once.
+        self.stream
+            .set_recv_timeout(Some(QUICK_REQUEST_TIMEOUT))
+            .map_err(|e| self.transport_error(CodecError::Io(e)))?;
         match codec::read_frame(&mut self.stream) {
             Ok(Some(Response::Error(error))) => Err(Error::Daemon {
                 context: context.to_owned(),
@@ -184,6 +222,42 @@ impl Connection {
     fn transport_error(&self, e: CodecError) -> Error {
         transport_error(e, &self.log_file)
     }
+
+    /// Waits until the socket has something to read (or the daemon hung
+    /// up, which the read then reports); false if `timeout` passed first.
+    fn readable_within(&self, timeout: Duration) -> Result<bool, Error> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        use std::os::fd::AsFd;
+
+        // The one variant on Unix.
+        let Stream::UdSocket(stream) = &self.stream;
+        let fd = stream.as_fd();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let left = Timespec {
+                tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
+                tv_nsec: left.subsec_nanos().into(),
+            };
+            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+            match poll(&mut fds, Some(&left)) {
+                Ok(0) => return Ok(false),
+                Ok(_) => return Ok(true),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(self.transport_error(CodecError::Io(e.into()))),
+            }
+        }
+    }
+}
+
+/// How long a request that may fetch can take: twice the `http_timeout`
+/// of the config (a fetch in flight, then its own) plus a margin. An
+/// unreadable or invalid config means the default.
+fn fetch_limit(config_file: &Path) -> Duration {
+    let http_timeout = credcache_shared::config::Config::load(config_file)
+        .map(|c| c.daemon.http_timeout)
+        .unwrap_or(DEFAULT_HTTP_TIMEOUT);
+    http_timeout * 2 + FETCH_MARGIN
 }
 
 fn transport_error(e: CodecError, log_file: &Path) -> Error {
@@ -324,19 +398,65 @@ impl Endpoint {
         ))
     }
 
-    /// Connects and says hello, without starting anything.
+    /// Connects and says hello, without starting anything. The socket's
+    /// directory is checked first and the daemon's uid right after the
+    /// connect, so nothing is sent to (or read from) another user's socket.
     pub fn probe(&self) -> Result<Probe, Error> {
+        let socket = self.paths.socket.display();
+        match paths::check_private_dir(self.paths.socket_dir()) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ok(Probe::Down(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no socket directory",
+                )));
+            }
+            // Nothing to connect to: say so (and auto-start, which makes
+            // the directory private or refuses it, says the rest).
+            Err(_) if is_missing(&self.paths.socket) => {
+                return Ok(Probe::Down(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no socket",
+                )));
+            }
+            Err(e) => {
+                return Err(Error::Unreachable(format!(
+                    "refusing to connect to {socket}: its directory {e}"
+                )));
+            }
+        }
         let stream = match self.connect_socket() {
             Ok(stream) => stream,
             Err(e) if is_down(&e) => return Ok(Probe::Down(e)),
             Err(e) => {
                 return Err(Error::Unreachable(format!(
-                    "cannot connect to the daemon at {}: {e}",
-                    self.paths.socket.display()
+                    "cannot connect to the daemon at {socket}: {e}"
                 )));
             }
         };
+        self.check_peer(&stream)?;
         self.hello(stream)
+    }
+
+    /// Refuses a socket served by another user: whatever it would answer
+    /// (a token, an `env_var`) is theirs to choose.
+    fn check_peer(&self, stream: &Stream) -> Result<(), Error> {
+        let socket = self.paths.socket.display();
+        let mine = rustix::process::getuid().as_raw();
+        match stream.peer_creds().map(|c| c.euid()) {
+            Ok(Some(uid)) if uid == mine => Ok(()),
+            Ok(Some(uid)) => Err(Error::Unreachable(format!(
+                "refusing the daemon on {socket}: it runs as uid {uid}, not as this user (uid {mine}); \
+                 another user may have planted it: remove {} if you can, or set CREDCACHE_SOCKET",
+                self.paths.socket_dir().display()
+            ))),
+            Ok(None) => Err(Error::Unreachable(format!(
+                "refusing the daemon on {socket}: the system does not say which user runs it"
+            ))),
+            Err(e) => Err(Error::Unreachable(format!(
+                "refusing the daemon on {socket}: cannot tell which user runs it: {e}"
+            ))),
+        }
     }
 
     /// Whether anything accepts connections on the socket, without a
@@ -363,8 +483,17 @@ impl Endpoint {
             protocol_version: PROTOCOL_VERSION,
             client_version: VERSION.to_owned(),
         };
-        codec::write_frame(&mut stream, &hello).map_err(|e| transport_error(e, log))?;
-        let response = codec::read_frame(&mut stream).map_err(|e| transport_error(e, log))?;
+        // A daemon at its connection cap answers before reading anything
+        // and hangs up, so its answer may be waiting even when our Hello
+        // could not be sent: read it before reporting the send.
+        let sent = codec::write_frame(&mut stream, &hello).map_err(|e| transport_error(e, log));
+        let response = match codec::read_frame(&mut stream) {
+            Ok(response) => response,
+            Err(e) => {
+                sent?;
+                return Err(transport_error(e, log));
+            }
+        };
         match response {
             Some(Response::Hello {
                 protocol_version,
@@ -392,10 +521,13 @@ impl Endpoint {
                 daemon_version,
                 pid,
             })),
-            Some(Response::Error(error)) => Err(Error::Daemon {
-                context: "the daemon refused the connection".into(),
-                error,
-            }),
+            // Whatever the kind ("too many open connections", shutting
+            // down), a daemon that turns the connection away is unreachable
+            // for this command: exit 3, as when none runs.
+            Some(Response::Error(error)) => Err(Error::Unreachable(format!(
+                "the daemon refused the connection: {}",
+                error.message
+            ))),
             Some(other) => Err(unexpected(&other)),
             None => Err(Error::Unreachable(format!(
                 "the daemon closed the connection before answering (see {})",
@@ -502,6 +634,11 @@ fn is_down(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
     )
+}
+
+/// Whether nothing at all is at `path` (not even a dangling link).
+fn is_missing(path: &Path) -> bool {
+    matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == io::ErrorKind::NotFound)
 }
 
 /// `CREDCACHE_NO_AUTOSTART=1` turns auto-start off; anything else leaves it on.

@@ -33,6 +33,8 @@ pub enum Error {
     /// No daemon answers, it could not be started, it speaks another
     /// protocol, or the connection broke.
     Unreachable(String),
+    /// The daemon took a request and did not answer it in time.
+    NoAnswer(String),
     /// The daemon answered the request with an error; `context` says what
     /// the client was doing ("cannot get a token for gcp").
     Daemon { context: String, error: WireError },
@@ -48,7 +50,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) | Self::Config(_) => USAGE,
-            Self::Unreachable(_) => UNREACHABLE,
+            Self::Unreachable(_) | Self::NoAnswer(_) => UNREACHABLE,
             Self::Daemon { error, .. } => match error.kind {
                 ErrorKind::NoSuchCredential => NO_SUCH_CREDENTIAL,
                 ErrorKind::Upstream => UPSTREAM,
@@ -63,7 +65,9 @@ impl Error {
     /// The messages to print, without the `credcache: ` prefix.
     pub fn messages(&self) -> Vec<String> {
         match self {
-            Self::Usage(m) | Self::Unreachable(m) | Self::Other(m) => vec![one_line(m)],
+            Self::Usage(m) | Self::Unreachable(m) | Self::NoAnswer(m) | Self::Other(m) => {
+                vec![one_line(m)]
+            }
             Self::Config(lines) => lines.iter().map(|l| one_line(l)).collect(),
             Self::Daemon { context, error } => {
                 vec![one_line(&format!("{context}: {}", error.message))]
@@ -113,6 +117,7 @@ mod tests {
             (Error::Usage("x".into()), 2),
             (Error::Config(vec!["x".into()]), 2),
             (Error::Unreachable("x".into()), 3),
+            (Error::NoAnswer("x".into()), 3),
             (Error::Other("x".into()), 1),
             (Error::BrokenPipe, 0),
             (daemon(ErrorKind::NoSuchCredential), 4),

@@ -153,21 +153,17 @@ pub fn shell_quote(value: &str) -> String {
     quoted
 }
 
-/// Refuses an `env_var` that is not a shell variable name: printed after
-/// `export` for `eval`, anything else would be code.
+/// Refuses an `env_var` that is not a shell variable name (printed after
+/// `export` for `eval`, anything else would be code), or that programs read
+/// as code, a path or a setting (`BASH_ENV`, `LD_PRELOAD`, `PATH`, …; see
+/// [`credcache_shared::env_var`]). The config is checked when it is loaded;
+/// this checks the daemon's answer, which is not trusted.
 pub fn check_env_var(credential: &str, var: &str) -> Result<(), Error> {
-    let mut chars = var.chars();
-    let valid = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::Other(format!(
-            "cannot put {credential}'s token in the environment: {var:?} is not a variable name; \
-             fix env_var in the config"
-        )))
+    match credcache_shared::env_var::problem(var) {
+        None => Ok(()),
+        Some(why) => Err(Error::Other(format!(
+            "cannot put {credential}'s token in the environment: {why}; fix env_var in the config"
+        ))),
     }
 }
 
@@ -338,9 +334,25 @@ mod tests {
         for good in ["A", "_x", "CREDCACHE_PROD_GKE_TOKEN"] {
             assert!(check_env_var("c", good).is_ok(), "{good}");
         }
-        for bad in ["", "1A", "A-B", "A=B", "A.B"] {
+        for bad in [
+            "",
+            "1A",
+            "A-B",
+            "A=B",
+            "A.B",
+            "BASH_ENV",
+            "LD_PRELOAD",
+            "PATH",
+        ] {
             assert!(check_env_var("c", bad).is_err(), "{bad}");
         }
+        r.env_var = "BASH_ENV".into();
+        let err = token(&r, Format::Env, at(0, 0), None).unwrap_err();
+        assert!(
+            err.messages()[0].contains("\"BASH_ENV\" is refused"),
+            "{err:?}"
+        );
+        assert!(!err.messages()[0].contains("SECRETVALUE"));
     }
 
     #[test]

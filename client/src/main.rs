@@ -17,6 +17,7 @@ mod docs_check;
 mod exit;
 mod format;
 mod output;
+mod replace_file;
 mod sys;
 
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! The few operating-system calls std does not offer: probing and
 //! signalling a process by pid, forwarding signals to `exec`'s child,
-//! reading a child's exit status, and replacing this process with another
-//! program.
+//! reading a child's exit status, replacing this process with another
+//! program, and keeping our caller's file descriptors from the daemon.
 //!
 //! Kept in one place so the rest of the client reads as plain Rust, and so
 //! a Windows port has one file to fill in.
@@ -205,6 +205,53 @@ pub fn exit_code_of(status: ExitStatus) -> u8 {
 /// Replaces this process with `command`; returns only on failure.
 pub fn exec(command: &mut Command) -> io::Error {
     command.exec()
+}
+
+/// Makes `command`'s child start with no file descriptor of ours beyond
+/// 0, 1 and 2 (which the `Command` sets up). Descriptors we inherited
+/// without close-on-exec (a CI runner's pipe, make's job server) would
+/// otherwise stay open in a detached daemon for as long as it runs: the CI
+/// step never sees end-of-file, the job server loses its tokens.
+///
+/// Only the child is changed: `credcache exec` must still pass them on.
+/// On Linux one `close_range(3, ~0, CLOSE_RANGE_CLOEXEC)` does it;
+/// elsewhere (or on a kernel before 5.11) each descriptor listed in
+/// `/dev/fd` before the fork is marked close-on-exec.
+pub fn keep_only_stdio(command: &mut Command) {
+    let listed: Vec<libc::c_int> = ["/proc/self/fd", "/dev/fd"]
+        .iter()
+        .find_map(|dir| std::fs::read_dir(dir).ok())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|fd: &libc::c_int| *fd > 2)
+                .collect()
+        })
+        .unwrap_or_default();
+    // SAFETY: the hook runs between fork and exec, where only
+    // async-signal-safe calls are allowed: it calls `syscall` and `fcntl`
+    // and reads a vector allocated before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            #[cfg(target_os = "linux")]
+            if libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            ) == 0
+            {
+                return Ok(());
+            }
+            for &fd in &listed {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                    libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
 #[cfg(test)]

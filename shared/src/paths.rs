@@ -146,29 +146,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), PathError> {
     };
     match std::fs::symlink_metadata(dir) {
         Ok(meta) => {
-            let unsafe_dir = |why: &str| PathError::Unsafe {
-                path: dir.to_path_buf(),
-                why: why.to_owned(),
-            };
-            if meta.file_type().is_symlink() {
-                return Err(unsafe_dir("is a symlink; refusing to use it"));
-            }
-            if !meta.is_dir() {
-                return Err(unsafe_dir("exists and is not a directory"));
-            }
-            let uid = rustix::process::getuid().as_raw();
-            if meta.uid() != uid {
-                return Err(unsafe_dir(&format!(
-                    "is owned by uid {}, not by this user (uid {uid}); refusing to use it",
-                    meta.uid()
-                )));
-            }
-            if meta.mode() & 0o022 != 0 {
-                return Err(unsafe_dir(&format!(
-                    "is writable by group or others (mode {:o}); refusing to use it (chmod 700 it or remove it)",
-                    meta.mode() & 0o7777
-                )));
-            }
+            check_owned_dir(dir, &meta)?;
             if meta.mode() & 0o077 != 0 {
                 std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                     .map_err(io_err)?;
@@ -186,6 +164,53 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), PathError> {
         }
         Err(e) => Err(io_err(e)),
     }
+}
+
+/// The client's check before it connects: `dir`, if it exists, passes the
+/// same tests as in [`ensure_private_dir`] (a real directory, ours, not
+/// writable by group or others), but nothing is created or changed.
+/// `Ok(false)`: it does not exist (so nothing can listen in it).
+#[cfg(unix)]
+pub fn check_private_dir(dir: &Path) -> Result<bool, PathError> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) => check_owned_dir(dir, &meta).map(|()| true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(PathError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Refuses a symlink, a non-directory, another owner, or group/world write.
+#[cfg(unix)]
+fn check_owned_dir(dir: &Path, meta: &std::fs::Metadata) -> Result<(), PathError> {
+    use std::os::unix::fs::MetadataExt;
+
+    let unsafe_dir = |why: &str| PathError::Unsafe {
+        path: dir.to_path_buf(),
+        why: why.to_owned(),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(unsafe_dir("is a symlink; refusing to use it"));
+    }
+    if !meta.is_dir() {
+        return Err(unsafe_dir("exists and is not a directory"));
+    }
+    let uid = rustix::process::getuid().as_raw();
+    if meta.uid() != uid {
+        return Err(unsafe_dir(&format!(
+            "is owned by uid {}, not by this user (uid {uid}); refusing to use it",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_dir(&format!(
+            "is writable by group or others (mode {:o}); refusing to use it (chmod 700 it or remove it)",
+            meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -252,5 +277,33 @@ mod tests {
                 .to_string()
                 .contains("symlink")
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn checking_a_dir_changes_nothing_and_refuses_the_same() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("missing");
+        assert!(!check_private_dir(&missing).unwrap());
+        assert!(!missing.exists(), "a check creates nothing");
+
+        let open = tmp.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(check_private_dir(&open).unwrap());
+        assert_eq!(
+            std::fs::metadata(&open).unwrap().permissions().mode() & 0o777,
+            0o755,
+            "a check changes nothing"
+        );
+
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_private_dir(&open).unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(tmp.path(), &link).unwrap();
+        let err = check_private_dir(&link).unwrap_err().to_string();
+        assert!(err.contains("symlink"), "{err}");
     }
 }

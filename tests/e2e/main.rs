@@ -31,3 +31,4 @@ mod refresh;
 mod secrets;
 mod security;
 mod shells;
+mod trust;

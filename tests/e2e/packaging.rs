@@ -350,10 +350,13 @@ fn install_sh_installs_everything_and_again_with_the_service() {
         ".local/share/bash-completion/completions/credcache",
         ".local/share/zsh/site-functions/_credcache",
         ".config/fish/completions/credcache.fish",
-        ".local/share/man/man1/credcache.1",
-        ".local/share/man/man1/credcache-kubeconfig.1",
     ] {
         assert!(home.contains(want), "{want} not in {home:#?}");
+    }
+    // Man pages go beside the binaries, where man(1) looks for them.
+    let man = tree(&prefix.join("share/man/man1"));
+    for want in ["credcache.1", "credcache-kubeconfig.1"] {
+        assert!(man.contains(want), "{want} not in {man:#?}");
     }
     let bin = tree(&prefix.join("bin"));
     assert_eq!(

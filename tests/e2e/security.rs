@@ -131,6 +131,13 @@ fn a_connection_from_another_uid_is_refused() {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::set_permissions(&sb.socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // The client refuses a socket directory that is not its own, so reach
+    // the socket through a link in a directory the other user owns.
+    let theirs = sb.dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&sb.socket, theirs.join("credcache.sock")).unwrap();
     let client = crate::harness::bin_dir().join("credcache");
     let out = sb
         .command_for("setpriv")
@@ -138,11 +145,14 @@ fn a_connection_from_another_uid_is_refused() {
         .arg(&client)
         .args(["get", "vault"])
         .env("CREDCACHE_NO_AUTOSTART", "1")
+        .env("CREDCACHE_SOCKET", theirs.join("credcache.sock"))
         .output()
         .unwrap();
     let out: crate::harness::Out = out.into();
     assert_ne!(out.code, 0, "{out:?}");
     assert!(!out.stdout.contains("tok-"), "{out:?}");
+    // Answered after the refused connection was accepted, so it is logged.
+    sb.run(["status"]).ok();
     let log = sb.log();
     assert!(
         log.contains("refused a connection from another user") && log.contains("65534"),

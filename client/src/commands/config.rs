@@ -22,7 +22,19 @@ pub enum Command {
 pub fn run(endpoint: &Endpoint, command: &Command) -> Result<(), Error> {
     let path = &endpoint.paths.config_file;
     match command {
-        Command::Check => output::stdout(&check(path)?),
+        Command::Check => {
+            // A missing default file means the built-in credentials; a file
+            // named with --config that is not there is a mistake.
+            if let Some(named) = endpoint.config_flag()
+                && matches!(std::fs::metadata(named), Err(e) if e.kind() == io::ErrorKind::NotFound)
+            {
+                return Err(Error::Config(vec![format!(
+                    "{}: no such config file (named by --config)",
+                    named.display()
+                )]));
+            }
+            output::stdout(&check(path)?)
+        }
         Command::Path => output::stdout(&format!("{}\n", path.display())),
     }
 }

@@ -22,6 +22,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Raw)]
     pub format: Format,
 
+    /// The same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+
     /// Fail unless the token stays valid at least this long, e.g. `5m`
     /// (default: the credential's min_valid).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
@@ -42,7 +46,8 @@ pub fn run(endpoint: &Endpoint, args: &Args) -> Result<(), Error> {
     let mut conn = endpoint.connect(Autostart::IfAllowed)?;
     let reply = fetch(&mut conn, &args.name, args.min_valid, args.refresh)?;
     let exec_info = std::env::var("KUBERNETES_EXEC_INFO").ok();
-    let text = format::token(&reply, args.format, Utc::now(), exec_info.as_deref())?;
+    let shape = if args.json { Format::Json } else { args.format };
+    let text = format::token(&reply, shape, Utc::now(), exec_info.as_deref())?;
     output::stdout(&text)
 }
 

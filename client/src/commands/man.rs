@@ -39,7 +39,7 @@ pub fn run(args: &Args) -> Result<(), Error> {
 fn write_pages(dir: &Path, pages: &[(String, String)]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (name, text) in pages {
-        std::fs::write(dir.join(name), text)?;
+        crate::replace_file::replace(&dir.join(name), text.as_bytes(), 0o644)?;
     }
     Ok(())
 }

@@ -17,7 +17,6 @@
 //! no user session bus), the files stay written and the error says what to
 //! run.
 
-use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -448,10 +447,7 @@ fn write_files(dir: &Path, files: &[(String, String)]) -> io::Result<Vec<PathBuf
     let mut written = Vec::new();
     for (name, text) in files {
         let path = dir.join(name);
-        let mut tmp = OsString::from(path.as_os_str());
-        tmp.push(".tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &path)?;
+        crate::replace_file::replace(&path, text.as_bytes(), 0o644)?;
         written.push(path);
     }
     Ok(written)

@@ -68,6 +68,8 @@ pub fn start_detached(config_flag: Option<&Path>, paths: &Paths) -> Result<Spawn
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
+    // The daemon outlives us: it must not hold our caller's descriptors.
+    crate::sys::keep_only_stdio(&mut command);
     let mut child = command.spawn().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::Unreachable(format!(
             "cannot start the daemon: {DAEMON_PROGRAM} is neither next to this executable \

@@ -398,14 +398,13 @@ fn parse_credential(name: &str, f: &mut Fields<'_>) -> Option<Credential> {
     let min_valid = f.opt_duration("min_valid");
     let prefetch = f.opt_bool("prefetch").unwrap_or(false);
     let env_var = match f.opt_str("env_var") {
-        Some(v) if is_env_name(&v) => Some(v),
-        Some(v) => {
-            f.problem(
-                "env_var",
-                format!("{v:?} is not a valid environment variable name"),
-            );
-            None
-        }
+        Some(v) => match crate::env_var::problem(&v) {
+            None => Some(v),
+            Some(why) => {
+                f.problem("env_var", why);
+                None
+            }
+        },
         None => None,
     };
     match kind.and_then(keys::of_kind) {
@@ -991,14 +990,6 @@ fn is_apim_service_name(s: &str) -> bool {
         && b[0].is_ascii_alphabetic()
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
         && b[b.len() - 1] != b'-'
-}
-
-fn is_env_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]

@@ -189,28 +189,10 @@ fn write_backup(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     Err(io::Error::other("too many backups already; remove some"))
 }
 
-/// Writes a sibling temp file with `mode`, then renames it over `target`.
+/// Replaces `target` by rename from a temp file created exclusively, so a
+/// symlink planted at a predictable temp name is never written through.
 fn write_atomically(target: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir)?;
-    }
-    let tmp = suffixed(target, &format!(".credcache-{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.sync_all()?;
-        fs::rename(&tmp, target)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::replace_file::replace(target, bytes, mode)
 }
 
 fn suffixed(path: &Path, suffix: &str) -> PathBuf {
