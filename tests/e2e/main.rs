@@ -16,6 +16,7 @@ mod concurrency;
 mod config;
 mod container_app;
 mod docker;
+mod faults;
 mod git;
 mod gke;
 mod google;

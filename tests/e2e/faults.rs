@@ -1,0 +1,58 @@
+//! Red-team faults (issue 13): hostile tokens, files that never end, a
+//! cache that cannot be written, clients that never read, and `command`
+//! programs that leave children behind. The daemon must answer each with a
+//! clear one-line error and go on serving everything else.
+
+use credcache_tests::emulator::{Emulator, Endpoint, Fault};
+
+use crate::harness::Sandbox;
+
+fn google_sandbox(emu: &Emulator) -> Sandbox {
+    let sb = Sandbox::new();
+    let key = sb.dir.path().join("sa.json");
+    emu.write_service_account_key(&key);
+    sb.write_config(&format!(
+        "[credentials.gcp]\nkind = \"google\"\nkey_file = {:?}\n",
+        key.display().to_string()
+    ));
+    sb
+}
+
+/// Regression: a token with a newline (a forged header line when printed)
+/// or one of 70 KiB was cached and handed out as is.
+#[test]
+fn a_token_with_control_bytes_or_over_64_kib_is_refused_and_not_cached() {
+    let emu = Emulator::start();
+    let sb = google_sandbox(&emu);
+    let injected =
+        r#"{"access_token":"ya29.evil\nX-Injected: yes","expires_in":3599,"token_type":"Bearer"}"#;
+    let long = format!(
+        "{{\"access_token\":\"ya29.{}\",\"expires_in\":3599,\"token_type\":\"Bearer\"}}",
+        "A".repeat(70 << 10)
+    );
+    for (body, want) in [
+        (injected.to_owned(), "outside printable ASCII"),
+        (long, "over the 65536-byte limit"),
+    ] {
+        emu.push_fault(
+            Endpoint::GoogleToken,
+            Fault::json(200, body).until_cleared(),
+        );
+        let out = sb.run(["get", "gcp", "--refresh"]);
+        out.upstream_failure("credcache: ", want);
+        assert!(!out.stderr.contains("X-Injected"), "{out:?}");
+        assert!(!out.stderr.contains("AAAAAAAA"), "{out:?}");
+        emu.clear_faults(Endpoint::GoogleToken);
+        // Not cached: the next `get` asks upstream again and gets a good one.
+        let before = emu.calls(Endpoint::GoogleToken);
+        let token = sb.get("gcp");
+        assert!(
+            token.starts_with("ya29.") && !token.contains('\n'),
+            "{token:?}"
+        );
+        assert_eq!(emu.calls(Endpoint::GoogleToken), before + 1);
+        sb.run(["forget", "gcp"]).ok();
+    }
+    let log = sb.log();
+    assert!(!log.contains("X-Injected"), "{log}");
+}
