@@ -54,6 +54,8 @@ pub enum StoreError {
     Locked { path: PathBuf },
     #[error("cache database {path}: {source}")]
     Sled { path: PathBuf, source: sled::Error },
+    #[error("cache record for {name} cannot be encoded: {reason}")]
+    Encode { name: String, reason: String },
     #[error("cache database {path}: {source}")]
     Io {
         path: PathBuf,
@@ -181,9 +183,16 @@ impl Store {
         records: impl IntoIterator<Item = (&'a str, &'a str, &'a Record)>,
     ) -> Result<(), StoreError> {
         for (name, fingerprint, record) in records {
-            let plain = zeroize::Zeroizing::new(
-                credcache_shared::codec::to_vec(record).expect("a token record fits in a frame"),
-            );
+            // Tokens are capped well below a frame (`http::check_token`), but
+            // a record that does not encode is this record's error, never a
+            // panic that would take the writer thread down.
+            let plain =
+                zeroize::Zeroizing::new(credcache_shared::codec::to_vec(record).map_err(|e| {
+                    StoreError::Encode {
+                        name: name.to_owned(),
+                        reason: e.to_string(),
+                    }
+                })?);
             let mut value = vec![FORMAT_SEALED_V2];
             value.extend(self.sealer.seal(name, fingerprint, &plain));
             self.remove_except(name, Some(fingerprint))?;
@@ -370,6 +379,21 @@ mod tests {
             fetched_at: now,
             quota_project: None,
         }
+    }
+
+    /// Regression: a record over the frame limit panicked the writer
+    /// thread (`expect`), and nothing was saved again.
+    #[test]
+    fn a_record_too_big_to_encode_is_an_error_not_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&tmp.path().join("cache"), sealer()).unwrap();
+        let huge = record(&"A".repeat(credcache_shared::codec::MAX_FRAME + 1));
+        match store.put("big", "fp", &huge) {
+            Err(StoreError::Encode { name, .. }) => assert_eq!(name, "big"),
+            other => panic!("wanted an encode error, got {other:?}"),
+        }
+        store.put("small", "fp", &record("t")).unwrap();
+        assert_eq!(store.load_all().len(), 1);
     }
 
     #[test]

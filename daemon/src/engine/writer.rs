@@ -3,8 +3,13 @@
 //! nothing), but the records that arrive while a flush runs share the next
 //! one: a cold fan-out of 1,000 credentials makes a handful of flushes, not
 //! a thousand racing on sled's log from a thousand blocking threads.
+//!
+//! The thread must outlive anything a record or sled can do to it: a panic
+//! while writing a batch fails that batch only, and should the thread end
+//! anyway, the next write starts a new one. Either is a `status` warning.
 
-use std::sync::mpsc;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, mpsc};
 
 use tokio::sync::oneshot;
 
@@ -12,6 +17,9 @@ use crate::store::{Record, Store};
 
 /// The most records one flush takes; more wait for the next.
 const MAX_BATCH: usize = 1024;
+
+/// Writes one batch of `(name, fingerprint, record)` with one flush.
+type WriteBatch = dyn Fn(&[(&str, &str, &Record)]) -> Result<(), String> + Send + Sync;
 
 /// One record to write, and whom to tell when it is on disk.
 struct Job {
@@ -21,24 +29,91 @@ struct Job {
     done: oneshot::Sender<Result<(), String>>,
 }
 
+/// The thread and its queue.
+struct Running {
+    jobs: mpsc::Sender<Job>,
+    thread: std::thread::JoinHandle<()>,
+}
+
 /// The handle to the writer thread. Dropping it lets the thread finish
 /// the records queued, and waits for it.
 pub struct Writer {
-    jobs: Option<mpsc::Sender<Job>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    write: Arc<WriteBatch>,
+    running: Mutex<Option<Running>>,
+    /// Why the writer last failed hard, for `status`.
+    trouble: Arc<Mutex<Option<String>>>,
 }
 
 impl Writer {
     /// Starts the writer thread for `store`.
     pub fn start(store: Store) -> std::io::Result<Writer> {
+        Self::start_with(Arc::new(move |batch: &[(&str, &str, &Record)]| {
+            store
+                .put_all(batch.iter().copied())
+                .map_err(|e| e.to_string())
+        }))
+    }
+
+    /// Starts a writer that writes each batch with `write`.
+    fn start_with(write: Arc<WriteBatch>) -> std::io::Result<Writer> {
+        let writer = Writer {
+            write,
+            running: Mutex::new(None),
+            trouble: Arc::new(Mutex::new(None)),
+        };
+        let running = writer.spawn()?;
+        *writer.lock() = Some(running);
+        Ok(writer)
+    }
+
+    fn spawn(&self) -> std::io::Result<Running> {
         let (jobs, queue) = mpsc::channel();
+        let write = self.write.clone();
+        let trouble = self.trouble.clone();
         let thread = std::thread::Builder::new()
             .name("credcached-cache-writer".to_owned())
-            .spawn(move || run(&store, &queue))?;
-        Ok(Writer {
-            jobs: Some(jobs),
-            thread: Some(thread),
-        })
+            .spawn(move || run(&*write, &queue, &trouble))?;
+        Ok(Running { jobs, thread })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What `status` should say about the writer, if it has failed hard.
+    pub fn warning(&self) -> Option<String> {
+        self.trouble
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn note(&self, what: String) {
+        tracing::warn!("{what}");
+        *self.trouble.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
+    }
+
+    /// Hands `job` to the thread, starting a new one first if the last
+    /// has ended.
+    fn send(&self, job: Job) -> Result<(), String> {
+        let mut running = self.lock();
+        if running.as_ref().is_none_or(|r| r.thread.is_finished()) {
+            if let Some(dead) = running.take() {
+                let _ = dead.thread.join();
+                self.note(format!(
+                    "the cache writer thread stopped unexpectedly at {}; started a new one",
+                    credcache_shared::time::format_rfc3339(chrono::Utc::now())
+                ));
+            }
+            *running = Some(
+                self.spawn()
+                    .map_err(|e| format!("cannot restart the cache writer: {e}"))?,
+            );
+        }
+        running
+            .as_ref()
+            .and_then(|r| r.jobs.send(job).ok())
+            .ok_or_else(|| "the cache writer has stopped".to_owned())
     }
 
     /// Writes `record` for `name` under `fingerprint` and returns once it
@@ -51,29 +126,26 @@ impl Writer {
             record,
             done,
         };
-        self.jobs
-            .as_ref()
-            .and_then(|jobs| jobs.send(job).ok())
-            .ok_or_else(|| "the cache writer has stopped".to_owned())?;
+        self.send(job)?;
         written
             .await
-            .unwrap_or_else(|_| Err("the cache writer has stopped".to_owned()))
+            .unwrap_or_else(|_| Err("the cache writer stopped while writing".to_owned()))
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
         // Closing the queue ends the thread once it has written what is in it.
-        drop(self.jobs.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(running) = self.lock().take() {
+            drop(running.jobs);
+            let _ = running.thread.join();
         }
     }
 }
 
 /// The writer thread: takes every record queued, writes them all, flushes
 /// once, answers each.
-fn run(store: &Store, queue: &mpsc::Receiver<Job>) {
+fn run(write: &WriteBatch, queue: &mpsc::Receiver<Job>, trouble: &Mutex<Option<String>>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH
@@ -81,18 +153,38 @@ fn run(store: &Store, queue: &mpsc::Receiver<Job>) {
         {
             batch.push(more);
         }
-        let written = store
-            .put_all(
-                batch
-                    .iter()
-                    .map(|j| (j.name.as_str(), j.fingerprint.as_str(), &j.record)),
-            )
-            .map_err(|e| e.to_string());
+        let records: Vec<(&str, &str, &Record)> = batch
+            .iter()
+            .map(|j| (j.name.as_str(), j.fingerprint.as_str(), &j.record))
+            .collect();
+        let written = match std::panic::catch_unwind(AssertUnwindSafe(|| write(&records))) {
+            Ok(result) => result,
+            Err(panic) => {
+                let why = panic_message(&*panic);
+                let what = format!(
+                    "the cache writer failed at {} ({why}); it goes on with the next write",
+                    credcache_shared::time::format_rfc3339(chrono::Utc::now())
+                );
+                tracing::warn!("{what}");
+                *trouble.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
+                Err(format!("the cache writer failed ({why})"))
+            }
+        };
+        drop(records);
         for job in batch {
             // The fetch that asked may have been dropped (its client left).
             let _ = job.done.send(written.clone());
         }
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned());
+    crate::http::sanitize(&text, 200)
 }
 
 #[cfg(test)]
@@ -113,6 +205,49 @@ mod tests {
             fetched_at: Utc::now(),
             quota_project: None,
         }
+    }
+
+    /// Regression: a panic while writing (the `expect` on a record too big
+    /// to encode) ended the thread, and no token was saved again.
+    #[tokio::test]
+    async fn a_panic_while_writing_fails_that_batch_and_later_writes_land() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = written.clone();
+        let writer = Writer::start_with(Arc::new(move |batch: &[(&str, &str, &Record)]| {
+            if batch.iter().any(|(name, ..)| *name == "boom") {
+                panic!("cannot encode");
+            }
+            let mut sink = sink.lock().unwrap();
+            sink.extend(batch.iter().map(|(n, ..)| n.to_string()));
+            Ok(())
+        }))
+        .unwrap();
+        assert!(writer.warning().is_none());
+        let err = writer.put("boom", "fp", record("t")).await.unwrap_err();
+        assert!(err.contains("cannot encode"), "{err}");
+        writer.put("after", "fp", record("t")).await.unwrap();
+        assert_eq!(*written.lock().unwrap(), vec!["after".to_owned()]);
+        assert!(writer.warning().unwrap().contains("cache writer failed"));
+    }
+
+    #[tokio::test]
+    async fn a_writer_thread_that_ended_is_restarted_and_reported() {
+        let writer = Writer::start_with(Arc::new(|_: &[(&str, &str, &Record)]| Ok(()))).unwrap();
+        // End the thread as a crash would: its queue closes under it.
+        {
+            let mut running = writer.lock();
+            let old = running.take().unwrap();
+            drop(old.jobs);
+            old.thread.join().unwrap();
+            let (jobs, _) = mpsc::channel();
+            let thread = std::thread::spawn(|| {});
+            while !thread.is_finished() {
+                std::thread::yield_now();
+            }
+            *running = Some(Running { jobs, thread });
+        }
+        writer.put("a", "fp", record("t")).await.unwrap();
+        assert!(writer.warning().unwrap().contains("started a new one"));
     }
 
     #[tokio::test]
