@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod engine;
+pub mod files;
 pub mod fingerprint;
 #[doc(hidden)]
 pub mod fuzzing;

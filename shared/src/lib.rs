@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod files;
 pub mod paths;
 pub mod protocol;
 pub mod secret;

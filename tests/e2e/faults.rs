@@ -56,3 +56,46 @@ fn a_token_with_control_bytes_or_over_64_kib_is_refused_and_not_cached() {
     let log = sb.log();
     assert!(!log.contains("X-Injected"), "{log}");
 }
+
+/// Regression: a FIFO as key file blocked the daemon's only worker (and
+/// start-up, which fingerprints it); `/dev/zero` or a huge file ate memory.
+#[test]
+fn a_fifo_dev_zero_or_huge_key_file_is_a_config_error_and_the_daemon_serves_on() {
+    let emu = Emulator::start();
+    let sb = google_sandbox(&emu);
+    let fifo = sb.dir.path().join("fifo.json");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let big = sb.dir.path().join("big.json");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let zero = std::path::PathBuf::from("/dev/zero");
+    for (name, path) in [("fifo", &fifo), ("zero", &zero), ("big", &big)] {
+        sb.append_config(&format!(
+            "[credentials.{name}]\nkind = \"google\"\nkey_file = {:?}\n",
+            path.display().to_string()
+        ));
+    }
+    let good = sb.get("gcp");
+    for (name, want) in [
+        ("fifo", "it is a FIFO, not a regular file"),
+        ("zero", "it is a character device, not a regular file"),
+        ("big", "it is over the 1 MiB limit"),
+    ] {
+        let out = sb.run(["get", name]);
+        assert_eq!(out.code, 2, "{name}: {out:?}");
+        assert!(out.stderr.contains("cannot read key file"), "{out:?}");
+        assert!(out.stderr.contains(want), "{name}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+        // The cached credential still answers, from the cache.
+        assert_eq!(sb.get("gcp"), good);
+    }
+    sb.run(["daemon", "stop"]).ok();
+    sb.wait_lock_free();
+}
