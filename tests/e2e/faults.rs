@@ -99,3 +99,32 @@ fn a_fifo_dev_zero_or_huge_key_file_is_a_config_error_and_the_daemon_serves_on()
     sb.run(["daemon", "stop"]).ok();
     sb.wait_lock_free();
 }
+
+/// Regression: the third-party cap was directives mixed into
+/// `CREDCACHE_LOG`'s, so `sled::pagecache=trace` (more specific) won and
+/// printed hundreds of sled TRACE lines.
+#[test]
+fn third_party_crates_stay_at_info_whatever_credcache_log_says() {
+    let emu = Emulator::start();
+    let mut sb = google_sandbox(&emu);
+    sb.env(
+        "CREDCACHE_LOG",
+        "trace,sled=trace,sled::pagecache=trace,hyper=trace,reqwest=trace,h2=trace",
+    );
+    let token = sb.get("gcp");
+    sb.run(["daemon", "stop"]).ok();
+    sb.wait_lock_free();
+    let log = sb.log();
+    // Our own debug lines get through...
+    assert!(log.contains("no usable cached token: fetching"), "{log}");
+    // ...and nothing below info from anyone else (credcache has no TRACE
+    // events of its own).
+    let trace: Vec<&str> = log.lines().filter(|l| l.contains("TRACE")).collect();
+    assert!(
+        trace.is_empty(),
+        "{} TRACE lines: {:?}",
+        trace.len(),
+        &trace[..trace.len().min(5)]
+    );
+    assert!(!log.contains(&token));
+}
