@@ -128,3 +128,90 @@ fn third_party_crates_stay_at_info_whatever_credcache_log_says() {
     );
     assert!(!log.contains(&token));
 }
+
+/// A script for a `command` credential: `body` after a shebang, with
+/// `PIDS` replaced by a file it may write pids to.
+fn script(sb: &Sandbox, name: &str, body: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let pids = sb.dir.path().join(format!("{name}.pids"));
+    let path = sb.dir.path().join(format!("{name}.sh"));
+    let body = body.replace("PIDS", &format!("'{}'", pids.display()));
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (path, pids)
+}
+
+/// Waits until every pid in `file` has exited (a pidfd turns readable when
+/// its process ends), with a generous bound so a survivor fails the test
+/// instead of hanging it.
+fn assert_all_exit(file: &std::path::Path) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let pids: Vec<i32> = text
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(!pids.is_empty(), "no pids in {}", file.display());
+    for pid in pids {
+        let pid = rustix::process::Pid::from_raw(pid).unwrap();
+        let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) else {
+            continue; // already gone
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let bound = rustix::event::Timespec {
+            tv_sec: 60,
+            tv_nsec: 0,
+        };
+        let ready = rustix::event::poll(&mut fds, Some(&bound)).unwrap();
+        assert_eq!(ready, 1, "process {pid:?} was left running");
+    }
+}
+
+/// Regression: a program that left a background child holding stdout
+/// always timed out, since its output never reached end of file.
+#[test]
+fn a_command_leaving_a_child_on_stdout_answers_and_the_child_is_ended() {
+    let sb = Sandbox::new();
+    let (path, pids) = script(&sb, "bg", "sleep 600 &\necho $! > PIDS\necho tok-bg");
+    sb.write_config(&Sandbox::command_credential("bg", &path));
+    assert_eq!(sb.get("bg"), "tok-bg");
+    assert_all_exit(&pids);
+}
+
+/// Regression: on timeout only the program itself was killed, and the
+/// child it started lived on.
+#[test]
+fn a_command_that_hangs_is_killed_with_its_whole_process_group() {
+    let sb = Sandbox::new();
+    let (path, pids) = script(
+        &sb,
+        "hang",
+        "echo $$ > PIDS\nsleep 600 &\necho $! >> PIDS\nwait",
+    );
+    sb.write_config(&format!(
+        "[daemon]\nhttp_timeout = \"1s\"\n{}",
+        Sandbox::command_credential("hang", &path)
+    ));
+    let out = sb.run(["get", "hang"]);
+    out.upstream_failure(
+        "credcache: ",
+        "did not finish within 1 s; killed it and its process group",
+    );
+    assert_all_exit(&pids);
+}
+
+/// Regression: output past 1 MiB was left unread, so a program printing
+/// without end blocked on the pipe until the timeout.
+#[test]
+fn a_command_printing_over_1_mib_is_stopped_and_says_so() {
+    let sb = Sandbox::new();
+    let (path, _) = script(&sb, "yes", "exec yes aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    sb.write_config(&format!(
+        "[daemon]\nhttp_timeout = \"600s\"\n{}",
+        Sandbox::command_credential("yes", &path)
+    ));
+    let out = sb.run(["get", "yes"]);
+    out.upstream_failure("credcache: ", "printed more than 1048576 bytes (1 MiB)");
+}
