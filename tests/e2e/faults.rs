@@ -215,3 +215,114 @@ fn a_command_printing_over_1_mib_is_stopped_and_says_so() {
     let out = sb.run(["get", "yes"]);
     out.upstream_failure("credcache: ", "printed more than 1048576 bytes (1 MiB)");
 }
+
+/// Runs `credcache ARGS` in a mount namespace of its own where `setup`
+/// (shell) ran first; the daemon it starts stays in that namespace.
+fn in_namespace(sb: &Sandbox, setup: &str, args: &[&str]) -> crate::harness::Out {
+    let client = crate::harness::bin_dir().join("credcache");
+    let script = format!("{setup} && exec \"$0\" \"$@\"");
+    let mut cmd = sb.command_for("unshare");
+    cmd.args(["-m", "sh", "-c", &script]).arg(client).args(args);
+    cmd.output().unwrap().into()
+}
+
+fn status_warnings(sb: &Sandbox) -> Vec<String> {
+    let status: serde_json::Value =
+        serde_json::from_str(sb.run(["status", "--json"]).ok()).unwrap();
+    status["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Regression: a data directory that cannot be written (here a read-only
+/// mount, which stops root too) made the daemon refuse to start.
+#[test]
+fn a_read_only_data_dir_runs_memory_only_and_says_so() {
+    let sb = Sandbox::new();
+    let (script, count) = sb.counting_script("ro");
+    sb.write_config(&Sandbox::command_credential("ro", &script));
+    std::fs::create_dir_all(&sb.data).unwrap();
+    let mount = format!(
+        "mount -t tmpfs -o ro,mode=0700 tmpfs '{}'",
+        sb.data.display()
+    );
+    let out = in_namespace(&sb, &mount, &["get", "ro"]);
+    assert_eq!(out.ok().trim(), "tok-1-ro", "{out:?}");
+    assert_eq!(sb.get("ro"), "tok-1-ro", "answered from memory");
+    assert_eq!(crate::harness::count(&count), 1);
+    let warnings = status_warnings(&sb);
+    assert!(
+        warnings.iter().any(|w| w.contains("running memory-only")),
+        "{warnings:?}"
+    );
+}
+
+/// Regression: once a write failed for want of space, the cache stayed
+/// broken until a restart.
+#[test]
+fn a_full_disk_is_a_status_warning_and_writes_resume_when_space_returns() {
+    let sb = Sandbox::new();
+    let mut config = String::new();
+    for name in ["alpha-cred", "charlie-cred"] {
+        let (script, _) = sb.counting_script(name);
+        config.push_str(&Sandbox::command_credential(name, &script));
+    }
+    // A record bigger than a page, so it needs space the full disk lacks
+    // (a small one would fit in the page sled's file already has).
+    let (big, _) = script(
+        &sb,
+        "bravo",
+        "printf 'tok-bravo-%s' \"$(head -c 12000 /dev/zero | tr '\\0' x)\"",
+    );
+    config.push_str(&Sandbox::command_credential("bravo-cred", &big));
+    sb.write_config(&config);
+    std::fs::create_dir_all(&sb.data).unwrap();
+    let mount = format!(
+        "mount -t tmpfs -o size=4m,mode=0700 tmpfs '{}'",
+        sb.data.display()
+    );
+    let out = in_namespace(&sb, &mount, &["get", "alpha-cred"]);
+    assert_eq!(out.ok().trim(), "tok-1-alpha-cred", "{out:?}");
+    let pid = sb.daemon_pid().unwrap().to_string();
+    let filler = sb.data.join("filler");
+    let nsenter = |shell: &str| {
+        sb.command_for("nsenter")
+            .args(["-t", &pid, "-m", "sh", "-c", shell])
+            .status()
+            .unwrap()
+    };
+    // Fill the disk (dd stops at ENOSPC, which is the point).
+    nsenter(&format!(
+        "dd if=/dev/zero of='{}' bs=4k 2>/dev/null; true",
+        filler.display()
+    ));
+    assert!(
+        sb.get("bravo-cred").starts_with("tok-bravo-xxx"),
+        "a full disk still answers"
+    );
+    let warnings = status_warnings(&sb);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("cannot write the cache")),
+        "{warnings:?}"
+    );
+    // Space returns: the next write succeeds, takes the one that failed
+    // with it, and the warning goes.
+    assert!(nsenter(&format!("rm '{}'", filler.display())).success());
+    assert_eq!(sb.get("charlie-cred"), "tok-1-charlie-cred");
+    let warnings = status_warnings(&sb);
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.contains("cannot write the cache")),
+        "{warnings:?}"
+    );
+    // The record whose write failed is on disk now too (names are the
+    // plaintext part of a key; the tmpfs is visible in the namespace only).
+    let on_disk = nsenter(&format!("grep -rqa bravo-cred '{}'", sb.data.display()));
+    assert!(on_disk.success(), "the failed write was never retried");
+}

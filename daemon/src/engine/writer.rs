@@ -18,8 +18,20 @@ use crate::store::{Record, Store};
 /// The most records one flush takes; more wait for the next.
 const MAX_BATCH: usize = 1024;
 
+/// How often records that could not be written (a full disk) are tried
+/// again when nothing else comes to write.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Writes one batch of `(name, fingerprint, record)` with one flush.
-type WriteBatch = dyn Fn(&[(&str, &str, &Record)]) -> Result<(), String> + Send + Sync;
+type WriteBatch = dyn Fn(&[(&str, &str, &Record)]) -> Result<(), WriteFailed> + Send + Sync;
+
+/// Why a batch was not written, and whether trying again may help (a full
+/// disk may empty; a record that does not encode never will).
+#[derive(Debug)]
+struct WriteFailed {
+    message: String,
+    retry: bool,
+}
 
 /// One record to write, and whom to tell when it is on disk.
 struct Job {
@@ -42,15 +54,28 @@ pub struct Writer {
     running: Mutex<Option<Running>>,
     /// Why the writer last failed hard, for `status`.
     trouble: Arc<Mutex<Option<String>>>,
+    /// Why the last write failed, until one succeeds, for `status`.
+    failing: Arc<Mutex<Option<String>>>,
 }
 
 impl Writer {
     /// Starts the writer thread for `store`.
     pub fn start(store: Store) -> std::io::Result<Writer> {
         Self::start_with(Arc::new(move |batch: &[(&str, &str, &Record)]| {
-            store
-                .put_all(batch.iter().copied())
-                .map_err(|e| e.to_string())
+            let failed = |e: crate::store::StoreError| WriteFailed {
+                retry: !matches!(e, crate::store::StoreError::Encode { .. }),
+                message: e.to_string(),
+            };
+            match store.put_all(batch.iter().copied()) {
+                Err(e @ crate::store::StoreError::Encode { .. }) => Err(failed(e)),
+                // sled fails every write after an I/O error until reopened:
+                // reopen, and try once more (space may have returned).
+                Err(first) => match store.reopen() {
+                    Ok(()) => store.put_all(batch.iter().copied()).map_err(failed),
+                    Err(_) => Err(failed(first)),
+                },
+                Ok(()) => Ok(()),
+            }
         }))
     }
 
@@ -60,6 +85,7 @@ impl Writer {
             write,
             running: Mutex::new(None),
             trouble: Arc::new(Mutex::new(None)),
+            failing: Arc::new(Mutex::new(None)),
         };
         let running = writer.spawn()?;
         *writer.lock() = Some(running);
@@ -69,10 +95,10 @@ impl Writer {
     fn spawn(&self) -> std::io::Result<Running> {
         let (jobs, queue) = mpsc::channel();
         let write = self.write.clone();
-        let trouble = self.trouble.clone();
+        let (trouble, failing) = (self.trouble.clone(), self.failing.clone());
         let thread = std::thread::Builder::new()
             .name("credcached-cache-writer".to_owned())
-            .spawn(move || run(&*write, &queue, &trouble))?;
+            .spawn(move || run(&*write, &queue, &trouble, &failing))?;
         Ok(Running { jobs, thread })
     }
 
@@ -80,12 +106,15 @@ impl Writer {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// What `status` should say about the writer, if it has failed hard.
+    /// What `status` should say about the writer: a write failing now,
+    /// or the last time it failed hard.
     pub fn warning(&self) -> Option<String> {
-        self.trouble
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        let trouble = self.trouble.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*failing, &*trouble) {
+            (Some(f), Some(t)) => Some(format!("{f}; {t}")),
+            (f, t) => f.clone().or_else(|| t.clone()),
+        }
     }
 
     fn note(&self, what: String) {
@@ -144,21 +173,52 @@ impl Drop for Writer {
 }
 
 /// The writer thread: takes every record queued, writes them all, flushes
-/// once, answers each.
-fn run(write: &WriteBatch, queue: &mpsc::Receiver<Job>, trouble: &Mutex<Option<String>>) {
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
+/// once, answers each. Records whose write failed (a full or read-only
+/// disk) are kept and written again with the next batch, or after
+/// [`RETRY_EVERY`], until one succeeds: space coming back heals the cache
+/// without a restart. Their `get`s are answered at once all the same.
+fn run(
+    write: &WriteBatch,
+    queue: &mpsc::Receiver<Job>,
+    trouble: &Mutex<Option<String>>,
+    failing: &Mutex<Option<String>>,
+) {
+    let mut pending: std::collections::BTreeMap<String, (String, Record)> = Default::default();
+    loop {
+        let first = if pending.is_empty() {
+            match queue.recv() {
+                Ok(job) => Some(job),
+                Err(_) => return,
+            }
+        } else {
+            match queue.recv_timeout(RETRY_EVERY) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        };
+        let mut batch: Vec<Job> = first.into_iter().collect();
         while batch.len() < MAX_BATCH
             && let Ok(more) = queue.try_recv()
         {
             batch.push(more);
         }
-        let records: Vec<(&str, &str, &Record)> = batch
+        // A newer record of a name replaces the one waiting for a retry.
+        for job in &batch {
+            pending.remove(&job.name);
+        }
+        let records: Vec<(&str, &str, &Record)> = pending
             .iter()
-            .map(|j| (j.name.as_str(), j.fingerprint.as_str(), &j.record))
+            .map(|(n, (fp, r))| (n.as_str(), fp.as_str(), r))
+            .chain(
+                batch
+                    .iter()
+                    .map(|j| (j.name.as_str(), j.fingerprint.as_str(), &j.record)),
+            )
             .collect();
         let written = match std::panic::catch_unwind(AssertUnwindSafe(|| write(&records))) {
             Ok(result) => result,
+            // Not retried: the same records would panic again.
             Err(panic) => {
                 let why = panic_message(&*panic);
                 let what = format!(
@@ -167,13 +227,44 @@ fn run(write: &WriteBatch, queue: &mpsc::Receiver<Job>, trouble: &Mutex<Option<S
                 );
                 tracing::warn!("{what}");
                 *trouble.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
-                Err(format!("the cache writer failed ({why})"))
+                Err(WriteFailed {
+                    message: format!("the cache writer failed ({why})"),
+                    retry: false,
+                })
             }
         };
         drop(records);
+        let mut failing = failing.lock().unwrap_or_else(|p| p.into_inner());
+        match &written {
+            Ok(()) => {
+                if failing.take().is_some() {
+                    tracing::info!("cache writes work again");
+                }
+                pending.clear();
+            }
+            Err(e) if !e.retry => pending.clear(),
+            Err(e) => {
+                let what = format!(
+                    "cannot write the cache ({}); tokens are served from memory, and the write is retried",
+                    e.message
+                );
+                if failing.is_none() {
+                    tracing::warn!("{what}");
+                }
+                *failing = Some(what);
+                for job in &batch {
+                    pending.insert(
+                        job.name.clone(),
+                        (job.fingerprint.clone(), job.record.clone()),
+                    );
+                }
+            }
+        }
+        drop(failing);
+        let answer = written.map_err(|e| e.message);
         for job in batch {
             // The fetch that asked may have been dropped (its client left).
-            let _ = job.done.send(written.clone());
+            let _ = job.done.send(answer.clone());
         }
     }
 }
