@@ -2,9 +2,12 @@
 //! how a request for a token becomes at most one upstream fetch.
 //!
 //! Everything here is independent of the socket: the server turns requests
-//! into calls on [`Engine`], and tests can drive it directly.
+//! into calls on [`Engine`], and tests can drive it directly. Noticing and
+//! applying config edits is `reload.rs`; this file is the single-flight
+//! core.
 
 mod loaded;
+mod reload;
 mod report;
 mod scheduler;
 mod slot;
@@ -18,19 +21,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
+use credcache_shared::config::{Config, Credential};
 use credcache_shared::protocol::{ErrorKind, TokenReply, WireError};
 use tokio::sync::{broadcast, watch};
 
-pub use loaded::{Entry, Loaded};
+pub use loaded::{Entry, Loaded, ProviderFactory};
 pub use slot::{CachedToken, Slot};
 
 use crate::clock::Clock;
-use crate::providers::{AuthToken, BoxFuture, ErrorClass, FetchContext, FetchError};
+use crate::providers::{
+    AuthToken, BoxFuture, Dependencies, ErrorClass, FetchContext, FetchError, Provider,
+};
 use crate::schedule::{self, Policy};
 use crate::store::{Record, Store};
-
-/// How often, at most, a request checks whether the config file changed.
-const CONFIG_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where the daemon's files are, for status.
 #[derive(Debug, Clone)]
@@ -51,8 +54,10 @@ struct Inner {
     /// Writes fetched tokens to `store`, a flush per batch.
     writer: writer::Writer,
     loaded: RwLock<Arc<Loaded>>,
+    /// Makes each credential's provider, at start and on every reload.
+    providers: Box<ProviderFactory>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
-    watch: Mutex<loaded::Watch>,
+    watch: Mutex<reload::Watch>,
     started_at: DateTime<Utc>,
     requests: AtomicU64,
     last_request: Mutex<Instant>,
@@ -67,14 +72,16 @@ struct Inner {
 
 impl Engine {
     /// Starts the engine with `config` in force, and takes over the tokens
-    /// in `store` that were written under the current settings.
+    /// in `store` that were written under the current settings. `providers`
+    /// makes each credential's provider (`providers::build`, but for tests).
     pub fn new(
-        config: credcache_shared::config::Config,
+        config: Config,
         locations: Locations,
         store: Store,
         clock: Arc<dyn Clock>,
+        providers: impl Fn(&Credential, &Config) -> Arc<dyn Provider> + Send + Sync + 'static,
     ) -> Result<Self, String> {
-        let loaded = Loaded::new(config, &locations.config_file)?;
+        let loaded = Loaded::new(config, &locations.config_file, &providers)?;
         let now = clock.now();
         let mut slots = HashMap::new();
         for stored in store.load_all() {
@@ -131,8 +138,9 @@ impl Engine {
             store,
             writer,
             loaded: RwLock::new(Arc::new(loaded)),
+            providers: Box::new(providers),
             slots: Mutex::new(slots),
-            watch: Mutex::new(loaded::Watch {
+            watch: Mutex::new(reload::Watch {
                 last_check: SystemTime::now(),
                 error: None,
                 error_stamps: None,
@@ -397,7 +405,7 @@ impl Engine {
         let timeout = loaded.config.daemon.http_timeout;
         let cx = FetchContext {
             name,
-            engine: self,
+            deps: self,
             http: &loaded.http,
             now,
             timeout,
@@ -546,115 +554,22 @@ impl Engine {
         Ok(names)
     }
 
-    /// Checks, at most once a second, whether the config or an identity
-    /// file changed, and reloads if so.
-    fn maybe_reload(&self) {
-        {
-            let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
-            let now = SystemTime::now();
-            if now
-                .duration_since(watch.last_check)
-                .is_ok_and(|d| d < CONFIG_CHECK_INTERVAL)
-            {
-                return;
-            }
-            watch.last_check = now;
-            let loaded = self.loaded();
-            if !loaded.stamps.changed() {
-                return;
-            }
-            // An invalid file that has not changed since it was found
-            // invalid is not re-read on every check.
-            if let Some(bad) = &watch.error_stamps
-                && !bad.changed()
-            {
-                return;
-            }
-        }
-        let _ = self.reload();
-    }
-
-    /// Re-reads the config. Credentials whose settings changed lose their
-    /// cached token; an invalid file leaves the previous config in force.
-    pub fn reload(&self) -> Result<Vec<String>, WireError> {
-        let path = self.0.locations.config_file.clone();
-        let config = match loaded::read_config(&path) {
-            Ok(c) => c,
-            Err(e) => {
-                let message = e.to_string();
-                tracing::warn!("config not reloaded, the previous one stays in force: {message}");
-                let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
-                watch.error = Some(message.clone());
-                watch.error_stamps = Some(loaded::Stamps::take(&path, &self.loaded().config));
-                return Err(WireError::new(ErrorKind::Config, message));
-            }
-        };
-        let new = Loaded::new(config, &path).map_err(|e| WireError::new(ErrorKind::Internal, e))?;
-        let mut changed = Vec::new();
-        {
-            let old = self.loaded();
-            let mut slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots.retain(|name, _| {
-                let same = match (old.entries.get(name), new.entries.get(name)) {
-                    (Some(a), Some(b)) => a.fingerprint == b.fingerprint,
-                    _ => false,
-                };
-                if !same {
-                    changed.push(name.clone());
-                }
-                same
-            });
-        }
-        let fingerprints: HashMap<String, String> = new
-            .entries
-            .iter()
-            .map(|(n, e)| (n.clone(), e.fingerprint.clone()))
-            .collect();
-        if let Err(e) = self
-            .0
-            .store
-            .retain(|name, fp| fingerprints.get(name).is_some_and(|f| f == fp))
-        {
-            tracing::warn!("could not prune the cache: {e}");
-        }
-        *self.0.loaded.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
-        {
-            let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
-            watch.error = None;
-            watch.error_stamps = None;
-        }
-        // Something changed: a kept permanent error may no longer hold.
-        for slot in self
-            .0
-            .slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-        {
-            slot.forgive();
-        }
-        self.plan_prefetch();
-        changed.sort();
-        tracing::info!(dropped = ?changed, "config reloaded");
-        for w in &self.loaded().warnings {
-            tracing::warn!("{w}");
-        }
-        Ok(changed)
-    }
-
-    fn config_warning(&self) -> Option<String> {
-        let watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
-        watch
-            .error
-            .as_ref()
-            .map(|e| format!("the config file is invalid, the previous config stays in force: {e}"))
-    }
-
     /// Flushes the cache to disk (at shutdown).
     pub fn flush(&self) {
         if let Err(e) = self.0.store.flush() {
             tracing::warn!("could not flush the cache: {e}");
         }
+    }
+}
+
+/// What providers may ask of the engine: the tokens their `auth` names.
+impl Dependencies for Engine {
+    fn auth_token<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<AuthToken, FetchError>> {
+        self.dependency_token(name)
+    }
+
+    fn reject(&self, name: &str, token: &Secret) {
+        self.reject_token(name, token);
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::de::DeserializeOwned;
 
-use crate::providers::{ErrorClass, FetchError};
+use crate::fetch_error::{ErrorClass, FetchError};
 
 /// Response bodies larger than this are refused without being buffered.
 pub const MAX_BODY: usize = 1 << 20;

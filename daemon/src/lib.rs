@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod engine;
+pub mod fetch_error;
 pub mod files;
 pub mod fingerprint;
 #[doc(hidden)]

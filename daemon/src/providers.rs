@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
 use credcache_shared::config::{Config, Credential, Source};
 
-use crate::engine::Engine;
+pub use crate::fetch_error::{ErrorClass, FetchError};
 use crate::http::Http;
 
 /// The furthest ahead a fetched token's expiry may lie: a year and a day.
@@ -80,11 +80,24 @@ pub struct AuthToken {
     pub quota_project: Option<String>,
 }
 
+/// What a provider needs from whoever runs it (the engine): other
+/// credentials' tokens. Providers see only this, never the engine itself,
+/// so the dependency runs one way (`engine` → `providers`).
+pub trait Dependencies: Send + Sync {
+    /// The current token of credential `name`, fetched first if need be
+    /// (and cached in its own right).
+    fn auth_token<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<AuthToken, FetchError>>;
+
+    /// An API answered 401 to `token` of `name`: drop it if it is still the
+    /// current one, so the next [`auth_token`](Self::auth_token) fetches anew.
+    fn reject(&self, name: &str, token: &Secret);
+}
+
 /// What a provider may use while fetching.
 pub struct FetchContext<'a> {
     /// The credential being fetched.
     pub name: &'a str,
-    pub engine: &'a Engine,
+    pub deps: &'a dyn Dependencies,
     pub http: &'a Http,
     pub now: DateTime<Utc>,
     pub timeout: Duration,
@@ -94,78 +107,13 @@ impl FetchContext<'_> {
     /// The current token of the credential this one's `auth` names, fetched
     /// first if need be (and cached in its own right).
     pub async fn auth_token(&self, auth: &str) -> Result<AuthToken, FetchError> {
-        self.engine.dependency_token(auth).await
+        self.deps.auth_token(auth).await
     }
 
     /// Tells the engine an API answered 401 to `token` of `auth`: it is
     /// dropped, so the next [`auth_token`](Self::auth_token) fetches anew.
     pub fn reject_auth_token(&self, auth: &str, token: &Secret) {
-        self.engine.reject_token(auth, token);
-    }
-}
-
-/// How a failure should be treated by retries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Network trouble, 5xx, 429, unreadable answers: try again later.
-    Transient,
-    /// The identity provider or API said no for good (`invalid_grant`,
-    /// 404, ...): retrying will not help until something changes.
-    Permanent,
-    /// 401/403 from an API: the identity token may be stale or lack rights.
-    Unauthorized,
-    /// The credential's settings or local files are unusable.
-    Config,
-}
-
-/// A failed fetch: one line, no secrets, the cloud's own words.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{message}")]
-pub struct FetchError {
-    pub class: ErrorClass,
-    pub message: String,
-    pub retry_after: Option<Duration>,
-    pub status: Option<u16>,
-}
-
-impl FetchError {
-    pub fn transient(message: impl Into<String>) -> Self {
-        Self {
-            class: ErrorClass::Transient,
-            message: message.into(),
-            retry_after: None,
-            status: None,
-        }
-    }
-
-    pub fn config(message: impl Into<String>) -> Self {
-        Self {
-            class: ErrorClass::Config,
-            message: message.into(),
-            retry_after: None,
-            status: None,
-        }
-    }
-
-    pub fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            class: ErrorClass::Permanent,
-            message: message.into(),
-            retry_after: None,
-            status: None,
-        }
-    }
-
-    /// Whether retrying cannot help until something changes: the identity
-    /// provider or API said no for good.
-    pub fn is_permanent(&self) -> bool {
-        matches!(self.class, ErrorClass::Permanent | ErrorClass::Unauthorized)
-    }
-
-    /// Prefixes the message with context: "fetching gcp: ...".
-    pub fn context(mut self, what: impl std::fmt::Display) -> Self {
-        self.message = format!("{what}: {}", self.message);
-        self
+        self.deps.reject(auth, token);
     }
 }
 

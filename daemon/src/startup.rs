@@ -20,6 +20,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::clock::SystemClock;
 use crate::engine::{Engine, Locations};
 use crate::logging;
+use crate::providers;
 use crate::seal;
 use crate::server::{self, Limits};
 use crate::store::{Store, StoreError};
@@ -228,8 +229,14 @@ async fn serve(
         socket: paths.socket.clone(),
         cache_dir: paths.cache_dir.clone(),
     };
-    let engine =
-        Engine::new(config, locations, store, Arc::new(SystemClock)).map_err(StartError::Other)?;
+    let engine = Engine::new(
+        config,
+        locations,
+        store,
+        Arc::new(SystemClock),
+        providers::build,
+    )
+    .map_err(StartError::Other)?;
     engine.add_warnings(warnings);
 
     let socket_activated = activated.is_some();

@@ -49,7 +49,14 @@ impl Running {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let engine = Engine::new(config, locations, store, Arc::new(SystemClock)).unwrap();
+                let engine = Engine::new(
+                    config,
+                    locations,
+                    store,
+                    Arc::new(SystemClock),
+                    credcache_daemon::providers::build,
+                )
+                .unwrap();
                 let listener = server::bind(&path).unwrap();
                 ready_tx.send(()).unwrap();
                 server::serve(listener, engine, limits, async {

@@ -1,17 +1,21 @@
 //! The config in force, with each credential's provider and fingerprint,
-//! and the cheap check that notices the file (or an identity file) changed.
+//! and the stamps of its files (see `reload.rs`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use credcache_shared::config::{Config, ConfigError, Credential, SecretSource, Source};
+use credcache_shared::config::{Config, Credential, SecretSource, Source};
 
+use super::reload::Stamps;
 use crate::fingerprint;
 use crate::http::Http;
-use crate::providers::{self, Provider};
+use crate::providers::Provider;
 use crate::seal;
+
+/// Makes the provider of a credential: [`providers::build`] in the daemon,
+/// a scripted one in tests.
+pub type ProviderFactory = dyn Fn(&Credential, &Config) -> Arc<dyn Provider> + Send + Sync;
 
 /// A credential ready to fetch.
 pub struct Entry {
@@ -32,7 +36,11 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    pub fn new(config: Config, config_path: &Path) -> Result<Self, String> {
+    pub fn new(
+        config: Config,
+        config_path: &Path,
+        providers: &ProviderFactory,
+    ) -> Result<Self, String> {
         let http = Http::new(config.daemon.http_timeout)
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let fingerprints = fingerprint::all(&config);
@@ -42,7 +50,7 @@ impl Loaded {
             .map(|cred| {
                 let entry = Entry {
                     cred: cred.clone(),
-                    provider: providers::build(cred, &config),
+                    provider: providers(cred, &config),
                     fingerprint: fingerprints.get(&cred.name).cloned().unwrap_or_default(),
                 };
                 (cred.name.clone(), entry)
@@ -79,51 +87,4 @@ fn secret_files(config: &Config) -> Vec<PathBuf> {
         }
     }
     files
-}
-
-/// Size, mtime and inode of the config file and every identity file, so a
-/// change to any of them is noticed with a few `stat` calls.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stamps(Vec<(PathBuf, Option<fingerprint::FileStamp>)>);
-
-impl Stamps {
-    pub fn take(config_path: &Path, config: &Config) -> Self {
-        let mut files = vec![config_path.to_path_buf()];
-        files.extend(
-            config
-                .credentials
-                .values()
-                .flat_map(fingerprint::identity_files),
-        );
-        Self(
-            files
-                .into_iter()
-                .map(|p| {
-                    let stamp = fingerprint::file_stamp(&p);
-                    (p, stamp)
-                })
-                .collect(),
-        )
-    }
-
-    pub fn changed(&self) -> bool {
-        self.0
-            .iter()
-            .any(|(p, stamp)| fingerprint::file_stamp(p) != *stamp)
-    }
-}
-
-/// Reads the config file; the error is one line.
-pub fn read_config(path: &Path) -> Result<Config, ConfigError> {
-    Config::load(path)
-}
-
-/// When the config was last checked, to check at most once a second.
-pub struct Watch {
-    pub last_check: SystemTime,
-    /// Set while the file on disk is invalid and the previous config is in
-    /// force.
-    pub error: Option<String>,
-    /// The stamps of the invalid file, so it is not re-read on every check.
-    pub error_stamps: Option<Stamps>,
 }

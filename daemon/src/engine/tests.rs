@@ -65,23 +65,18 @@ fn engine_with(
         socket: tmp.path().join("s"),
         cache_dir: tmp.path().join("cache"),
     };
-    let engine = Engine::new(config, locations, store, clock.clone()).unwrap();
     let scripted = Arc::new(Scripted {
         calls: AtomicU32::new(0),
         gate: Semaphore::new(0),
         answers: Mutex::new(answers),
         clock: clock.clone(),
     });
-    engine.set_provider("v", scripted.clone());
+    let provider = scripted.clone();
+    let engine = Engine::new(config, locations, store, clock.clone(), move |_, _| {
+        provider.clone()
+    })
+    .unwrap();
     (engine, scripted, clock, tmp)
-}
-
-impl Engine {
-    fn set_provider(&self, name: &str, provider: Arc<dyn crate::providers::Provider>) {
-        let mut guard = self.0.loaded.write().unwrap();
-        let loaded = Arc::get_mut(&mut guard).expect("no other holder in tests");
-        loaded.entries.get_mut(name).unwrap().provider = provider;
-    }
 }
 
 #[tokio::test]

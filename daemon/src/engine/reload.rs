@@ -1,0 +1,173 @@
+//! Config watching and reloading: the cheap check (a few `stat` calls, at
+//! most once a second, from requests) that notices the config file or an
+//! identity file changed, and [`Engine::reload`], which SIGHUP and
+//! `credcache daemon reload` call too. An invalid edit leaves the previous
+//! config in force and is reported until the file changes again.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use credcache_shared::config::{Config, ConfigError};
+use credcache_shared::protocol::{ErrorKind, WireError};
+
+use super::{Engine, Loaded};
+use crate::fingerprint;
+
+/// How often, at most, a request checks whether the config file changed.
+const CONFIG_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Size, mtime and inode of the config file and every identity file, so a
+/// change to any of them is noticed with a few `stat` calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamps(Vec<(PathBuf, Option<fingerprint::FileStamp>)>);
+
+impl Stamps {
+    pub fn take(config_path: &Path, config: &Config) -> Self {
+        let mut files = vec![config_path.to_path_buf()];
+        files.extend(
+            config
+                .credentials
+                .values()
+                .flat_map(fingerprint::identity_files),
+        );
+        Self(
+            files
+                .into_iter()
+                .map(|p| {
+                    let stamp = fingerprint::file_stamp(&p);
+                    (p, stamp)
+                })
+                .collect(),
+        )
+    }
+
+    pub fn changed(&self) -> bool {
+        self.0
+            .iter()
+            .any(|(p, stamp)| fingerprint::file_stamp(p) != *stamp)
+    }
+}
+
+/// Reads the config file; the error is one line.
+pub fn read_config(path: &Path) -> Result<Config, ConfigError> {
+    Config::load(path)
+}
+
+/// When the config was last checked, to check at most once a second.
+pub struct Watch {
+    pub last_check: SystemTime,
+    /// Set while the file on disk is invalid and the previous config is in
+    /// force.
+    pub error: Option<String>,
+    /// The stamps of the invalid file, so it is not re-read on every check.
+    pub error_stamps: Option<Stamps>,
+}
+
+impl Engine {
+    /// Checks, at most once a second, whether the config or an identity
+    /// file changed, and reloads if so.
+    pub(super) fn maybe_reload(&self) {
+        {
+            let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
+            let now = SystemTime::now();
+            if now
+                .duration_since(watch.last_check)
+                .is_ok_and(|d| d < CONFIG_CHECK_INTERVAL)
+            {
+                return;
+            }
+            watch.last_check = now;
+            let loaded = self.loaded();
+            if !loaded.stamps.changed() {
+                return;
+            }
+            // An invalid file that has not changed since it was found
+            // invalid is not re-read on every check.
+            if let Some(bad) = &watch.error_stamps
+                && !bad.changed()
+            {
+                return;
+            }
+        }
+        let _ = self.reload();
+    }
+
+    /// Re-reads the config. Credentials whose settings changed lose their
+    /// cached token; an invalid file leaves the previous config in force.
+    pub fn reload(&self) -> Result<Vec<String>, WireError> {
+        let path = self.0.locations.config_file.clone();
+        let config = match read_config(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                let message = e.to_string();
+                tracing::warn!("config not reloaded, the previous one stays in force: {message}");
+                let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
+                watch.error = Some(message.clone());
+                watch.error_stamps = Some(Stamps::take(&path, &self.loaded().config));
+                return Err(WireError::new(ErrorKind::Config, message));
+            }
+        };
+        let new = Loaded::new(config, &path, &*self.0.providers)
+            .map_err(|e| WireError::new(ErrorKind::Internal, e))?;
+        let mut changed = Vec::new();
+        {
+            let old = self.loaded();
+            let mut slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.retain(|name, _| {
+                let same = match (old.entries.get(name), new.entries.get(name)) {
+                    (Some(a), Some(b)) => a.fingerprint == b.fingerprint,
+                    _ => false,
+                };
+                if !same {
+                    changed.push(name.clone());
+                }
+                same
+            });
+        }
+        let fingerprints: HashMap<String, String> = new
+            .entries
+            .iter()
+            .map(|(n, e)| (n.clone(), e.fingerprint.clone()))
+            .collect();
+        if let Err(e) = self
+            .0
+            .store
+            .retain(|name, fp| fingerprints.get(name).is_some_and(|f| f == fp))
+        {
+            tracing::warn!("could not prune the cache: {e}");
+        }
+        *self.0.loaded.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        {
+            let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
+            watch.error = None;
+            watch.error_stamps = None;
+        }
+        // Something changed: a kept permanent error may no longer hold.
+        for slot in self
+            .0
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            slot.forgive();
+        }
+        self.plan_prefetch();
+        changed.sort();
+        tracing::info!(dropped = ?changed, "config reloaded");
+        for w in &self.loaded().warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(changed)
+    }
+
+    pub(super) fn config_warning(&self) -> Option<String> {
+        let watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
+        watch
+            .error
+            .as_ref()
+            .map(|e| format!("the config file is invalid, the previous config stays in force: {e}"))
+    }
+}
