@@ -236,6 +236,7 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         all.extend(self.loaded().warnings.iter().cloned());
+        all.extend(self.0.writer.warning());
         all
     }
 
@@ -471,7 +472,11 @@ impl Engine {
         // naming the endpoint; this outer bound, a little longer, catches
         // everything else (a hung command, a slow chain of dependencies).
         let bound = timeout + Duration::from_secs(1);
-        let outcome = match tokio::time::timeout(bound, entry.provider.fetch(&cx)).await {
+        // Every kind's token passes the same check before it is kept.
+        let fetched = tokio::time::timeout(bound, entry.provider.fetch(&cx))
+            .await
+            .map(|r| r.and_then(|f| crate::http::check_token(&f.token).map(|()| f)));
+        let outcome = match fetched {
             Ok(Ok(fetched)) if fetched.expires_at <= now => Err(FetchError::transient(format!(
                 "the token fetched has already expired (expiry {})",
                 credcache_shared::time::format_rfc3339(fetched.expires_at)

@@ -54,9 +54,10 @@ fn fingerprint_of(
         h.update(b"\0file\0");
         h.update(file.as_os_str().as_encoded_bytes());
         h.update(b"\0");
-        match std::fs::read(&file) {
+        match crate::files::read_blocking(&file, crate::files::MAX_FILE, crate::files::READ_TIMEOUT)
+        {
             Ok(bytes) => h.update(Sha256::digest(&bytes)),
-            Err(e) => h.update(e.kind().to_string().as_bytes()),
+            Err(e) => h.update(e.to_string().as_bytes()),
         }
     }
     // Validation rejects cycles; the depth bound keeps a bug from looping.

@@ -114,6 +114,32 @@ pub async fn send(what: &str, request: reqwest::RequestBuilder) -> Result<Answer
     })
 }
 
+/// The longest token accepted from upstream. Real ones are a few KiB (an
+/// Entra JWT with many groups stays under 16 KiB); anything bigger is a
+/// broken or hostile answer, and would not fit a cache record or a header.
+pub const MAX_TOKEN: usize = 64 << 10;
+
+/// Checks a fetched token before it is cached or handed out, whatever kind
+/// fetched it: at most [`MAX_TOKEN`] bytes, each printable ASCII without
+/// space (0x21..=0x7E, what bearer tokens, SAS and JWTs are made of). A
+/// newline would let an upstream forge a header or an output line when the
+/// token is printed. The message names the rule, never the token.
+pub fn check_token(token: &credcache_shared::Secret) -> Result<(), FetchError> {
+    let bytes = token.expose().as_bytes();
+    if bytes.len() > MAX_TOKEN {
+        return Err(FetchError::transient(format!(
+            "the token fetched is {} bytes, over the {MAX_TOKEN}-byte limit; not cached",
+            bytes.len()
+        )));
+    }
+    if let Some(at) = bytes.iter().position(|b| !(0x21..=0x7E).contains(b)) {
+        return Err(FetchError::transient(format!(
+            "the token fetched has a byte outside printable ASCII (0x21-0x7E, no space) at offset {at}; not cached"
+        )));
+    }
+    Ok(())
+}
+
 fn network_error(what: &str, e: &reqwest::Error) -> FetchError {
     let why = if e.is_timeout() {
         "timed out".to_owned()

@@ -9,6 +9,7 @@
 pub mod clock;
 pub mod engine;
 pub mod fetch_error;
+pub mod files;
 pub mod fingerprint;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -2,7 +2,9 @@
 //!
 //! Third-party crates (HTTP, TLS, sled) are held at `info` whatever
 //! `CREDCACHE_LOG` asks for: their debug output can include request
-//! details, and token values must never reach a log at any level.
+//! details, and token values must never reach a log at any level. The cap
+//! is a filter of its own after `CREDCACHE_LOG`'s, not directives mixed
+//! into it, where a more specific one (`sled::pagecache=trace`) would win.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -12,20 +14,17 @@ use std::sync::{Arc, Mutex};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The log file is rotated (to `.1`) past this size.
 pub const MAX_LOG_BYTES: u64 = 8 << 20;
 
-const QUIET_DEPENDENCIES: &[&str] = &[
-    "hyper=info",
-    "hyper_util=info",
-    "h2=info",
-    "reqwest=info",
-    "rustls=info",
-    "sled=info",
-    "mio=info",
-    "tokio=info",
-];
+/// Whether an event or span may be logged below `info`: only credcache's
+/// own (`credcache_daemon`, `credcached`, `credcache_shared`).
+fn below_info_allowed(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() <= tracing::Level::INFO || meta.target().starts_with("credcache")
+}
 
 /// Where the log goes.
 pub enum Target<'a> {
@@ -36,20 +35,27 @@ pub enum Target<'a> {
 /// Installs the global subscriber.
 pub fn init(target: Target<'_>) -> io::Result<()> {
     let wanted = std::env::var("CREDCACHE_LOG").unwrap_or_else(|_| "info".to_owned());
-    let mut filter = EnvFilter::try_new(&wanted).unwrap_or_else(|_| EnvFilter::new("info"));
-    for d in QUIET_DEPENDENCIES {
-        filter = filter.add_directive(d.parse().expect("static directive"));
-    }
+    let filter = EnvFilter::try_new(&wanted).unwrap_or_else(|_| EnvFilter::new("info"));
+    let cap = tracing_subscriber::filter::filter_fn(below_info_allowed);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
     match target {
         Target::Stderr => {
-            let _ = builder.with_writer(io::stderr).try_init();
+            let _ = builder
+                .with_writer(io::stderr)
+                .finish()
+                .with(cap)
+                .try_init();
         }
         Target::File(path) => {
             let writer = CappedFile::open(path)?;
-            let _ = builder.with_ansi(false).with_writer(writer).try_init();
+            let _ = builder
+                .with_ansi(false)
+                .with_writer(writer)
+                .finish()
+                .with(cap)
+                .try_init();
         }
     }
     Ok(())
@@ -137,6 +143,41 @@ impl<'a> MakeWriter<'a> for CappedFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_credcache_targets_go_below_info() {
+        use tracing::{Level, Metadata, callsite::Identifier, field::FieldSet, metadata::Kind};
+        struct Nowhere;
+        impl tracing::Callsite for Nowhere {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unimplemented!()
+            }
+        }
+        static NOWHERE: Nowhere = Nowhere;
+        let meta = |target: &'static str, level: Level| {
+            Metadata::new(
+                "e",
+                target,
+                level,
+                None,
+                None,
+                None,
+                FieldSet::new(&[], Identifier(&NOWHERE)),
+                Kind::EVENT,
+            )
+        };
+        assert!(below_info_allowed(&meta(
+            "credcache_daemon::engine",
+            Level::TRACE
+        )));
+        assert!(below_info_allowed(&meta("sled::pagecache", Level::INFO)));
+        assert!(!below_info_allowed(&meta("sled::pagecache", Level::TRACE)));
+        assert!(!below_info_allowed(&meta(
+            "hyper_util::client",
+            Level::DEBUG
+        )));
+    }
 
     #[test]
     fn rotates_past_the_cap_and_is_private() {

@@ -130,7 +130,9 @@ pub fn key_path(config_file: &Path) -> PathBuf {
 /// kept in memory only. Warnings (for the log) come back with it.
 pub fn load_or_create(path: &Path) -> (Sealer, Vec<String>) {
     let mut warnings = Vec::new();
-    match std::fs::read(path) {
+    // A FIFO or device planted as the key would block start-up or eat
+    // memory: read it like every other file (`files.rs`).
+    match crate::files::read_blocking(path, 4096, crate::files::READ_TIMEOUT) {
         Ok(bytes) if bytes.len() == KEY_LEN => {
             if let Some(w) = loose_file_warning(path) {
                 warnings.push(w);
@@ -144,7 +146,7 @@ pub fn load_or_create(path: &Path) -> (Sealer, Vec<String>) {
             "cache key {} is not a {KEY_LEN}-byte key; replacing it (cached tokens will be fetched anew)",
             path.display()
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.is_not_found() => {}
         Err(e) => {
             warnings.push(format!("cannot read the cache key {}: {e}", path.display()));
             return (Sealer::ephemeral("the key file cannot be read"), warnings);

@@ -39,6 +39,13 @@ pub struct Limits {
     pub idle: Duration,
     /// How long shutdown waits for requests in flight.
     pub grace: Duration,
+    /// A reply frame not taken by the client within this long closes the
+    /// connection: a client that never reads must not hold a slot.
+    pub write_timeout: Duration,
+    /// Connections kept for short requests: `watch` may hold at most
+    /// `max_connections - reserved`, so a `get` is never turned away
+    /// because of watchers.
+    pub reserved: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +54,8 @@ impl Default for Limits {
             max_connections: 256,
             idle: Duration::from_secs(30),
             grace: Duration::from_secs(35),
+            write_timeout: Duration::from_secs(10),
+            reserved: 16,
         }
     }
 }
@@ -114,6 +123,9 @@ pub async fn serve(
 ) {
     let my_uid = rustix::process::geteuid().as_raw();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let watchers = Arc::new(Semaphore::new(
+        limits.max_connections.saturating_sub(limits.reserved),
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -163,11 +175,14 @@ pub async fn serve(
             open = limits.max_connections - permits.available_permits(),
             "accepted a connection"
         );
-        let engine = engine.clone();
-        let stop = stop_rx.clone();
-        let idle = limits.idle;
+        let conn = Conn {
+            engine: engine.clone(),
+            stop: stop_rx.clone(),
+            limits: limits.clone(),
+            watchers: watchers.clone(),
+        };
         connections.spawn(async move {
-            connection(stream, engine, stop, idle).await;
+            connection(stream, conn).await;
             drop(permit);
         });
     }
@@ -181,14 +196,41 @@ pub async fn serve(
     }
 }
 
+/// What a connection needs besides its stream.
+struct Conn {
+    engine: Engine,
+    stop: watch::Receiver<bool>,
+    limits: Limits,
+    /// Permits for `watch`, which holds its connection for good.
+    watchers: Arc<Semaphore>,
+}
+
+/// Writes one frame, giving up after `limit`: a client that does not read
+/// its replies is dropped, not waited for.
+async fn send(
+    writer: &mut &Stream,
+    response: &Response,
+    limit: Duration,
+) -> Result<(), CodecError> {
+    match tokio::time::timeout(limit, write_frame(writer, response)).await {
+        Ok(written) => written,
+        Err(_) => Err(CodecError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the client did not take its reply in time",
+        ))),
+    }
+}
+
 /// One client connection: `Hello` first, then requests until the client
 /// closes, goes idle, or the daemon stops.
-async fn connection(
-    stream: Stream,
-    engine: Engine,
-    mut stop: watch::Receiver<bool>,
-    idle: Duration,
-) {
+async fn connection(stream: Stream, conn: Conn) {
+    let Conn {
+        engine,
+        mut stop,
+        limits,
+        watchers,
+    } = conn;
+    let idle = limits.idle;
     // Buffered, so a request costs one `recvfrom` instead of two (length,
     // then body): they arrive together.
     let mut reader = BufReader::with_capacity(READ_BUFFER, &stream);
@@ -259,7 +301,24 @@ async fn connection(
             ),
             Request::Watch { name } => {
                 engine.note_request();
-                watch(&engine, &name, &mut reader, &stream, &mut stop).await;
+                let Ok(_watching) = watchers.clone().try_acquire_owned() else {
+                    tracing::warn!(
+                        max = limits.max_connections.saturating_sub(limits.reserved),
+                        "watch limit reached; refusing a watch"
+                    );
+                    let busy = Response::Error(WireError::new(
+                        ErrorKind::Internal,
+                        "the daemon has too many watch connections; try again later",
+                    ));
+                    let _ = send(&mut writer, &busy, limits.write_timeout).await;
+                    return;
+                };
+                let w = Watcher {
+                    engine: &engine,
+                    name: &name,
+                    write_timeout: limits.write_timeout,
+                };
+                w.run(&mut reader, &stream, &mut stop).await;
                 return;
             }
             other => {
@@ -268,7 +327,7 @@ async fn connection(
             }
         };
         engine.note_request();
-        if let Err(e) = write_frame(&mut writer, &response).await {
+        if let Err(e) = send(&mut writer, &response, limits.write_timeout).await {
             tracing::debug!("could not answer a client: {e}");
             return;
         }
@@ -282,58 +341,67 @@ async fn connection(
     }
 }
 
-/// Serves `Watch`: the current token, then each new one, until the client
-/// hangs up (anything it sends, or its end of stream, ends the watch) or
-/// the daemon stops.
-async fn watch(
-    engine: &Engine,
-    name: &str,
-    reader: &mut BufReader<&Stream>,
-    stream: &Stream,
-    stop: &mut watch::Receiver<bool>,
-) {
-    let mut writer = stream;
-    // Subscribe before the first answer, so no new token can slip between.
-    let mut changes = engine.subscribe();
-    let first = match engine.get(name, None, false).await {
-        Ok(token) => token,
-        Err(e) => {
-            let _ = write_frame(&mut writer, &Response::Error(e)).await;
-            return;
-        }
-    };
-    let mut last = (first.expires_at, first.fetched_at);
-    if write_frame(&mut writer, &Response::Token(first))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    loop {
-        let changed = tokio::select! {
-            changed = changes.recv() => changed,
-            _ = read_frame::<_, Request>(reader) => return,
-            _ = stop.wait_for(|s| *s) => return,
+/// One `Watch`.
+struct Watcher<'a> {
+    engine: &'a Engine,
+    name: &'a str,
+    write_timeout: Duration,
+}
+
+impl Watcher<'_> {
+    /// Serves `Watch`: the current token, then each new one, until the client
+    /// hangs up (anything it sends, or its end of stream, ends the watch), does
+    /// not take a token within the write timeout, or the daemon stops.
+    async fn run(
+        &self,
+        reader: &mut BufReader<&Stream>,
+        stream: &Stream,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let (engine, name, limit) = (self.engine, self.name, self.write_timeout);
+        let mut writer = stream;
+        // Subscribe before the first answer, so no new token can slip between.
+        let mut changes = engine.subscribe();
+        let first = match engine.get(name, None, false).await {
+            Ok(token) => token,
+            Err(e) => {
+                let _ = send(&mut writer, &Response::Error(e), limit).await;
+                return;
+            }
         };
-        match changed {
-            Ok(n) if n != name => continue,
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-        let Some(token) = engine.current(name) else {
-            continue;
-        };
-        if (token.expires_at, token.fetched_at) == last {
-            continue;
-        }
-        last = (token.expires_at, token.fetched_at);
-        // A watcher keeps its credential warm.
-        engine.keep_warm(name);
-        if write_frame(&mut writer, &Response::Token(token))
+        let mut last = (first.expires_at, first.fetched_at);
+        if send(&mut writer, &Response::Token(first), limit)
             .await
             .is_err()
         {
             return;
+        }
+        loop {
+            let changed = tokio::select! {
+                changed = changes.recv() => changed,
+                _ = read_frame::<_, Request>(reader) => return,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match changed {
+                Ok(n) if n != name => continue,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+            let Some(token) = engine.current(name) else {
+                continue;
+            };
+            if (token.expires_at, token.fetched_at) == last {
+                continue;
+            }
+            last = (token.expires_at, token.fetched_at);
+            // A watcher keeps its credential warm.
+            engine.keep_warm(name);
+            if send(&mut writer, &Response::Token(token), limit)
+                .await
+                .is_err()
+            {
+                return;
+            }
         }
     }
 }

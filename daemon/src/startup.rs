@@ -24,7 +24,7 @@ use crate::logging;
 use crate::providers;
 use crate::seal;
 use crate::server::{self, Limits};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::systemd;
 
 /// How the daemon was asked to run.
@@ -80,13 +80,23 @@ pub fn run(options: Options) -> ExitCode {
         Ok(p) => p,
         Err(e) => return reporter.failed(&StartError::Other(e.to_string())),
     };
+    let mut log_warning = None;
     let logged = if options.detach {
         paths::ensure_private_dir(&paths.data_dir)
             .map_err(|e| e.to_string())
-            .and_then(|()| {
-                logging::init(logging::Target::File(&paths.log_file))
-                    .map_err(|e| format!("{}: {e}", paths.log_file.display()))
-            })
+            .and_then(
+                |()| match logging::init(logging::Target::File(&paths.log_file)) {
+                    Ok(()) => Ok(()),
+                    // A read-only or full data directory: run, logging to stderr.
+                    Err(e) => {
+                        log_warning = Some(format!(
+                            "cannot write the log file {} ({e}); logging to stderr",
+                            paths.log_file.display()
+                        ));
+                        logging::init(logging::Target::Stderr).map_err(|e| e.to_string())
+                    }
+                },
+            )
     } else {
         logging::init(logging::Target::Stderr).map_err(|e| e.to_string())
     };
@@ -115,7 +125,7 @@ pub fn run(options: Options) -> ExitCode {
             return reporter.failed(&StartError::Other(format!("cannot start the runtime: {e}")));
         }
     };
-    match runtime.block_on(serve(paths, &reporter, activated)) {
+    match runtime.block_on(serve(paths, &reporter, activated, log_warning)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => reporter.failed(&e),
     }
@@ -189,6 +199,7 @@ async fn serve(
     paths: Paths,
     reporter: &Reporter,
     activated: Option<systemd::Activated>,
+    log_warning: Option<String>,
 ) -> Result<(), StartError> {
     let other = |e: paths::PathError| StartError::Other(e.to_string());
     paths::ensure_private_dir(paths.socket_dir()).map_err(other)?;
@@ -199,8 +210,24 @@ async fn serve(
         .map_err(|e| StartError::Config(e.to_string(), e.lines().collect()))?;
     // The key lives beside the config, never in the data directory.
     let (sealer, mut warnings) = seal::load_or_create(&seal::key_path(&paths.config_file));
-    let (store, warning) = Store::open(&paths.cache_dir, Arc::new(sealer))
-        .map_err(|e| StartError::Other(e.to_string()))?;
+    warnings.extend(log_warning);
+    let sealer = Arc::new(sealer);
+    let (store, warning) = match Store::open(&paths.cache_dir, sealer.clone()) {
+        Ok(opened) => opened,
+        Err(e @ StoreError::Locked { .. }) => return Err(StartError::Other(e.to_string())),
+        // Read-only, full, or otherwise unwritable: serve from memory
+        // rather than not at all.
+        Err(e) => {
+            let store = Store::open_memory(sealer).map_err(|m| {
+                StartError::Other(format!("{e}; and no memory-only cache either: {m}"))
+            })?;
+            let warning = format!(
+                "the data directory {} cannot be written ({e}); running memory-only: tokens are not kept across restarts",
+                paths.data_dir.display()
+            );
+            (store, Some(warning))
+        }
+    };
     warnings.extend(warning);
     let locations = Locations {
         config_file: paths.config_file.clone(),

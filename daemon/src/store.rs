@@ -25,6 +25,9 @@ use crate::seal::Sealer;
 /// The record format written today: sealed.
 const FORMAT_SEALED_V2: u8 = 2;
 
+/// The path a memory-only store reports.
+const MEMORY: &str = "(memory)";
+
 /// sled's page cache: the records are tiny, a few MiB is plenty.
 const CACHE_CAPACITY: u64 = 4 << 20;
 
@@ -54,6 +57,8 @@ pub enum StoreError {
     Locked { path: PathBuf },
     #[error("cache database {path}: {source}")]
     Sled { path: PathBuf, source: sled::Error },
+    #[error("cache record for {name} cannot be encoded: {reason}")]
+    Encode { name: String, reason: String },
     #[error("cache database {path}: {source}")]
     Io {
         path: PathBuf,
@@ -64,7 +69,9 @@ pub enum StoreError {
 /// The sled-backed cache.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    /// Shared by every clone, so a reopen (after a full disk) is seen by
+    /// all. `None` while closed for a reopen that has not succeeded yet.
+    db: Arc<std::sync::RwLock<Option<sled::Db>>>,
     path: PathBuf,
     sealer: Arc<Sealer>,
 }
@@ -91,6 +98,28 @@ impl Store {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A cache that lives only as long as the daemon: for a data directory
+    /// that cannot be written (read-only, full, not ours to write). sled's
+    /// temporary mode keeps its files in `/dev/shm` (memory) and removes
+    /// them on exit; records are sealed there as everywhere.
+    pub fn open_memory(sealer: Arc<Sealer>) -> Result<Self, StoreError> {
+        let path = PathBuf::from(MEMORY);
+        let db = sled::Config::new()
+            .temporary(true)
+            .cache_capacity(CACHE_CAPACITY)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(|source| StoreError::Sled {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self {
+            db: Arc::new(std::sync::RwLock::new(Some(db))),
+            path,
+            sealer,
+        })
     }
 
     fn open_once(path: &Path, sealer: Arc<Sealer>) -> Result<Self, StoreError> {
@@ -126,10 +155,39 @@ impl Store {
         };
         restrict_permissions(path);
         Ok(Self {
-            db,
+            db: Arc::new(std::sync::RwLock::new(Some(db))),
             path: path.to_path_buf(),
             sealer,
         })
+    }
+
+    /// The database, or an error while it is closed for a reopen.
+    fn db(&self) -> Result<sled::Db, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other("closed after a write error; reopening"),
+            })
+    }
+
+    /// Closes the database and opens it again. After an I/O error (a full
+    /// disk) sled refuses every later write until it is reopened; this is
+    /// how the cache heals without a restart once space returns. No
+    /// move-aside here: a disk that is still full is not corruption.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        if self.path == Path::new(MEMORY) {
+            return Ok(());
+        }
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // The old handle must be gone before the new open takes sled's lock.
+        drop(slot.take());
+        let fresh = Self::open_once(&self.path, self.sealer.clone())?;
+        let db = fresh.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        *slot = db;
+        Ok(())
     }
 
     /// Where the cache key lives, for `status`.
@@ -146,7 +204,10 @@ impl Store {
     pub fn load_all(&self) -> Vec<Stored> {
         let mut out = Vec::new();
         let mut bad = Vec::new();
-        for item in self.db.iter() {
+        let Ok(db) = self.db() else {
+            return Vec::new();
+        };
+        for item in db.iter() {
             let Ok((key, value)) = item else { continue };
             match decode(&self.sealer, &key, &value) {
                 Some(stored) => out.push(stored),
@@ -162,7 +223,7 @@ impl Store {
             );
         }
         for key in bad {
-            let _ = self.db.remove(key);
+            let _ = db.remove(key);
         }
         out
     }
@@ -180,64 +241,81 @@ impl Store {
         &self,
         records: impl IntoIterator<Item = (&'a str, &'a str, &'a Record)>,
     ) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let mut unencodable = None;
         for (name, fingerprint, record) in records {
-            let plain = zeroize::Zeroizing::new(
-                credcache_shared::codec::to_vec(record).expect("a token record fits in a frame"),
-            );
+            // Tokens are capped well below a frame (`http::check_token`), but
+            // a record that does not encode is this record's error, never a
+            // panic that would take the writer thread down, nor a reason not
+            // to write the others.
+            let plain = match credcache_shared::codec::to_vec(record) {
+                Ok(plain) => zeroize::Zeroizing::new(plain),
+                Err(e) => {
+                    unencodable.get_or_insert(StoreError::Encode {
+                        name: name.to_owned(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
             let mut value = vec![FORMAT_SEALED_V2];
             value.extend(self.sealer.seal(name, fingerprint, &plain));
             self.remove_except(name, Some(fingerprint))?;
-            self.db
-                .insert(key(name, fingerprint), value)
+            db.insert(key(name, fingerprint), value)
                 .map_err(|e| self.err(e))?;
         }
-        self.db.flush().map_err(|e| self.err(e))?;
-        Ok(())
+        self.db()?.flush().map_err(|e| self.err(e))?;
+        unencodable.map_or(Ok(()), Err)
     }
 
     /// Removes every record of `name`.
     pub fn remove(&self, name: &str) -> Result<(), StoreError> {
         self.remove_except(name, None)?;
-        self.db.flush().map_err(|e| self.err(e))?;
+        self.db()?.flush().map_err(|e| self.err(e))?;
         Ok(())
     }
 
     /// Removes every record for which `keep(name, fingerprint)` is false.
     pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) -> Result<usize, StoreError> {
         let mut removed = 0;
-        for item in self.db.iter() {
+        let db = self.db()?;
+        for item in db.iter() {
             let Ok((k, _)) = item else { continue };
             let drop = match split_key(&k) {
                 Some((name, fp)) => !keep(name, fp),
                 None => true,
             };
             if drop {
-                self.db.remove(k).map_err(|e| self.err(e))?;
+                db.remove(k).map_err(|e| self.err(e))?;
                 removed += 1;
             }
         }
-        self.db.flush().map_err(|e| self.err(e))?;
+        self.db()?.flush().map_err(|e| self.err(e))?;
         Ok(removed)
     }
 
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(drop).map_err(|e| self.err(e))
+        self.db()?.flush().map(drop).map_err(|e| self.err(e))
     }
 
     /// Bytes on disk, for status and benchmarks.
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db()
+            .ok()
+            .and_then(|db| db.size_on_disk().ok())
+            .unwrap_or(0)
     }
 
     fn remove_except(&self, name: &str, keep: Option<&str>) -> Result<(), StoreError> {
         let mut prefix = name.as_bytes().to_vec();
         prefix.push(0);
-        for item in self.db.scan_prefix(&prefix) {
+        let db = self.db()?;
+        for item in db.scan_prefix(&prefix) {
             let Ok((k, _)) = item else { continue };
             if keep.is_some_and(|fp| k[prefix.len()..] == *fp.as_bytes()) {
                 continue;
             }
-            self.db.remove(k).map_err(|e| self.err(e))?;
+            db.remove(k).map_err(|e| self.err(e))?;
         }
         Ok(())
     }
@@ -335,7 +413,7 @@ mod tests {
         store
             .put("gcp", "fp", &record("ya29.secret-token"))
             .unwrap();
-        let raw = store.db.get(key("gcp", "fp")).unwrap().unwrap();
+        let raw = store.db().unwrap().get(key("gcp", "fp")).unwrap().unwrap();
         assert!(
             !raw.windows(9).any(|w| w == b"ya29.secr"),
             "no token bytes on disk"
@@ -344,9 +422,9 @@ mod tests {
         let mut bad = raw.to_vec();
         let last = bad.len() - 1;
         bad[last] ^= 0x40;
-        store.db.insert(key("gcp", "fp"), bad).unwrap();
+        store.db().unwrap().insert(key("gcp", "fp"), bad).unwrap();
         assert!(store.load_all().is_empty());
-        assert_eq!(store.db.len(), 0);
+        assert_eq!(store.db().unwrap().len(), 0);
         // Another key cannot read what this one wrote.
         store.put("gcp", "fp", &record("t")).unwrap();
         drop(store);
@@ -355,8 +433,8 @@ mod tests {
         // A record moved under another name does not open either.
         let (store, _) = Store::open(&tmp.path().join("c2"), sealer()).unwrap();
         store.put("a", "fp", &record("t")).unwrap();
-        let v = store.db.get(key("a", "fp")).unwrap().unwrap();
-        store.db.insert(key("b", "fp"), v).unwrap();
+        let v = store.db().unwrap().get(key("a", "fp")).unwrap().unwrap();
+        store.db().unwrap().insert(key("b", "fp"), v).unwrap();
         let names: Vec<String> = store.load_all().into_iter().map(|s| s.name).collect();
         assert_eq!(names, vec!["a".to_owned()]);
     }
@@ -370,6 +448,21 @@ mod tests {
             fetched_at: now,
             quota_project: None,
         }
+    }
+
+    /// Regression: a record over the frame limit panicked the writer
+    /// thread (`expect`), and nothing was saved again.
+    #[test]
+    fn a_record_too_big_to_encode_is_an_error_not_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&tmp.path().join("cache"), sealer()).unwrap();
+        let huge = record(&"A".repeat(credcache_shared::codec::MAX_FRAME + 1));
+        match store.put("big", "fp", &huge) {
+            Err(StoreError::Encode { name, .. }) => assert_eq!(name, "big"),
+            other => panic!("wanted an encode error, got {other:?}"),
+        }
+        store.put("small", "fp", &record("t")).unwrap();
+        assert_eq!(store.load_all().len(), 1);
     }
 
     #[test]
@@ -402,14 +495,23 @@ mod tests {
     fn unreadable_records_are_skipped_and_removed() {
         let tmp = tempfile::tempdir().unwrap();
         let (store, _) = Store::open(&tmp.path().join("cache"), sealer()).unwrap();
-        store.db.insert(key("x", "fp"), vec![99, 1, 2, 3]).unwrap();
-        store.db.insert(b"no-separator", vec![1]).unwrap();
         store
-            .db
+            .db()
+            .unwrap()
+            .insert(key("x", "fp"), vec![99, 1, 2, 3])
+            .unwrap();
+        store
+            .db()
+            .unwrap()
+            .insert(b"no-separator", vec![1])
+            .unwrap();
+        store
+            .db()
+            .unwrap()
             .insert(key("y", "fp"), vec![FORMAT_SEALED_V2, 0xFF, 0xFF])
             .unwrap();
         assert!(store.load_all().is_empty());
-        assert_eq!(store.db.len(), 0);
+        assert_eq!(store.db().unwrap().len(), 0);
     }
 
     #[test]

@@ -24,6 +24,10 @@ struct Running {
 
 impl Running {
     fn start(limits: Limits) -> Self {
+        Self::start_with(Config::builtin(), limits)
+    }
+
+    fn start_with(config: Config, limits: Limits) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let socket = tmp.path().join("s.sock");
         let (store, _) = Store::open(
@@ -46,7 +50,7 @@ impl Running {
                 .unwrap();
             rt.block_on(async move {
                 let engine = Engine::new(
-                    Config::builtin(),
+                    config,
                     locations,
                     store,
                     Arc::new(SystemClock),
@@ -176,4 +180,85 @@ fn stop_closes_idle_connections_and_returns() {
 
 fn crate_sealer() -> credcache_daemon::seal::Sealer {
     credcache_daemon::seal::Sealer::new(&[1u8; 32], "test")
+}
+
+fn command_config() -> Config {
+    let text = "[credentials.w]\nkind = \"command\"\ncommand = [\"/bin/echo\", \"tok-w\"]\nlifetime = \"1h\"\n";
+    Config::parse(text, std::path::Path::new("test.toml")).unwrap()
+}
+
+fn ask(s: &mut UnixStream, request: &Request) -> Response {
+    codec::write_frame(s, request).unwrap();
+    codec::read_frame(s).unwrap().unwrap()
+}
+
+/// Regression: `max_connections` watchers held every slot, and a `get`
+/// was turned away with "too many open connections".
+#[test]
+fn watchers_never_take_the_slots_kept_for_short_requests() {
+    let server = Running::start_with(
+        command_config(),
+        Limits {
+            max_connections: 3,
+            reserved: 1,
+            ..Limits::default()
+        },
+    );
+    let watch = Request::Watch { name: "w".into() };
+    let mut watchers = Vec::new();
+    for _ in 0..2 {
+        let mut s = server.hello();
+        match ask(&mut s, &watch) {
+            Response::Token(t) => assert_eq!(t.token.expose(), "tok-w"),
+            other => panic!("{other:?}"),
+        }
+        watchers.push(s);
+    }
+    let mut third = server.hello();
+    match ask(&mut third, &watch) {
+        Response::Error(e) => assert!(e.message.contains("too many watch connections"), "{e:?}"),
+        other => panic!("a third watcher was let in: {other:?}"),
+    }
+    let mut buf = [0u8; 1];
+    assert_eq!(third.read(&mut buf).unwrap(), 0, "refused watch is closed");
+    drop(third);
+    // The slot the refused watch used frees once the server notices; the
+    // reserved one is free throughout, so a `get` is answered now.
+    let mut s = server.hello();
+    let get = Request::Get {
+        name: "w".into(),
+        min_valid_secs: None,
+        refresh: false,
+    };
+    match ask(&mut s, &get) {
+        Response::Token(t) => assert_eq!(t.token.expose(), "tok-w"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Regression: a client that sent requests and never read the replies
+/// held its connection (and slot) for as long as it liked.
+#[test]
+fn a_client_that_never_reads_its_replies_is_dropped() {
+    let server = Running::start(Limits {
+        write_timeout: Duration::from_millis(100),
+        ..Limits::default()
+    });
+    let mut s = server.hello();
+    // A safety net: before the fix this write blocks for good.
+    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut frame = Vec::new();
+    codec::write_frame(&mut frame, &Request::Status).unwrap();
+    let failed = loop {
+        if let Err(e) = s.write_all(&frame) {
+            break e;
+        }
+    };
+    assert!(
+        matches!(
+            failed.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ),
+        "the daemon never closed the connection: {failed}"
+    );
 }

@@ -335,9 +335,16 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Reads and validates `path`. A missing file is the built-in config.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        match std::fs::read_to_string(path) {
+        // Regular files only, at most 1 MiB: a FIFO or `/dev/zero` named as
+        // the config is an error, not a hang.
+        let read = crate::files::read_regular(path, crate::files::MAX_FILE).and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|e| {
+                crate::files::ReadError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })
+        });
+        match read {
             Ok(text) => Self::parse(&text, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::builtin()),
+            Err(e) if e.is_not_found() => Ok(Self::builtin()),
             Err(e) => Err(ConfigError {
                 file: path.to_path_buf(),
                 problems: vec![Problem {

@@ -9,6 +9,7 @@
 pub mod codec;
 pub mod config;
 pub mod env_var;
+pub mod files;
 pub mod host_pattern;
 pub mod paths;
 pub mod protocol;

@@ -109,7 +109,7 @@ impl Google {
         cx: &FetchContext<'_>,
         path: &Path,
     ) -> Result<Fetched, FetchError> {
-        let text = tokio::fs::read(path).await.map_err(|e| {
+        let text = crate::files::read(path).await.map_err(|e| {
             FetchError::config(format!("cannot read key file {}: {e}", path.display()))
         })?;
         let key: KeyFile = serde_json::from_slice(&text).map_err(|e| {

@@ -16,7 +16,7 @@ pub async fn fetch(
     scope: &str,
     cx: &FetchContext<'_>,
 ) -> Result<Fetched, FetchError> {
-    let secret = read_secret(source)?;
+    let secret = read_secret(source).await?;
     let form = [
         ("client_id", client_id),
         ("client_secret", secret.as_str()),
@@ -27,19 +27,22 @@ pub async fn fetch(
 }
 
 /// Reads the secret afresh on every fetch, so a rotated secret is picked up.
-pub fn read_secret(source: &SecretSource) -> Result<Zeroizing<String>, FetchError> {
+pub async fn read_secret(source: &SecretSource) -> Result<Zeroizing<String>, FetchError> {
     let secret = match source {
         SecretSource::Env(var) => std::env::var(var).map_err(|_| {
             FetchError::config(format!(
                 "client_secret_env names {var}, which is not set in the daemon's environment"
             ))
         })?,
-        SecretSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
-            FetchError::config(format!(
-                "cannot read client_secret_file {}: {e}",
-                path.display()
-            ))
-        })?,
+        SecretSource::File(path) => {
+            let bytes = Zeroizing::new(crate::files::read(path).await.map_err(|e| {
+                FetchError::config(format!(
+                    "cannot read client_secret_file {}: {e}",
+                    path.display()
+                ))
+            })?);
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
     };
     let secret = Zeroizing::new(secret.trim().to_owned());
     if secret.is_empty() {

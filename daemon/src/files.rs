@@ -1,0 +1,116 @@
+//! Every file the daemon reads on a credential's behalf (key files,
+//! client-secret files, federated token files, ADC files,
+//! `azureProfile.json`) goes through here: regular files only, at most
+//! [`MAX_FILE`] bytes (`credcache_shared::files`), and off the runtime
+//! thread with a timeout, so a hung network mount costs one blocked
+//! thread and an error, never the daemon's only worker.
+//!
+//! No path read today comes from the network: every one is in the config
+//! or the daemon's environment. [`read_under`] is for the day one does
+//! (an upstream answer naming a file to read, as Azure Arc's challenge
+//! does): the file must then resolve to somewhere under a fixed directory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use credcache_shared::files::{MAX_FILE, ReadError};
+
+/// How long a read may take. A local file takes microseconds; this is for
+/// a network mount that stopped answering.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads regular file `path` (at most [`MAX_FILE`] bytes) on a blocking
+/// thread, giving up after [`READ_TIMEOUT`].
+pub async fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let owned = path.to_path_buf();
+    let job = tokio::task::spawn_blocking(move || {
+        credcache_shared::files::read_regular(&owned, MAX_FILE)
+    });
+    match tokio::time::timeout(READ_TIMEOUT, job).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => Err(ReadError::Io(std::io::Error::other(e.to_string()))),
+        Err(_) => Err(ReadError::TimedOut(READ_TIMEOUT.as_secs())),
+    }
+}
+
+/// [`read`] for code that is not async (fingerprints, start-up): the read
+/// runs on its own thread and is abandoned after `timeout`.
+pub fn read_blocking(path: &Path, max: usize, timeout: Duration) -> Result<Vec<u8>, ReadError> {
+    let owned = path.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("credcached-file-read".to_owned())
+        .spawn(move || {
+            let _ = tx.send(credcache_shared::files::read_regular(&owned, max));
+        })?;
+    rx.recv_timeout(timeout)
+        .unwrap_or(Err(ReadError::TimedOut(timeout.as_secs())))
+}
+
+/// [`read`], but only if `path` resolves (symlinks followed, checked on
+/// the opened descriptor) to a file under `dir`: for paths that come from
+/// outside, which must not name `~/.ssh/id_ed25519`.
+pub async fn read_under(path: &Path, dir: &Path) -> Result<Vec<u8>, ReadError> {
+    let (path, dir) = (path.to_path_buf(), dir.to_path_buf());
+    let job = tokio::task::spawn_blocking(move || read_under_blocking(&path, &dir));
+    match tokio::time::timeout(READ_TIMEOUT, job).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => Err(ReadError::Io(std::io::Error::other(e.to_string()))),
+        Err(_) => Err(ReadError::TimedOut(READ_TIMEOUT.as_secs())),
+    }
+}
+
+fn read_under_blocking(path: &Path, dir: &Path) -> Result<Vec<u8>, ReadError> {
+    let outside = || ReadError::Outside(dir.display().to_string());
+    let dir = std::fs::canonicalize(dir)?;
+    let file = credcache_shared::files::open_regular(path)?;
+    // Where the descriptor really points, after every symlink and `..`.
+    let real = opened_path(&file).ok_or_else(outside)?;
+    if real.parent().is_none_or(|p| !p.starts_with(&dir)) {
+        return Err(outside());
+    }
+    credcache_shared::files::read_capped(file, MAX_FILE)
+}
+
+fn opened_path(file: &std::fs::File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_refuse_devices_and_big_files_and_under_keeps_to_its_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inside = tmp.path().join("arc");
+        std::fs::create_dir(&inside).unwrap();
+        std::fs::write(inside.join("challenge.key"), b"k").unwrap();
+        std::fs::write(tmp.path().join("secret"), b"s").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("secret"), inside.join("link")).unwrap();
+        assert_eq!(read(&inside.join("challenge.key")).await.unwrap(), b"k");
+        assert!(matches!(
+            read(Path::new("/dev/zero")).await,
+            Err(ReadError::NotRegular(_))
+        ));
+        assert_eq!(
+            read_under(&inside.join("challenge.key"), &inside)
+                .await
+                .unwrap(),
+            b"k"
+        );
+        for escape in [inside.join("link"), inside.join("../secret")] {
+            assert!(
+                matches!(
+                    read_under(&escape, &inside).await,
+                    Err(ReadError::Outside(_))
+                ),
+                "{}",
+                escape.display()
+            );
+        }
+        let e = read_blocking(Path::new("/dev/zero"), MAX_FILE, READ_TIMEOUT).unwrap_err();
+        assert!(e.to_string().contains("character device"), "{e}");
+    }
+}
