@@ -264,7 +264,7 @@ impl Answer {
 
 /// `invalid_grant`/`invalid_client` (and the other codes below) and
 /// 401/403 will not get better by retrying; 408, 429 and 5xx may; any other
-/// 4xx is held off for a while, then asked again (SPEC §5).
+/// 4xx is held off for a while, then asked again (docs/behaviour.md).
 fn classify(status: u16, code: &str) -> ErrorClass {
     let permanent_codes = [
         "invalid_grant",

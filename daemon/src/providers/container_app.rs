@@ -211,7 +211,7 @@ mod tests {
         }
 
         #[tokio::test]
-        async fn a_missing_app_is_permanent() {
+        async fn a_missing_app_is_refused_and_held_off_not_kept() {
             let peer = Peer::start(vec![Reply::json(
                 404,
                 r#"{"error":{"code":"ResourceNotFound","message":"The Resource 'Microsoft.App/containerApps/testcontainerapp0' was not found."}}"#,
@@ -219,7 +219,7 @@ mod tests {
             .await;
             let h = Harness::new();
             let e = at(&peer).fetch(&h.cx()).await.unwrap_err();
-            assert_eq!((e.class, e.status), (ErrorClass::Permanent, Some(404)));
+            assert_eq!((e.class, e.status), (ErrorClass::Rejected, Some(404)));
             assert!(e.message.contains("was not found"), "{}", e.message);
         }
     }
