@@ -219,8 +219,8 @@ impl Slot {
         s.consecutive_failures = 0;
     }
 
-    /// The error kept from a permanent failure (`invalid_grant`, 401/403
-    /// after a retry, 404): a `get` answers with it instead of asking
+    /// The error kept from a permanent failure (`invalid_grant`, a 401 its
+    /// retry did not cure, 403): a `get` answers with it instead of asking
     /// upstream again, until a reload or an explicit refresh.
     pub fn kept_error(&self) -> Option<FetchError> {
         self.lock()
