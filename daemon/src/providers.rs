@@ -9,6 +9,7 @@ pub mod command;
 pub mod container_app;
 pub mod gke;
 pub mod google;
+mod process;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod token_response;

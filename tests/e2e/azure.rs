@@ -442,6 +442,11 @@ enum Az {
     Garbled,
     /// Never finishes.
     Hangs,
+    /// Starts a process that keeps its stdout (as a CLI's background
+    /// worker would; its pid in `az.pids`), then prints a token and exits.
+    LeavesChild,
+    /// Starts a process, then never finishes (pids in `az.pids`).
+    HangsWithChild,
 }
 
 /// Writes a fake `az` into the sandbox dir. It records its arguments (one
@@ -470,6 +475,15 @@ fn fake_az(sb: &Sandbox, behaviour: Az) -> PathBuf {
         }
         Az::Garbled => "echo '{\"accessToken\": \"eyJ.cli-garbled\"'\n".to_owned(),
         Az::Hangs => "exec sleep 60\n".to_owned(),
+        Az::LeavesChild => format!(
+            "sleep 600 &\necho $! > '{d}/az.pids'\n\
+             printf '{{\"accessToken\": \"eyJ.cli-bg\", \"expires_on\": %s}}\\n' $(( $(date +%s) + 3600 ))\n",
+            d = dir.display()
+        ),
+        Az::HangsWithChild => format!(
+            "echo $$ > '{d}/az.pids'\nsleep 600 &\necho $! >> '{d}/az.pids'\nwait\n",
+            d = dir.display()
+        ),
     };
     std::fs::write(
         &script,
@@ -595,8 +609,25 @@ fn cli_that_hangs_is_stopped_at_http_timeout() {
     assert_fails(
         &out,
         5,
-        &["`az account get-access-token` did not finish within http_timeout (2s) and was stopped"],
+        &[
+            "`az account get-access-token` did not finish within 2 s; killed it and its process group",
+        ],
     );
+}
+
+/// Regression (issue 13, item 9, for `az`): a process the CLI left
+/// holding its stdout made every fetch time out; a hung CLI's children
+/// outlived it. Both now go with the CLI's process group.
+#[test]
+fn cli_leaving_a_child_answers_and_no_process_of_it_is_left() {
+    let sb = cli_sandbox(Az::LeavesChild, "");
+    assert_eq!(sb.get("cli"), "eyJ.cli-bg");
+    crate::faults::assert_all_exit(&sb.dir.path().join("az.pids"));
+
+    let sb = cli_sandbox(Az::HangsWithChild, "");
+    let out = sb.run(["get", "cli"]);
+    assert_fails(&out, 5, &["killed it and its process group"]);
+    crate::faults::assert_all_exit(&sb.dir.path().join("az.pids"));
 }
 
 #[test]

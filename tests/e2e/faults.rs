@@ -144,7 +144,7 @@ fn script(sb: &Sandbox, name: &str, body: &str) -> (std::path::PathBuf, std::pat
 /// Waits until every pid in `file` has exited (a pidfd turns readable when
 /// its process ends), with a generous bound so a survivor fails the test
 /// instead of hanging it.
-fn assert_all_exit(file: &std::path::Path) {
+pub(crate) fn assert_all_exit(file: &std::path::Path) {
     let text = std::fs::read_to_string(file).unwrap();
     let pids: Vec<i32> = text
         .split_whitespace()

@@ -2,22 +2,20 @@
 //! with, from `az account get-access-token -o json --scope S [--tenant T]`.
 //! The program is `az` from the daemon's `PATH`, or the one `CREDCACHE_AZ`
 //! names (a path or a name to look up on `PATH`). It runs directly (no
-//! shell), with stdin closed, and is killed if it has not finished within
-//! `http_timeout`.
+//! shell), with stdin closed, in a process group of its own that is killed
+//! if it has not finished within `http_timeout` (`providers/process.rs`).
 //!
 //! The expiry is `expires_on` (epoch seconds, a number or a string), never
 //! `expiresOn`, which is local time without a zone.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 
-use crate::http::{MAX_BODY, sanitize};
+use crate::http::sanitize;
 use crate::providers::{FetchContext, FetchError, Fetched, token_response, within_lifetime};
 
 const WHAT: &str = "`az account get-access-token`";
@@ -62,55 +60,28 @@ pub async fn fetch(
     cx: &FetchContext<'_>,
 ) -> Result<Fetched, FetchError> {
     let _permit = crate::http::upstream_permit().await;
-    let mut command = tokio::process::Command::new(program);
-    command.args([
+    let mut args: Vec<String> = [
         "account",
         "get-access-token",
         "-o",
         "json",
         "--scope",
         scope,
-    ]);
+    ]
+    .map(str::to_owned)
+    .to_vec();
     if let Some(tenant) = tenant {
-        command.args(["--tenant", tenant]);
+        args.extend(["--tenant".to_owned(), tenant.to_owned()]);
     }
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| cannot_run(program, &e))?;
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut stdout = (&mut stdout).take(MAX_BODY as u64 + 1);
-    let mut stderr = (&mut stderr).take(64 * 1024);
-    let run = async {
-        tokio::join!(
-            stdout.read_to_end(&mut out),
-            stderr.read_to_end(&mut err),
-            child.wait()
-        )
-    };
-    // On timeout `run` is dropped, and `child` with it when this returns,
-    // which kills the process.
-    let (r1, r2, status) = tokio::time::timeout(cx.timeout, run).await.map_err(|_| {
-        FetchError::transient(format!(
-            "{WHAT} did not finish within http_timeout ({}s) and was stopped",
-            cx.timeout.as_secs()
-        ))
-    })?;
-    r1.and(r2)
-        .map_err(|e| FetchError::transient(format!("reading the output of {WHAT}: {e}")))?;
-    let status = status.map_err(|e| FetchError::transient(format!("waiting for {WHAT}: {e}")))?;
+    // `az` is a Python program that may leave workers behind: its whole
+    // process group goes when it is done or stopped.
+    let (status, out, err) =
+        crate::providers::process::run(program, &args, WHAT, cx.timeout, |e| {
+            cannot_run(program, e)
+        })
+        .await?;
     if !status.success() {
         return Err(failure(status.code(), &err));
-    }
-    if out.len() > MAX_BODY {
-        return Err(FetchError::transient(format!(
-            "{WHAT} printed more than {MAX_BODY} bytes"
-        )));
     }
     parse_output(&out, cx.now)
 }
