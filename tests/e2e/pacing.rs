@@ -208,6 +208,17 @@ fn a_daemon_reading_another_config_is_named_not_used() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("(CREDCACHE_CONFIG)"), "{stderr}");
     assert!(stderr.contains("unset CREDCACHE_CONFIG"), "{stderr}");
+    // `daemon start` and `daemon reload` do not claim a daemon of another
+    // file as started or reloaded.
+    for verb in ["start", "reload"] {
+        let out = sb.run(["--config", other.to_str().unwrap(), "daemon", verb]);
+        assert_eq!(out.code, 2, "daemon {verb}: {out:?}");
+        assert!(
+            out.stderr
+                .contains("run `credcache daemon restart --config"),
+            "{out:?}"
+        );
+    }
 
     // What it says to do works.
     let out = sb.run(["--config", other.to_str().unwrap(), "daemon", "restart"]);

@@ -62,6 +62,8 @@ pub fn run(endpoint: &Endpoint, command: &Command) -> Result<(), Error> {
             match endpoint.start()? {
                 Started::Now(conn) => output::note(format!("daemon started (pid {})", conn.pid())),
                 Started::Already(conn) => {
+                    // One reading another config file is not "started".
+                    endpoint.check_config(&conn)?;
                     output::note(format!("daemon already running (pid {})", conn.pid()));
                 }
             }
@@ -176,6 +178,9 @@ fn reload(endpoint: &Endpoint) -> Result<(), Error> {
             return Ok(());
         }
     };
+    // Reloading another file than the one asked for would say "reloaded"
+    // about a file nobody edited.
+    endpoint.check_config(&conn)?;
     match conn.call(&Request::Reload, "cannot reload the config")? {
         Response::Done { affected } if affected.is_empty() => output::note("config reloaded"),
         Response::Done { affected } => output::note(format!(
