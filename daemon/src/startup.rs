@@ -82,21 +82,26 @@ pub fn run(options: Options) -> ExitCode {
     };
     let mut log_warning = None;
     let logged = if options.detach {
-        paths::ensure_private_dir(&paths.data_dir)
-            .map_err(|e| e.to_string())
-            .and_then(
-                |()| match logging::init(logging::Target::File(&paths.log_file)) {
-                    Ok(()) => Ok(()),
-                    // A read-only or full data directory: run, logging to stderr.
-                    Err(e) => {
-                        log_warning = Some(format!(
-                            "cannot write the log file {} ({e}); logging to stderr",
-                            paths.log_file.display()
-                        ));
-                        logging::init(logging::Target::Stderr).map_err(|e| e.to_string())
-                    }
-                },
-            )
+        let log_file = match usable_data_dir(&paths.data_dir) {
+            Ok(()) => {
+                logging::init(logging::Target::File(&paths.log_file)).map_err(|e| e.to_string())
+            }
+            Err(DataDir::Unsafe(e)) => Err(e.to_string()),
+            Err(DataDir::Unwritable(e)) => Err(e.to_string()),
+        };
+        match log_file {
+            Ok(()) => Ok(()),
+            // A data directory that cannot be created or written (read-only,
+            // full): run, logging to stderr. One that is not safe to use
+            // (another owner, a symlink) is refused below, in `serve`.
+            Err(e) => {
+                log_warning = Some(format!(
+                    "cannot write the log file {} ({e}); logging to stderr",
+                    paths.log_file.display()
+                ));
+                logging::init(logging::Target::Stderr).map_err(|e| e.to_string())
+            }
+        }
     } else {
         logging::init(logging::Target::Stderr).map_err(|e| e.to_string())
     };
@@ -203,7 +208,14 @@ async fn serve(
 ) -> Result<(), StartError> {
     let other = |e: paths::PathError| StartError::Other(e.to_string());
     paths::ensure_private_dir(paths.socket_dir()).map_err(other)?;
-    paths::ensure_private_dir(&paths.data_dir).map_err(other)?;
+    // A data directory that is not safe (another owner, a symlink) is a
+    // refusal; one that cannot be created or made private (a read-only
+    // file system) means serving from memory.
+    let unwritable = match usable_data_dir(&paths.data_dir) {
+        Ok(()) => None,
+        Err(DataDir::Unsafe(e)) => return Err(other(e)),
+        Err(DataDir::Unwritable(e)) => Some(e),
+    };
     let lock = take_lock(&paths.lock_file())?;
 
     let config = Config::load(&paths.config_file)
@@ -212,9 +224,15 @@ async fn serve(
     let (sealer, mut warnings) = seal::load_or_create(&seal::key_path(&paths.config_file));
     warnings.extend(log_warning);
     let sealer = Arc::new(sealer);
-    let (store, warning) = match Store::open(&paths.cache_dir, sealer.clone()) {
+    let opened = match unwritable {
+        None => match Store::open(&paths.cache_dir, sealer.clone()) {
+            Err(e @ StoreError::Locked { .. }) => return Err(StartError::Other(e.to_string())),
+            opened => opened.map_err(|e| e.to_string()),
+        },
+        Some(e) => Err(e.to_string()),
+    };
+    let (store, warning) = match opened {
         Ok(opened) => opened,
-        Err(e @ StoreError::Locked { .. }) => return Err(StartError::Other(e.to_string())),
         // Read-only, full, or otherwise unwritable: serve from memory
         // rather than not at all.
         Err(e) => {
@@ -347,4 +365,20 @@ async fn idle_exit(engine: &Engine) {
         }
         tokio::time::sleep(limit - idle).await;
     }
+}
+
+/// Why the data directory cannot be used as it is.
+enum DataDir {
+    /// Not ours, a symlink, not a directory: refuse.
+    Unsafe(paths::PathError),
+    /// Cannot be created or made private: serve from memory.
+    Unwritable(paths::PathError),
+}
+
+/// Creates the data directory 0700, or checks the one there.
+fn usable_data_dir(dir: &std::path::Path) -> Result<(), DataDir> {
+    paths::ensure_private_dir(dir).map_err(|e| match e {
+        paths::PathError::Io { .. } => DataDir::Unwritable(e),
+        other => DataDir::Unsafe(other),
+    })
 }

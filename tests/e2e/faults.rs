@@ -260,6 +260,38 @@ fn a_read_only_data_dir_runs_memory_only_and_says_so() {
     );
 }
 
+/// A data directory that does not exist and cannot be created (its parent
+/// is a read-only mount) is served from memory too, not a refusal to
+/// start; one that is not safe to use (a symlink) still is.
+#[test]
+fn an_uncreatable_data_dir_runs_memory_only_and_an_unsafe_one_is_refused() {
+    let mut sb = Sandbox::new();
+    let (script, _) = sb.counting_script("ro");
+    sb.write_config(&Sandbox::command_credential("ro", &script));
+    let parent = sb.dir.path().join("ro-parent");
+    std::fs::create_dir_all(&parent).unwrap();
+    let data = parent.join("data");
+    sb.env("CREDCACHE_DATA_DIR", data.display().to_string());
+    let mount = format!("mount -t tmpfs -o ro tmpfs '{}'", parent.display());
+    let out = in_namespace(&sb, &mount, &["get", "ro"]);
+    assert_eq!(out.ok().trim(), "tok-1-ro", "{out:?}");
+    let warnings = status_warnings(&sb);
+    assert!(
+        warnings.iter().any(|w| w.contains("running memory-only")),
+        "{warnings:?}"
+    );
+    sb.run(["daemon", "stop"]).ok();
+
+    let target = sb.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&target).unwrap();
+    let link = sb.dir.path().join("data-link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    sb.env("CREDCACHE_DATA_DIR", link.display().to_string());
+    let out = sb.run(["daemon", "start"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(out.stderr.contains("symlink") || out.stderr.contains("symbolic"), "{out:?}");
+}
+
 /// Regression: once a write failed for want of space, the cache stayed
 /// broken until a restart.
 #[test]
