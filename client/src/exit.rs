@@ -55,6 +55,7 @@ impl Error {
                 ErrorKind::NoSuchCredential => NO_SUCH_CREDENTIAL,
                 ErrorKind::Upstream => UPSTREAM,
                 ErrorKind::Config => USAGE,
+                ErrorKind::Busy => UNREACHABLE,
                 ErrorKind::BadRequest | ErrorKind::ShuttingDown | ErrorKind::Internal => OTHER,
             },
             Self::Other(_) => OTHER,
@@ -126,6 +127,7 @@ mod tests {
             (daemon(ErrorKind::BadRequest), 1),
             (daemon(ErrorKind::ShuttingDown), 1),
             (daemon(ErrorKind::Internal), 1),
+            (daemon(ErrorKind::Busy), 3),
         ];
         for (err, code) in cases {
             assert_eq!(err.exit_code(), code, "{err:?}");

@@ -163,7 +163,7 @@ pub async fn serve(
             );
             let mut stream = stream;
             let busy = Response::Error(WireError::new(
-                ErrorKind::Internal,
+                ErrorKind::Busy,
                 "the daemon has too many open connections; try again",
             ));
             let _ =
@@ -307,7 +307,7 @@ async fn connection(stream: Stream, conn: Conn) {
                         "watch limit reached; refusing a watch"
                     );
                     let busy = Response::Error(WireError::new(
-                        ErrorKind::Internal,
+                        ErrorKind::Busy,
                         "the daemon has too many watch connections; try again later",
                     ));
                     let _ = send(&mut writer, &busy, limits.write_timeout).await;

@@ -247,6 +247,9 @@ pub enum ErrorKind {
     ShuttingDown,
     /// Anything else.
     Internal,
+    /// The daemon is at a limit (connections, watchers): try again later.
+    /// The client reports it as "daemon unreachable" (exit 3).
+    Busy,
 }
 
 #[cfg(test)]

@@ -289,7 +289,10 @@ fn an_uncreatable_data_dir_runs_memory_only_and_an_unsafe_one_is_refused() {
     sb.env("CREDCACHE_DATA_DIR", link.display().to_string());
     let out = sb.run(["daemon", "start"]);
     assert_eq!(out.code, 3, "{out:?}");
-    assert!(out.stderr.contains("symlink") || out.stderr.contains("symbolic"), "{out:?}");
+    assert!(
+        out.stderr.contains("symlink") || out.stderr.contains("symbolic"),
+        "{out:?}"
+    );
 }
 
 /// Regression: once a write failed for want of space, the cache stayed

@@ -83,7 +83,7 @@ impl Fake {
 fn serve(mut stream: UnixStream, script: &Script, config: &str, requests: &AtomicUsize) {
     if let Script::Busy = script {
         let busy = Response::Error(WireError::new(
-            ErrorKind::Internal,
+            ErrorKind::Busy,
             "the daemon has too many open connections; try again",
         ));
         let _ = write_frame(&mut stream, &busy);
