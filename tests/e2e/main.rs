@@ -16,6 +16,7 @@ mod basics;
 mod concurrency;
 mod config;
 mod container_app;
+mod demo;
 mod docker;
 mod emulator_cli;
 mod faults;
