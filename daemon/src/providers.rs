@@ -104,7 +104,20 @@ pub trait Dependencies: Send + Sync {
 
     /// An API answered 401 to `token` of `name`: drop it if it is still the
     /// current one, so the next [`auth_token`](Self::auth_token) fetches anew.
+    /// `name` may also be a [`source_token`](Self::source_token) key.
     fn reject(&self, name: &str, token: &Secret);
+
+    /// The token of a source no credential names (the identity a Google
+    /// credential impersonates from): `key` says which source it is, the
+    /// same for every credential over that source, and `source` fetches
+    /// it. Cached in memory in its own right, single-flight, so N
+    /// credentials over one source make one source call per source
+    /// lifetime.
+    fn source_token<'a>(
+        &'a self,
+        key: &'a str,
+        source: &'a dyn Provider,
+    ) -> BoxFuture<'a, Result<AuthToken, FetchError>>;
 }
 
 /// What a provider may use while fetching.
@@ -128,6 +141,16 @@ impl FetchContext<'_> {
     /// dropped, so the next [`auth_token`](Self::auth_token) fetches anew.
     pub fn reject_auth_token(&self, auth: &str, token: &Secret) {
         self.deps.reject(auth, token);
+    }
+
+    /// The token of the unnamed source `key`, fetched by `source` if need
+    /// be (see [`Dependencies::source_token`]).
+    pub async fn source_token(
+        &self,
+        key: &str,
+        source: &dyn Provider,
+    ) -> Result<AuthToken, FetchError> {
+        self.deps.source_token(key, source).await
     }
 }
 

@@ -10,6 +10,8 @@
 pub mod keys;
 mod parse;
 
+pub use parse::service_account_email;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -136,7 +138,21 @@ pub struct GoogleSettings {
     pub scopes: Vec<String>,
     pub token_uri: Option<String>,
     pub metadata_host: Option<String>,
+    /// The service account whose token this credential is, minted by IAM
+    /// Credentials `generateAccessToken` with the source's token.
+    pub impersonate_service_account: Option<String>,
+    /// The chain of service accounts between the source and the target,
+    /// each as `projects/-/serviceAccounts/EMAIL`.
+    pub delegates: Vec<String>,
+    /// The lifetime asked of `generateAccessToken`; `None`: one hour.
+    pub lifetime: Option<Duration>,
+    /// `https://iamcredentials.googleapis.com` unless set.
+    pub iam_endpoint: Option<String>,
 }
+
+/// The longest lifetime `generateAccessToken` grants (with the org policy
+/// that allows more than an hour).
+pub const GOOGLE_MAX_IMPERSONATION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// `kind = "azure"`.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -2,7 +2,11 @@
 //! key (RS256 JWT-bearer grant), an authorized-user file (refresh-token
 //! grant), or the metadata server; with no `key_file`, in the ADC order:
 //! `GOOGLE_APPLICATION_CREDENTIALS`, the gcloud ADC file, the metadata
-//! server.
+//! server. With `impersonate_service_account`, or an ADC file of type
+//! `impersonated_service_account`, that token is only the source of the
+//! target service account's (`impersonation.rs`).
+
+mod impersonation;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +33,9 @@ impl Google {
 impl Provider for Google {
     fn fetch<'a>(&'a self, cx: &'a FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
         Box::pin(async move {
+            if self.settings.impersonate_service_account.is_some() {
+                return impersonation::access_token(cx, &self.settings).await;
+            }
             match self.identity_file()? {
                 Some(path) => self.fetch_with_file(cx, &path).await,
                 None => self.fetch_from_metadata(cx).await,
@@ -56,7 +63,7 @@ pub fn adc_file() -> Option<PathBuf> {
 
 /// The parts of a Google credentials JSON file we use; `type` decides which.
 #[derive(Deserialize)]
-struct KeyFile {
+pub(crate) struct KeyFile {
     #[serde(rename = "type")]
     kind: Option<String>,
     client_email: Option<String>,
@@ -109,16 +116,22 @@ impl Google {
         cx: &FetchContext<'_>,
         path: &Path,
     ) -> Result<Fetched, FetchError> {
-        let text = crate::files::read(path).await.map_err(|e| {
-            FetchError::config(format!("cannot read key file {}: {e}", path.display()))
-        })?;
-        let key: KeyFile = serde_json::from_slice(&text).map_err(|e| {
-            FetchError::config(format!(
-                "key file {} is not valid JSON: {}",
-                path.display(),
-                http::sanitize(&e.to_string(), 100)
-            ))
-        })?;
+        let text = read_key_file(path).await?;
+        if impersonation::is_impersonated(&text) {
+            return impersonation::access_token_from_file(cx, &self.settings, path).await;
+        }
+        let key: KeyFile = parse_key_file(&text, path)?;
+        self.fetch_with_key(cx, key, path).await
+    }
+
+    /// A token from a `service_account` or `authorized_user` key read from
+    /// `path` (or from an impersonated file's `source_credentials`).
+    async fn fetch_with_key(
+        &self,
+        cx: &FetchContext<'_>,
+        key: KeyFile,
+        path: &Path,
+    ) -> Result<Fetched, FetchError> {
         let missing =
             |field: &str| FetchError::config(format!("key file {} has no {field}", path.display()));
         match key.kind.as_deref() {
@@ -171,7 +184,7 @@ impl Google {
                 Ok(fetched)
             }
             Some(other) => Err(FetchError::config(format!(
-                "key file {} has type {:?}; credcache reads \"service_account\" and \"authorized_user\"",
+                "key file {} has type {:?}; credcache reads \"service_account\", \"authorized_user\" and \"impersonated_service_account\"",
                 path.display(),
                 http::sanitize(other, 40)
             ))),
@@ -238,6 +251,26 @@ impl Google {
     }
 }
 
+/// A key file's bytes, or a config error naming it.
+async fn read_key_file(path: &Path) -> Result<Vec<u8>, FetchError> {
+    crate::files::read(path)
+        .await
+        .map_err(|e| FetchError::config(format!("cannot read key file {}: {e}", path.display())))
+}
+
+fn parse_key_file<T: serde::de::DeserializeOwned>(
+    text: &[u8],
+    path: &Path,
+) -> Result<T, FetchError> {
+    serde_json::from_slice(text).map_err(|e| {
+        FetchError::config(format!(
+            "key file {} is not valid JSON: {}",
+            path.display(),
+            http::sanitize(&e.to_string(), 100)
+        ))
+    })
+}
+
 async fn token_call(
     cx: &FetchContext<'_>,
     request: reqwest::RequestBuilder,
@@ -269,6 +302,10 @@ mod tests {
             scopes: vec!["https://www.googleapis.com/auth/cloud-platform".into()],
             token_uri: None,
             metadata_host,
+            impersonate_service_account: None,
+            delegates: Vec::new(),
+            lifetime: None,
+            iam_endpoint: None,
         }
     }
 

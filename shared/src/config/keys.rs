@@ -21,7 +21,16 @@ pub const DAEMON: &[&str] = &[
 pub const CREDENTIAL: &[&str] = &["kind", "refresh_ahead", "min_valid", "prefetch", "env_var"];
 
 /// `kind = "google"`.
-pub const GOOGLE: &[&str] = &["key_file", "scopes", "token_uri", "metadata_host"];
+pub const GOOGLE: &[&str] = &[
+    "key_file",
+    "scopes",
+    "token_uri",
+    "metadata_host",
+    "impersonate_service_account",
+    "delegates",
+    "lifetime",
+    "iam_endpoint",
+];
 
 /// `kind = "azure"`, whatever its `method`. `client_secret` is known only
 /// to be refused with a better message than "unknown key".

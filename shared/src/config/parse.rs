@@ -458,11 +458,56 @@ fn parse_google(f: &mut Fields<'_>) -> Option<GoogleSettings> {
             format!("{h:?} must be a host or host:port, without scheme or path"),
         );
     }
+    let impersonate_service_account = f.opt_str("impersonate_service_account");
+    if let Some(sa) = &impersonate_service_account
+        && service_account_email(sa).is_none()
+    {
+        f.problem(
+            "impersonate_service_account",
+            format!("{sa:?} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)"),
+        );
+    }
+    let delegates = f.opt_str_array("delegates").unwrap_or_default();
+    let delegates: Vec<String> = delegates
+        .iter()
+        .filter_map(|d| match service_account_email(d) {
+            Some(email) => Some(format!("projects/-/serviceAccounts/{email}")),
+            None => {
+                f.problem(
+                    "delegates",
+                    format!(
+                        "{d:?} is not a service account email or projects/-/serviceAccounts/EMAIL"
+                    ),
+                );
+                None
+            }
+        })
+        .collect();
+    let lifetime = f.opt_duration("lifetime");
+    match lifetime {
+        Some(d) if d.is_zero() => f.problem("lifetime", "must be more than zero"),
+        Some(d) if d > GOOGLE_MAX_IMPERSONATION_LIFETIME => {
+            f.problem("lifetime", "is over the 12h generateAccessToken grants")
+        }
+        _ => {}
+    }
+    let iam_endpoint = f.opt_url("iam_endpoint");
+    if impersonate_service_account.is_none() {
+        for key in ["delegates", "lifetime", "iam_endpoint"] {
+            if f.table.contains_key(key) {
+                f.problem(key, "applies only with impersonate_service_account");
+            }
+        }
+    }
     Some(GoogleSettings {
         key_file,
         scopes: scopes.unwrap_or_else(|| vec![DEFAULT_GOOGLE_SCOPE.to_owned()]),
         token_uri,
         metadata_host,
+        impersonate_service_account,
+        delegates,
+        lifetime,
+        iam_endpoint,
     })
 }
 
@@ -968,6 +1013,21 @@ fn check_url(s: &str) -> Result<String, UrlError> {
             scheme: other.to_owned(),
         }),
     }
+}
+
+/// The email of a service account written as an email or as
+/// `projects/-/serviceAccounts/EMAIL` (as `delegates` and gcloud's files
+/// write them); `None` if it is neither.
+pub fn service_account_email(s: &str) -> Option<&str> {
+    let email = s.strip_prefix("projects/-/serviceAccounts/").unwrap_or(s);
+    let (user, domain) = email.split_once('@')?;
+    let ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
+    (ok(user) && ok(domain) && domain.contains('.')).then_some(email)
 }
 
 fn is_uuid(s: &str) -> bool {

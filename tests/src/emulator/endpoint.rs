@@ -27,11 +27,15 @@ pub enum Endpoint {
     ContainerAppToken,
     /// API Management user shared access token.
     ApimToken,
+    /// IAM Credentials `:generateAccessToken` (impersonation).
+    IamAccessToken,
+    /// IAM Credentials `:generateIdToken`.
+    IamIdToken,
 }
 
 impl Endpoint {
     /// Every endpoint, in a stable order.
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 10] = [
         Endpoint::GoogleToken,
         Endpoint::GoogleMetadata,
         Endpoint::EntraToken,
@@ -40,6 +44,8 @@ impl Endpoint {
         Endpoint::GkeToken,
         Endpoint::ContainerAppToken,
         Endpoint::ApimToken,
+        Endpoint::IamAccessToken,
+        Endpoint::IamIdToken,
     ];
 
     /// The stable name used by the control API and in the call log.
@@ -53,6 +59,8 @@ impl Endpoint {
             Endpoint::GkeToken => "gke-token",
             Endpoint::ContainerAppToken => "container-app-token",
             Endpoint::ApimToken => "apim-token",
+            Endpoint::IamAccessToken => "iam-access-token",
+            Endpoint::IamIdToken => "iam-id-token",
         }
     }
 
@@ -117,7 +125,7 @@ pub struct Call {
     pub client_id: Option<String>,
     /// The `x-goog-user-project` header (Google token endpoint).
     pub user_project: Option<String>,
-    /// The bearer token presented (GKE, Container Apps, APIM).
+    /// The bearer token presented (GKE, Container Apps, APIM, IAM).
     pub bearer: Option<String>,
     /// APIM `properties.keyType`.
     pub key_type: Option<String>,

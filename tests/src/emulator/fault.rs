@@ -141,6 +141,10 @@ impl Fault {
                 r#"{"name":"app","type":"Microsoft.App/containerApps/accesstoken","properties":{"token":"ca-emu-wrong-types","expires":1700000000}}"#
             }
             Endpoint::ApimToken => r#"{"value":1700000000}"#,
+            Endpoint::IamAccessToken => {
+                r#"{"accessToken":"ya29.emu-wrong-types","expireTime":1700000000}"#
+            }
+            Endpoint::IamIdToken => r#"{"token":1700000000}"#,
         };
         Fault::json(200, body)
     }
@@ -161,6 +165,8 @@ impl Fault {
                 r#"{"name":"app","type":"Microsoft.App/containerApps/accesstoken","properties":{"token":"ca-emu-no-expiry"}}"#
             }
             Endpoint::ApimToken => r#"{"value":"emu-no-expiry"}"#,
+            Endpoint::IamAccessToken => r#"{"accessToken":"ya29.emu-no-expiry"}"#,
+            Endpoint::IamIdToken => r#"{"token":"emu-no-expiry"}"#,
         };
         Fault::json(200, body)
     }

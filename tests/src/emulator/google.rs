@@ -26,7 +26,7 @@ const USER_SCOPES: &str = "https://www.googleapis.com/auth/userinfo.email \
                            https://www.googleapis.com/auth/cloud-platform openid";
 
 /// The metadata server's default service account.
-const DEFAULT_EMAIL: &str = "emu-default@emu-project.iam.gserviceaccount.com";
+pub(crate) const DEFAULT_EMAIL: &str = "emu-default@emu-project.iam.gserviceaccount.com";
 
 /// `POST /token`.
 pub(crate) async fn token(
@@ -73,6 +73,7 @@ fn jwt_bearer(inner: &mut Inner, form: &HashMap<String, String>) -> Response {
     match jwt::verify(assertion, &inner.registry, &token_uri, now) {
         Ok(verified) => {
             let issued = inner.issue(Endpoint::GoogleToken, "ya29.emu-", Some(verified.scope));
+            inner.attribute(&issued.token, &verified.client_email);
             success(inner, Endpoint::GoogleToken, &issued, None)
         }
         Err(Rejection::Grant(description)) => {
@@ -113,6 +114,7 @@ fn refresh(inner: &mut Inner, form: &HashMap<String, String>) -> Response {
         .cloned()
         .unwrap_or_else(|| USER_SCOPES.to_owned());
     let issued = inner.issue(Endpoint::GoogleToken, "ya29.emu-", Some(scope.clone()));
+    inner.attribute(&issued.token, &format!("user:{client_id}"));
     success(inner, Endpoint::GoogleToken, &issued, Some(&scope))
 }
 
@@ -136,6 +138,7 @@ pub(crate) async fn metadata_token(
                 None => CLOUD_PLATFORM.to_owned(),
             };
             let issued = inner.issue(Endpoint::GoogleMetadata, "ya29.emu-", Some(scope));
+            inner.attribute(&issued.token, DEFAULT_EMAIL);
             let response = success(inner, Endpoint::GoogleMetadata, &issued, None);
             reply::add_header(response, "metadata-flavor", "Google")
         })

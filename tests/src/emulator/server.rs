@@ -14,7 +14,7 @@ use axum::routing::{any, get, post};
 use tokio::sync::oneshot;
 
 use super::state::Shared;
-use super::{arm, control, entra, gke, google, managed_identity};
+use super::{arm, control, entra, google, iam, managed_identity};
 
 /// A running emulator on `127.0.0.1`. Dropping it stops the server and
 /// abandons in-flight requests (including ones sleeping a fault's delay).
@@ -147,7 +147,7 @@ pub(crate) fn router(shared: Shared) -> Router {
             get(managed_identity::imds),
         )
         .route("/msi/token", get(managed_identity::app_service))
-        .route("/v1/{*rest}", any(gke::handle))
+        .route("/v1/{*rest}", any(iam::dispatch))
         .nest("/__emulator", control::routes())
         .fallback(arm::fallback)
         .with_state(shared)
