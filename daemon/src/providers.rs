@@ -155,9 +155,16 @@ impl FetchContext<'_> {
 }
 
 /// The provider for a credential.
-pub fn build(cred: &Credential, _config: &Config) -> Arc<dyn Provider> {
+pub fn build(cred: &Credential, config: &Config) -> Arc<dyn Provider> {
     match &cred.source {
         Source::Google(s) => Arc::new(google::Google::new(s.clone())),
+        Source::GoogleIdToken(s) => {
+            let identity = match config.credential(&s.auth).map(|c| &c.source) {
+                Some(Source::Google(g)) => Some(g.clone()),
+                _ => None,
+            };
+            Arc::new(google::GoogleIdToken::new(s.clone(), identity))
+        }
         Source::Command(s) => Arc::new(command::CommandProvider::new(s.clone())),
         Source::Azure(s) => Arc::new(azure::Azure::new(s.clone())),
         Source::GkeCluster(s) => Arc::new(gke::Gke::new(s.clone())),

@@ -23,6 +23,7 @@ mod git;
 mod gke;
 mod google;
 mod hostile;
+mod id_token;
 mod impersonation;
 mod kubeconfig;
 mod machine_interface;

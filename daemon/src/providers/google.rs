@@ -6,7 +6,10 @@
 //! `impersonated_service_account`, that token is only the source of the
 //! target service account's (`impersonation.rs`).
 
+mod id_token;
 mod impersonation;
+
+pub use id_token::GoogleIdToken;
 
 use std::path::{Path, PathBuf};
 
@@ -48,17 +51,7 @@ impl Provider for Google {
 /// if set (even if missing: that is an error, reported at fetch), else the
 /// gcloud ADC file if it exists.
 pub fn adc_file() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let gcloud = match std::env::var_os("CLOUDSDK_CONFIG").filter(|p| !p.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => directories::BaseDirs::new()?
-            .home_dir()
-            .join(".config/gcloud"),
-    };
-    let file = gcloud.join("application_default_credentials.json");
-    file.is_file().then_some(file)
+    credcache_shared::paths::google_adc_file()
 }
 
 /// The parts of a Google credentials JSON file we use; `type` decides which.
@@ -201,8 +194,6 @@ impl Google {
         aud: &str,
         path: &Path,
     ) -> Result<String, FetchError> {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = kid.map(str::to_owned);
         let iat = cx.now.timestamp();
         let claims = Claims {
             iss: email,
@@ -211,28 +202,11 @@ impl Google {
             iat,
             exp: iat + 3600,
         };
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
-            FetchError::config(format!(
-                "key file {}: private_key is not a PEM RSA key ({e})",
-                path.display()
-            ))
-        })?;
-        jsonwebtoken::encode(&header, &claims, &key).map_err(|e| {
-            FetchError::config(format!(
-                "key file {}: cannot sign with private_key ({e})",
-                path.display()
-            ))
-        })
+        sign(&claims, pem, kid, path)
     }
 
     async fn fetch_from_metadata(&self, cx: &FetchContext<'_>) -> Result<Fetched, FetchError> {
-        let host = match &self.settings.metadata_host {
-            Some(h) => h.clone(),
-            None => std::env::var("GCE_METADATA_HOST")
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_owned()),
-        };
+        let host = self.metadata_host();
         let url =
             format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
         let request = cx
@@ -249,6 +223,29 @@ impl Google {
         }
         token_response::parse(&answer, cx.now)
     }
+}
+
+/// `claims` as an RS256 JWT signed with a key file's `private_key`.
+fn sign(
+    claims: &impl Serialize,
+    pem: &str,
+    kid: Option<&str>,
+    path: &Path,
+) -> Result<String, FetchError> {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = kid.map(str::to_owned);
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+        FetchError::config(format!(
+            "key file {}: private_key is not a PEM RSA key ({e})",
+            path.display()
+        ))
+    })?;
+    jsonwebtoken::encode(&header, claims, &key).map_err(|e| {
+        FetchError::config(format!(
+            "key file {}: cannot sign with private_key ({e})",
+            path.display()
+        ))
+    })
 }
 
 /// A key file's bytes, or a config error naming it.

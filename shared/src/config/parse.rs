@@ -419,6 +419,7 @@ fn parse_credential(name: &str, f: &mut Fields<'_>) -> Option<Credential> {
     }
     let source = match kind? {
         "google" => Source::Google(parse_google(f)?),
+        "google-id-token" => Source::GoogleIdToken(parse_google_id_token(f)?),
         "azure" => Source::Azure(parse_azure(f)?),
         "gke-cluster" => Source::GkeCluster(parse_gke(f)?),
         "container-app" => Source::ContainerApp(parse_container_app(f)?),
@@ -508,6 +509,19 @@ fn parse_google(f: &mut Fields<'_>) -> Option<GoogleSettings> {
         delegates,
         lifetime,
         iam_endpoint,
+    })
+}
+
+fn parse_google_id_token(f: &mut Fields<'_>) -> Option<GoogleIdTokenSettings> {
+    let kind = "google-id-token";
+    let auth = f.req_str("auth", kind);
+    let audience = f.req_str("audience", kind);
+    let include_email = f.opt_bool("include_email").unwrap_or(false);
+    let (auth, audience) = all_ok!(auth, audience);
+    Some(GoogleIdTokenSettings {
+        auth,
+        audience,
+        include_email,
     })
 }
 
@@ -880,6 +894,15 @@ fn check_auth_references(creds: Option<&Table>, problems: &mut Problems) {
                 message: format!("names {auth:?}, which is not a configured credential"),
             });
             continue;
+        }
+        if own_kind == "google-id-token" {
+            let target_kind = kind_of(auth).unwrap_or("");
+            if target_kind != "google" && KINDS.contains(&target_kind) {
+                problems.push(Problem {
+                    at: at.clone(),
+                    message: format!("names {auth:?}, a {target_kind} credential; google-id-token needs a google credential, whose identity mints the ID token"),
+                });
+            }
         }
         let wants = match own_kind {
             "gke-cluster" => "google",

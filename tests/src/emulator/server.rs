@@ -139,6 +139,10 @@ pub(crate) fn router(shared: Shared) -> Router {
             "/computeMetadata/v1/instance/service-accounts/default/token",
             get(google::metadata_token),
         )
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/default/identity",
+            get(google::metadata_identity),
+        )
         .route("/computeMetadata/v1/{*rest}", get(google::metadata_probe))
         .route("/", get(google::metadata_root))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))

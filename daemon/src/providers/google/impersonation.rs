@@ -281,6 +281,11 @@ impl Plan {
         Err(e)
     }
 
+    /// The delegates, each as `projects/-/serviceAccounts/EMAIL`.
+    pub fn delegates(&self) -> &[String] {
+        &self.delegates
+    }
+
     async fn source_token(&self, cx: &FetchContext<'_>) -> Result<AuthToken, FetchError> {
         cx.source_token(&self.source_key, &self.source)
             .await
