@@ -431,11 +431,17 @@ impl Config {
             let Ok(bytes) = crate::files::read_regular(&file, crate::files::MAX_FILE) else {
                 continue;
             };
-            let kind = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
+            let json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+            let kind = json
+                .as_ref()
                 .and_then(|v| v.get("type")?.as_str().map(str::to_owned));
+            let impersonates = json
+                .as_ref()
+                .is_some_and(|v| v.get("service_account_impersonation_url").is_some());
             let why = match kind.as_deref() {
                 Some("service_account" | "impersonated_service_account") | None => continue,
+                Some("external_account") if impersonates => continue,
+                Some("external_account") => "an external account without service_account_impersonation_url, whose STS token cannot mint an ID token".to_owned(),
                 Some("authorized_user") => "an authorized user (gcloud auth application-default login), which cannot mint an ID token for an audience".to_owned(),
                 Some(other) => format!("of type {other:?}, which credcache cannot mint an ID token from"),
             };

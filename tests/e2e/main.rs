@@ -19,6 +19,7 @@ mod container_app;
 mod docker;
 mod emulator_cli;
 mod faults;
+mod federation;
 mod git;
 mod gke;
 mod google;

@@ -6,6 +6,7 @@
 //! `impersonated_service_account`, that token is only the source of the
 //! target service account's (`impersonation.rs`).
 
+mod external;
 mod id_token;
 mod impersonation;
 
@@ -112,6 +113,13 @@ impl Google {
         let text = read_key_file(path).await?;
         if impersonation::is_impersonated(&text) {
             return impersonation::access_token_from_file(cx, &self.settings, path).await;
+        }
+        if external::is_external(&text) {
+            let file = external::ExternalFile::parse(&text, path)?;
+            if file.service_account_impersonation_url.is_some() {
+                return impersonation::access_token_from_external(cx, &self.settings, path).await;
+            }
+            return external::sts_token(cx, &self.settings, path, &self.settings.scopes).await;
         }
         let key: KeyFile = parse_key_file(&text, path)?;
         self.fetch_with_key(cx, key, path).await

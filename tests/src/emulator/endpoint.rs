@@ -31,11 +31,13 @@ pub enum Endpoint {
     IamAccessToken,
     /// IAM Credentials `:generateIdToken`.
     IamIdToken,
+    /// Google STS `POST /v1/token` (token exchange).
+    StsToken,
 }
 
 impl Endpoint {
     /// Every endpoint, in a stable order.
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::GoogleToken,
         Endpoint::GoogleMetadata,
         Endpoint::EntraToken,
@@ -46,6 +48,7 @@ impl Endpoint {
         Endpoint::ApimToken,
         Endpoint::IamAccessToken,
         Endpoint::IamIdToken,
+        Endpoint::StsToken,
     ];
 
     /// The stable name used by the control API and in the call log.
@@ -61,6 +64,7 @@ impl Endpoint {
             Endpoint::ApimToken => "apim-token",
             Endpoint::IamAccessToken => "iam-access-token",
             Endpoint::IamIdToken => "iam-id-token",
+            Endpoint::StsToken => "sts-token",
         }
     }
 
@@ -125,7 +129,8 @@ pub struct Call {
     pub client_id: Option<String>,
     /// The `x-goog-user-project` header (Google token endpoint).
     pub user_project: Option<String>,
-    /// The bearer token presented (GKE, Container Apps, APIM, IAM).
+    /// The bearer token presented (GKE, Container Apps, APIM, IAM), or
+    /// the subject token exchanged (STS).
     pub bearer: Option<String>,
     /// APIM `properties.keyType`.
     pub key_type: Option<String>,

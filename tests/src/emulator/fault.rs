@@ -125,7 +125,7 @@ impl Fault {
     /// has the wrong JSON type (`"expires_in": "soon"` and the like).
     pub fn wrong_types(endpoint: Endpoint) -> Fault {
         let body = match endpoint {
-            Endpoint::GoogleToken | Endpoint::GoogleMetadata => {
+            Endpoint::GoogleToken | Endpoint::GoogleMetadata | Endpoint::StsToken => {
                 r#"{"access_token":"ya29.emu-wrong-types","expires_in":"soon","token_type":"Bearer"}"#
             }
             Endpoint::EntraToken => {
@@ -153,7 +153,7 @@ impl Fault {
     /// all: a client must refuse it rather than cache it forever.
     pub fn missing_expiry(endpoint: Endpoint) -> Fault {
         let body = match endpoint {
-            Endpoint::GoogleToken | Endpoint::GoogleMetadata => {
+            Endpoint::GoogleToken | Endpoint::GoogleMetadata | Endpoint::StsToken => {
                 r#"{"access_token":"ya29.emu-no-expiry","token_type":"Bearer"}"#
             }
             Endpoint::EntraToken => r#"{"token_type":"Bearer","access_token":"eyJ.emu-no-expiry"}"#,

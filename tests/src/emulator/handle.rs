@@ -202,4 +202,10 @@ impl Emulator {
     pub fn subject_of(&self, token: &str) -> Option<String> {
         self.shared.lock().subject_of(token).map(str::to_owned)
     }
+
+    /// The only subject token STS accepts from now on (`None`: any
+    /// non-empty one); also what `GET /oidc/token` serves.
+    pub fn set_sts_subject(&self, token: Option<&str>) {
+        self.shared.lock().registry.sts_subject = token.map(str::to_owned);
+    }
 }

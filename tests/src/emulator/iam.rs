@@ -32,6 +32,8 @@ pub(crate) async fn dispatch(
 ) -> Response {
     if uri.path().starts_with(SA_PREFIX) {
         handle(state, method, uri, headers, body).await
+    } else if uri.path() == "/v1/token" && method == Method::POST {
+        sts(state, method, uri, body).await
     } else {
         super::gke::handle(state, method, uri, headers).await
     }
@@ -98,6 +100,7 @@ fn answer(
         Endpoint::GoogleToken,
         Endpoint::GoogleMetadata,
         Endpoint::IamAccessToken,
+        Endpoint::StsToken,
     ];
     let issued = match inner.check_bearer(token, &issuers) {
         Ok(issued) => issued,
@@ -289,6 +292,62 @@ pub(crate) fn sign_id_token(
         scope: Some(audience.to_owned()),
     });
     token
+}
+
+/// Google STS `POST /v1/token`: a token exchange of a subject token for a
+/// Google access token, issued to `principal:AUDIENCE`.
+async fn sts(State(shared): State<Shared>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let form = super::google::parse_form(&body);
+    let mut call = Call::new(Endpoint::StsToken, &method, &uri);
+    call.grant_type = form.get("grant_type").cloned();
+    call.scope = form.get("scope").cloned();
+    call.bearer = form.get("subject_token").cloned();
+    call.client_id = form.get("audience").cloned();
+    shared
+        .serve(call, |inner| {
+            let oauth = |status, error: &str, description: &str| {
+                reply::json(status, &json!({"error": error, "error_description": description}))
+            };
+            if form.get("grant_type").map(String::as_str)
+                != Some("urn:ietf:params:oauth:grant-type:token-exchange")
+            {
+                return oauth(StatusCode::BAD_REQUEST, "unsupported_grant_type", "Invalid grant_type.");
+            }
+            let audience = form.get("audience").map(String::as_str).unwrap_or("");
+            if !audience.starts_with("//iam.googleapis.com/") {
+                return oauth(StatusCode::BAD_REQUEST, "invalid_request", "Invalid value for \"audience\".");
+            }
+            let subject = form.get("subject_token").map(String::as_str).unwrap_or("");
+            let accepted = match &inner.registry.sts_subject {
+                Some(want) => subject == want,
+                None => !subject.is_empty(),
+            };
+            if !accepted || !form.contains_key("subject_token_type") {
+                return oauth(StatusCode::BAD_REQUEST, "invalid_grant", &format!("The audience in ID Token [{audience}] does not match the expected audience."));
+            }
+            let scope = form.get("scope").cloned().unwrap_or_else(|| CLOUD_PLATFORM.to_owned());
+            let issued = inner.issue(Endpoint::StsToken, "ya29.emu-sts-", Some(scope));
+            inner.attribute(&issued.token, &format!("principal:{audience}"));
+            reply::json(StatusCode::OK, &json!({
+                "access_token": issued.token,
+                "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                "token_type": "Bearer",
+                "expires_in": super::google::expires_in(&issued),
+            }))
+        })
+        .await
+}
+
+/// A subject token served at `GET /oidc/token` (for an `external_account`
+/// `url` credential source): `{"id_token": …}`, the one STS accepts.
+pub(crate) async fn oidc_subject(State(shared): State<Shared>) -> Response {
+    let subject = shared
+        .lock()
+        .registry
+        .sts_subject
+        .clone()
+        .unwrap_or_else(|| "emu-oidc-subject".to_owned());
+    reply::json(StatusCode::OK, &json!({"id_token": subject}))
 }
 
 /// Google's API error shape.

@@ -152,6 +152,7 @@ pub(crate) fn router(shared: Shared) -> Router {
         )
         .route("/msi/token", get(managed_identity::app_service))
         .route("/v1/{*rest}", any(iam::dispatch))
+        .route("/oidc/token", get(iam::oidc_subject))
         .nest("/__emulator", control::routes())
         .fallback(arm::fallback)
         .with_state(shared)

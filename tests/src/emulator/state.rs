@@ -118,6 +118,8 @@ pub(crate) struct Registry {
     /// Service accounts whose tokens may live over an hour (the org policy
     /// constraints/iam.allowServiceAccountCredentialLifetimeExtension).
     pub(crate) lifetime_extension: HashSet<String>,
+    /// The only subject token STS accepts; `None`: any non-empty one.
+    pub(crate) sts_subject: Option<String>,
 }
 
 impl Registry {

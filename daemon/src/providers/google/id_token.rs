@@ -105,6 +105,19 @@ impl GoogleIdToken {
                 .through(cx, &Plan::from_file(&google.settings, path).await?)
                 .await;
         }
+        if super::external::is_external(&text) {
+            let file = super::external::ExternalFile::parse(&text, path)?;
+            if file.service_account_impersonation_url.is_none() {
+                return Err(FetchError::config(format!(
+                    "auth names {:?}, whose identity file {} is an external account without service_account_impersonation_url, whose STS token cannot mint an ID token",
+                    self.settings.auth,
+                    path.display()
+                )));
+            }
+            return self
+                .through(cx, &Plan::from_external(&google.settings, path).await?)
+                .await;
+        }
         let key: KeyFile = parse_key_file(&text, path)?;
         match key.kind.as_deref() {
             Some("service_account") => {}

@@ -152,6 +152,11 @@ enum Source {
     Settings(Google),
     /// The `source_credentials` of the impersonated ADC file at this path.
     File { path: PathBuf, google: Google },
+    /// The STS token of the `external_account` file at this path.
+    External {
+        path: PathBuf,
+        settings: GoogleSettings,
+    },
 }
 
 impl Provider for Source {
@@ -168,6 +173,10 @@ impl Provider for Source {
                         ))
                     })?;
                     google.fetch_with_key(cx, key, path).await
+                }
+                Self::External { path, settings } => {
+                    let scopes = super::external::sts_scopes(settings, true);
+                    super::external::sts_token(cx, settings, path, &scopes).await
                 }
             }
         })
@@ -230,6 +239,45 @@ impl Plan {
             source: Source::File {
                 path: path.to_owned(),
                 google: Google::new(source),
+            },
+        })
+    }
+
+    /// The plan of an `external_account` file at `path` that names a
+    /// `service_account_impersonation_url`.
+    pub async fn from_external(settings: &GoogleSettings, path: &Path) -> Result<Self, FetchError> {
+        let file = super::external::ExternalFile::parse(&read_key_file(path).await?, path)?;
+        let url = file
+            .service_account_impersonation_url
+            .as_deref()
+            .unwrap_or("");
+        let (base, target) = split_impersonation_url(url).ok_or_else(|| {
+            FetchError::config(format!(
+                "key file {}: service_account_impersonation_url {:?} is not https://HOST/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken",
+                path.display(),
+                http::sanitize(url, 200)
+            ))
+        })?;
+        let lifetime = file
+            .service_account_impersonation
+            .and_then(|o| o.token_lifetime_seconds)
+            .map(Duration::from_secs);
+        let source = source_settings(settings);
+        Ok(Self {
+            base: settings.iam_endpoint.clone().unwrap_or(base),
+            target,
+            delegates: Vec::new(),
+            lifetime: lifetime.or(settings.lifetime).unwrap_or(ONE_HOUR),
+            scopes: settings.scopes.clone(),
+            quota_project: file.quota_project_id.filter(|q| !q.is_empty()),
+            source_key: format!(
+                "google-source:external:{}:{}",
+                path.display(),
+                source.token_uri.as_deref().unwrap_or("")
+            ),
+            source: Source::External {
+                path: path.to_owned(),
+                settings: source,
             },
         })
     }
@@ -317,6 +365,15 @@ pub(super) async fn access_token_from_file(
     path: &Path,
 ) -> Result<Fetched, FetchError> {
     generate_access_token(cx, &Plan::from_file(settings, path).await?).await
+}
+
+/// The access token of an `external_account` file that impersonates.
+pub(super) async fn access_token_from_external(
+    cx: &FetchContext<'_>,
+    settings: &GoogleSettings,
+    path: &Path,
+) -> Result<Fetched, FetchError> {
+    generate_access_token(cx, &Plan::from_external(settings, path).await?).await
 }
 
 async fn generate_access_token(cx: &FetchContext<'_>, plan: &Plan) -> Result<Fetched, FetchError> {
