@@ -12,6 +12,7 @@ mod reload;
 mod report;
 mod scheduler;
 mod slot;
+mod sources;
 mod writer;
 
 use std::collections::HashMap;
@@ -67,6 +68,9 @@ struct Inner {
     /// Makes each credential's provider, at start and on every reload.
     providers: Box<ProviderFactory>,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// The tokens of sources no credential names, by source key
+    /// (`sources.rs`).
+    sources: Mutex<HashMap<String, Arc<Slot>>>,
     watch: Mutex<reload::Watch>,
     started_at: DateTime<Utc>,
     requests: AtomicU64,
@@ -152,6 +156,7 @@ impl Engine {
             loaded: RwLock::new(Arc::new(loaded)),
             providers: Box::new(providers),
             slots: Mutex::new(slots),
+            sources: Mutex::new(HashMap::new()),
             watch: Mutex::new(reload::Watch {
                 last_check: SystemTime::now(),
                 error: None,
@@ -384,6 +389,9 @@ impl Engine {
     /// 401 to it, so the next `dependency_token` fetches a new one. A token
     /// that was already replaced is left alone.
     pub fn reject_token(&self, name: &str, rejected: &Secret) {
+        if self.reject_source(name, rejected) {
+            return;
+        }
         let slot = self.slot(name);
         let dropped = {
             let mut s = slot.lock();
@@ -605,6 +613,7 @@ impl Engine {
                 .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?;
         }
         if name.is_none() {
+            self.clear_sources();
             let store = self.0.store.clone();
             let _ = tokio::task::spawn_blocking(move || store.retain(|_, _| false)).await;
         }
@@ -627,6 +636,14 @@ impl Dependencies for Engine {
 
     fn reject(&self, name: &str, token: &Secret) {
         self.reject_token(name, token);
+    }
+
+    fn source_token<'a>(
+        &'a self,
+        key: &'a str,
+        source: &'a dyn Provider,
+    ) -> BoxFuture<'a, Result<AuthToken, FetchError>> {
+        Box::pin(self.source_token(key, source))
     }
 }
 

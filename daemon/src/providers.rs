@@ -105,7 +105,20 @@ pub trait Dependencies: Send + Sync {
 
     /// An API answered 401 to `token` of `name`: drop it if it is still the
     /// current one, so the next [`auth_token`](Self::auth_token) fetches anew.
+    /// `name` may also be a [`source_token`](Self::source_token) key.
     fn reject(&self, name: &str, token: &Secret);
+
+    /// The token of a source no credential names (the identity a Google
+    /// credential impersonates from): `key` says which source it is, the
+    /// same for every credential over that source, and `source` fetches
+    /// it. Cached in memory in its own right, single-flight, so N
+    /// credentials over one source make one source call per source
+    /// lifetime.
+    fn source_token<'a>(
+        &'a self,
+        key: &'a str,
+        source: &'a dyn Provider,
+    ) -> BoxFuture<'a, Result<AuthToken, FetchError>>;
 }
 
 /// What a provider may use while fetching.
@@ -130,12 +143,29 @@ impl FetchContext<'_> {
     pub fn reject_auth_token(&self, auth: &str, token: &Secret) {
         self.deps.reject(auth, token);
     }
+
+    /// The token of the unnamed source `key`, fetched by `source` if need
+    /// be (see [`Dependencies::source_token`]).
+    pub async fn source_token(
+        &self,
+        key: &str,
+        source: &dyn Provider,
+    ) -> Result<AuthToken, FetchError> {
+        self.deps.source_token(key, source).await
+    }
 }
 
 /// The provider for a credential.
-pub fn build(cred: &Credential, _config: &Config) -> Arc<dyn Provider> {
+pub fn build(cred: &Credential, config: &Config) -> Arc<dyn Provider> {
     match &cred.source {
         Source::Google(s) => Arc::new(google::Google::new(s.clone())),
+        Source::GoogleIdToken(s) => {
+            let identity = match config.credential(&s.auth).map(|c| &c.source) {
+                Some(Source::Google(g)) => Some(g.clone()),
+                _ => None,
+            };
+            Arc::new(google::GoogleIdToken::new(s.clone(), identity))
+        }
         Source::Command(s) => Arc::new(command::CommandProvider::new(s.clone())),
         Source::Azure(s) => Arc::new(azure::Azure::new(s.clone())),
         Source::GkeCluster(s) => Arc::new(gke::Gke::new(s.clone())),

@@ -10,6 +10,8 @@
 pub mod keys;
 mod parse;
 
+pub use parse::service_account_email;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -83,6 +85,7 @@ impl Credential {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Source {
     Google(GoogleSettings),
+    GoogleIdToken(GoogleIdTokenSettings),
     Azure(AzureSettings),
     GkeCluster(GkeClusterSettings),
     ContainerApp(ContainerAppSettings),
@@ -94,6 +97,7 @@ impl Source {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Google(_) => "google",
+            Self::GoogleIdToken(_) => "google-id-token",
             Self::Azure(_) => "azure",
             Self::GkeCluster(_) => "gke-cluster",
             Self::ContainerApp(_) => "container-app",
@@ -105,6 +109,7 @@ impl Source {
     pub fn auth(&self) -> Option<&str> {
         match self {
             Self::GkeCluster(s) => Some(&s.auth),
+            Self::GoogleIdToken(s) => Some(&s.auth),
             Self::ContainerApp(s) => Some(&s.auth),
             Self::ApimUserToken(s) => Some(&s.auth),
             Self::Google(_) | Self::Azure(_) | Self::Command(_) => None,
@@ -115,6 +120,7 @@ impl Source {
 /// Every `kind` the config accepts.
 pub const KINDS: &[&str] = &[
     "google",
+    "google-id-token",
     "azure",
     "gke-cluster",
     "container-app",
@@ -136,6 +142,29 @@ pub struct GoogleSettings {
     pub scopes: Vec<String>,
     pub token_uri: Option<String>,
     pub metadata_host: Option<String>,
+    /// The service account whose token this credential is, minted by IAM
+    /// Credentials `generateAccessToken` with the source's token.
+    pub impersonate_service_account: Option<String>,
+    /// The chain of service accounts between the source and the target,
+    /// each as `projects/-/serviceAccounts/EMAIL`.
+    pub delegates: Vec<String>,
+    /// The lifetime asked of `generateAccessToken`; `None`: one hour.
+    pub lifetime: Option<Duration>,
+    /// `https://iamcredentials.googleapis.com` unless set.
+    pub iam_endpoint: Option<String>,
+}
+
+/// The longest lifetime `generateAccessToken` grants (with the org policy
+/// that allows more than an hour).
+pub const GOOGLE_MAX_IMPERSONATION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// `kind = "google-id-token"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GoogleIdTokenSettings {
+    /// The `google` credential whose identity the ID token is minted for.
+    pub auth: String,
+    pub audience: String,
+    pub include_email: bool,
 }
 
 /// `kind = "azure"`.
@@ -343,7 +372,18 @@ impl Config {
             })
         });
         match read {
-            Ok(text) => Self::parse(&text, path),
+            Ok(text) => {
+                let config = Self::parse(&text, path)?;
+                let problems = config.id_token_sources();
+                if problems.is_empty() {
+                    Ok(config)
+                } else {
+                    Err(ConfigError {
+                        file: path.to_path_buf(),
+                        problems,
+                    })
+                }
+            }
             Err(e) if e.is_not_found() => Ok(Self::builtin()),
             Err(e) => Err(ConfigError {
                 file: path.to_path_buf(),
@@ -366,6 +406,55 @@ impl Config {
     /// The config with no file: the built-in `google` and `azure`.
     pub fn builtin() -> Self {
         Self::parse("", Path::new("(built-in)")).expect("the empty config is valid")
+    }
+
+    /// The `google-id-token` credentials whose `auth` cannot mint an ID
+    /// token: one whose identity file is an authorized user (or anything
+    /// but a service-account key or an impersonation). It reads those
+    /// files, so [`Config::load`] asks, not [`Config::parse`]; a file that
+    /// cannot be read is left to the fetch to report.
+    pub fn id_token_sources(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for cred in self.credentials.values() {
+            let Source::GoogleIdToken(s) = &cred.source else {
+                continue;
+            };
+            let Some(Source::Google(g)) = self.credential(&s.auth).map(|c| &c.source) else {
+                continue;
+            };
+            if g.impersonate_service_account.is_some() {
+                continue;
+            }
+            let Some(file) = g.key_file.clone().or_else(crate::paths::google_adc_file) else {
+                continue; // the metadata server mints ID tokens
+            };
+            let Ok(bytes) = crate::files::read_regular(&file, crate::files::MAX_FILE) else {
+                continue;
+            };
+            let json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+            let kind = json
+                .as_ref()
+                .and_then(|v| v.get("type")?.as_str().map(str::to_owned));
+            let impersonates = json
+                .as_ref()
+                .is_some_and(|v| v.get("service_account_impersonation_url").is_some());
+            let why = match kind.as_deref() {
+                Some("service_account" | "impersonated_service_account") | None => continue,
+                Some("external_account") if impersonates => continue,
+                Some("external_account") => "an external account without service_account_impersonation_url, whose STS token cannot mint an ID token".to_owned(),
+                Some("authorized_user") => "an authorized user (gcloud auth application-default login), which cannot mint an ID token for an audience".to_owned(),
+                Some(other) => format!("of type {other:?}, which credcache cannot mint an ID token from"),
+            };
+            problems.push(Problem {
+                at: format!("credentials.{}.auth", cred.name),
+                message: format!(
+                    "names {:?}, whose identity file {} is {why}: use a service account key, impersonate_service_account, or the metadata server",
+                    s.auth,
+                    file.display()
+                ),
+            });
+        }
+        problems
     }
 
     pub fn credential(&self, name: &str) -> Option<&Credential> {

@@ -118,6 +118,23 @@ fn default_socket(project: Option<&ProjectDirs>) -> PathBuf {
 }
 
 /// Expands a leading `~/` to the home directory, as the config file allows.
+/// The Google ADC file to use when a `google` credential names no
+/// `key_file`: `GOOGLE_APPLICATION_CREDENTIALS` if set (even if missing:
+/// that is an error, reported at fetch), else gcloud's
+/// `application_default_credentials.json` (in `CLOUDSDK_CONFIG`, default
+/// `~/.config/gcloud`) if it exists.
+pub fn google_adc_file() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let gcloud = match std::env::var_os("CLOUDSDK_CONFIG").filter(|p| !p.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => BaseDirs::new()?.home_dir().join(".config/gcloud"),
+    };
+    let file = gcloud.join("application_default_credentials.json");
+    file.is_file().then_some(file)
+}
+
 pub fn expand_tilde(path: &str) -> PathBuf {
     if let Some(rest) = path.strip_prefix("~/")
         && let Some(base) = BaseDirs::new()

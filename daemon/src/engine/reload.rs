@@ -139,6 +139,8 @@ impl Engine {
             tracing::warn!("could not prune the cache: {e}");
         }
         *self.0.loaded.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        // A source's file may be what changed.
+        self.clear_sources();
         {
             let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
             watch.error = None;

@@ -186,7 +186,10 @@ pub fn valid_config(c: &Config) {
                 "{s:?}"
             ),
             Source::Google(s) => assert!(!s.scopes.is_empty(), "{s:?}"),
-            Source::Azure(_) | Source::GkeCluster(_) | Source::ContainerApp(_) => {}
+            Source::Azure(_)
+            | Source::GkeCluster(_)
+            | Source::ContainerApp(_)
+            | Source::GoogleIdToken(_) => {}
         }
     }
     for git in &c.git {

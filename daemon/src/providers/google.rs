@@ -2,7 +2,15 @@
 //! key (RS256 JWT-bearer grant), an authorized-user file (refresh-token
 //! grant), or the metadata server; with no `key_file`, in the ADC order:
 //! `GOOGLE_APPLICATION_CREDENTIALS`, the gcloud ADC file, the metadata
-//! server.
+//! server. With `impersonate_service_account`, or an ADC file of type
+//! `impersonated_service_account`, that token is only the source of the
+//! target service account's (`impersonation.rs`).
+
+mod external;
+mod id_token;
+mod impersonation;
+
+pub use id_token::GoogleIdToken;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +37,9 @@ impl Google {
 impl Provider for Google {
     fn fetch<'a>(&'a self, cx: &'a FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
         Box::pin(async move {
+            if self.settings.impersonate_service_account.is_some() {
+                return impersonation::access_token(cx, &self.settings).await;
+            }
             match self.identity_file()? {
                 Some(path) => self.fetch_with_file(cx, &path).await,
                 None => self.fetch_from_metadata(cx).await,
@@ -41,22 +52,12 @@ impl Provider for Google {
 /// if set (even if missing: that is an error, reported at fetch), else the
 /// gcloud ADC file if it exists.
 pub fn adc_file() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let gcloud = match std::env::var_os("CLOUDSDK_CONFIG").filter(|p| !p.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => directories::BaseDirs::new()?
-            .home_dir()
-            .join(".config/gcloud"),
-    };
-    let file = gcloud.join("application_default_credentials.json");
-    file.is_file().then_some(file)
+    credcache_shared::paths::google_adc_file()
 }
 
 /// The parts of a Google credentials JSON file we use; `type` decides which.
 #[derive(Deserialize)]
-struct KeyFile {
+pub(crate) struct KeyFile {
     #[serde(rename = "type")]
     kind: Option<String>,
     client_email: Option<String>,
@@ -109,16 +110,29 @@ impl Google {
         cx: &FetchContext<'_>,
         path: &Path,
     ) -> Result<Fetched, FetchError> {
-        let text = crate::files::read(path).await.map_err(|e| {
-            FetchError::config(format!("cannot read key file {}: {e}", path.display()))
-        })?;
-        let key: KeyFile = serde_json::from_slice(&text).map_err(|e| {
-            FetchError::config(format!(
-                "key file {} is not valid JSON: {}",
-                path.display(),
-                http::sanitize(&e.to_string(), 100)
-            ))
-        })?;
+        let text = read_key_file(path).await?;
+        if impersonation::is_impersonated(&text) {
+            return impersonation::access_token_from_file(cx, &self.settings, path).await;
+        }
+        if external::is_external(&text) {
+            let file = external::ExternalFile::parse(&text, path)?;
+            if file.service_account_impersonation_url.is_some() {
+                return impersonation::access_token_from_external(cx, &self.settings, path).await;
+            }
+            return external::sts_token(cx, &self.settings, path, &self.settings.scopes).await;
+        }
+        let key: KeyFile = parse_key_file(&text, path)?;
+        self.fetch_with_key(cx, key, path).await
+    }
+
+    /// A token from a `service_account` or `authorized_user` key read from
+    /// `path` (or from an impersonated file's `source_credentials`).
+    async fn fetch_with_key(
+        &self,
+        cx: &FetchContext<'_>,
+        key: KeyFile,
+        path: &Path,
+    ) -> Result<Fetched, FetchError> {
         let missing =
             |field: &str| FetchError::config(format!("key file {} has no {field}", path.display()));
         match key.kind.as_deref() {
@@ -171,7 +185,7 @@ impl Google {
                 Ok(fetched)
             }
             Some(other) => Err(FetchError::config(format!(
-                "key file {} has type {:?}; credcache reads \"service_account\" and \"authorized_user\"",
+                "key file {} has type {:?}; credcache reads \"service_account\", \"authorized_user\" and \"impersonated_service_account\"",
                 path.display(),
                 http::sanitize(other, 40)
             ))),
@@ -188,8 +202,6 @@ impl Google {
         aud: &str,
         path: &Path,
     ) -> Result<String, FetchError> {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = kid.map(str::to_owned);
         let iat = cx.now.timestamp();
         let claims = Claims {
             iss: email,
@@ -198,28 +210,11 @@ impl Google {
             iat,
             exp: iat + 3600,
         };
-        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
-            FetchError::config(format!(
-                "key file {}: private_key is not a PEM RSA key ({e})",
-                path.display()
-            ))
-        })?;
-        jsonwebtoken::encode(&header, &claims, &key).map_err(|e| {
-            FetchError::config(format!(
-                "key file {}: cannot sign with private_key ({e})",
-                path.display()
-            ))
-        })
+        sign(&claims, pem, kid, path)
     }
 
     async fn fetch_from_metadata(&self, cx: &FetchContext<'_>) -> Result<Fetched, FetchError> {
-        let host = match &self.settings.metadata_host {
-            Some(h) => h.clone(),
-            None => std::env::var("GCE_METADATA_HOST")
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| DEFAULT_METADATA_HOST.to_owned()),
-        };
+        let host = self.metadata_host();
         let url =
             format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
         let request = cx
@@ -236,6 +231,49 @@ impl Google {
         }
         token_response::parse(&answer, cx.now)
     }
+}
+
+/// `claims` as an RS256 JWT signed with a key file's `private_key`.
+fn sign(
+    claims: &impl Serialize,
+    pem: &str,
+    kid: Option<&str>,
+    path: &Path,
+) -> Result<String, FetchError> {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = kid.map(str::to_owned);
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+        FetchError::config(format!(
+            "key file {}: private_key is not a PEM RSA key ({e})",
+            path.display()
+        ))
+    })?;
+    jsonwebtoken::encode(&header, claims, &key).map_err(|e| {
+        FetchError::config(format!(
+            "key file {}: cannot sign with private_key ({e})",
+            path.display()
+        ))
+    })
+}
+
+/// A key file's bytes, or a config error naming it.
+async fn read_key_file(path: &Path) -> Result<Vec<u8>, FetchError> {
+    crate::files::read(path)
+        .await
+        .map_err(|e| FetchError::config(format!("cannot read key file {}: {e}", path.display())))
+}
+
+fn parse_key_file<T: serde::de::DeserializeOwned>(
+    text: &[u8],
+    path: &Path,
+) -> Result<T, FetchError> {
+    serde_json::from_slice(text).map_err(|e| {
+        FetchError::config(format!(
+            "key file {} is not valid JSON: {}",
+            path.display(),
+            http::sanitize(&e.to_string(), 100)
+        ))
+    })
 }
 
 async fn token_call(
@@ -269,6 +307,10 @@ mod tests {
             scopes: vec!["https://www.googleapis.com/auth/cloud-platform".into()],
             token_uri: None,
             metadata_host,
+            impersonate_service_account: None,
+            delegates: Vec::new(),
+            lifetime: None,
+            iam_endpoint: None,
         }
     }
 

@@ -21,7 +21,19 @@ pub const DAEMON: &[&str] = &[
 pub const CREDENTIAL: &[&str] = &["kind", "refresh_ahead", "min_valid", "prefetch", "env_var"];
 
 /// `kind = "google"`.
-pub const GOOGLE: &[&str] = &["key_file", "scopes", "token_uri", "metadata_host"];
+pub const GOOGLE: &[&str] = &[
+    "key_file",
+    "scopes",
+    "token_uri",
+    "metadata_host",
+    "impersonate_service_account",
+    "delegates",
+    "lifetime",
+    "iam_endpoint",
+];
+
+/// `kind = "google-id-token"`.
+pub const GOOGLE_ID_TOKEN: &[&str] = &["auth", "audience", "include_email"];
 
 /// `kind = "azure"`, whatever its `method`. `client_secret` is known only
 /// to be refused with a better message than "unknown key".
@@ -76,6 +88,7 @@ pub const DOCKER: &[&str] = &["registry", "credential", "username"];
 pub fn of_kind(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
         "google" => GOOGLE,
+        "google-id-token" => GOOGLE_ID_TOKEN,
         "azure" => AZURE,
         "gke-cluster" => GKE_CLUSTER,
         "container-app" => CONTAINER_APP,
@@ -91,6 +104,7 @@ pub const ALL: &[(&str, &[&str])] = &[
     ("[daemon]", DAEMON),
     ("[credentials.NAME]", CREDENTIAL),
     ("kind = \"google\"", GOOGLE),
+    ("kind = \"google-id-token\"", GOOGLE_ID_TOKEN),
     ("kind = \"azure\"", AZURE),
     ("kind = \"gke-cluster\"", GKE_CLUSTER),
     ("kind = \"container-app\"", CONTAINER_APP),

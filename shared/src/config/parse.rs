@@ -419,6 +419,7 @@ fn parse_credential(name: &str, f: &mut Fields<'_>) -> Option<Credential> {
     }
     let source = match kind? {
         "google" => Source::Google(parse_google(f)?),
+        "google-id-token" => Source::GoogleIdToken(parse_google_id_token(f)?),
         "azure" => Source::Azure(parse_azure(f)?),
         "gke-cluster" => Source::GkeCluster(parse_gke(f)?),
         "container-app" => Source::ContainerApp(parse_container_app(f)?),
@@ -458,11 +459,69 @@ fn parse_google(f: &mut Fields<'_>) -> Option<GoogleSettings> {
             format!("{h:?} must be a host or host:port, without scheme or path"),
         );
     }
+    let impersonate_service_account = f.opt_str("impersonate_service_account");
+    if let Some(sa) = &impersonate_service_account
+        && service_account_email(sa).is_none()
+    {
+        f.problem(
+            "impersonate_service_account",
+            format!("{sa:?} is not a service account email (NAME@PROJECT.iam.gserviceaccount.com)"),
+        );
+    }
+    let delegates = f.opt_str_array("delegates").unwrap_or_default();
+    let delegates: Vec<String> = delegates
+        .iter()
+        .filter_map(|d| match service_account_email(d) {
+            Some(email) => Some(format!("projects/-/serviceAccounts/{email}")),
+            None => {
+                f.problem(
+                    "delegates",
+                    format!(
+                        "{d:?} is not a service account email or projects/-/serviceAccounts/EMAIL"
+                    ),
+                );
+                None
+            }
+        })
+        .collect();
+    let lifetime = f.opt_duration("lifetime");
+    match lifetime {
+        Some(d) if d.is_zero() => f.problem("lifetime", "must be more than zero"),
+        Some(d) if d > GOOGLE_MAX_IMPERSONATION_LIFETIME => {
+            f.problem("lifetime", "is over the 12h generateAccessToken grants")
+        }
+        _ => {}
+    }
+    let iam_endpoint = f.opt_url("iam_endpoint");
+    if impersonate_service_account.is_none() {
+        for key in ["delegates", "lifetime", "iam_endpoint"] {
+            if f.table.contains_key(key) {
+                f.problem(key, "applies only with impersonate_service_account");
+            }
+        }
+    }
     Some(GoogleSettings {
         key_file,
         scopes: scopes.unwrap_or_else(|| vec![DEFAULT_GOOGLE_SCOPE.to_owned()]),
         token_uri,
         metadata_host,
+        impersonate_service_account,
+        delegates,
+        lifetime,
+        iam_endpoint,
+    })
+}
+
+fn parse_google_id_token(f: &mut Fields<'_>) -> Option<GoogleIdTokenSettings> {
+    let kind = "google-id-token";
+    let auth = f.req_str("auth", kind);
+    let audience = f.req_str("audience", kind);
+    let include_email = f.opt_bool("include_email").unwrap_or(false);
+    let (auth, audience) = all_ok!(auth, audience);
+    Some(GoogleIdTokenSettings {
+        auth,
+        audience,
+        include_email,
     })
 }
 
@@ -836,6 +895,15 @@ fn check_auth_references(creds: Option<&Table>, problems: &mut Problems) {
             });
             continue;
         }
+        if own_kind == "google-id-token" {
+            let target_kind = kind_of(auth).unwrap_or("");
+            if target_kind != "google" && KINDS.contains(&target_kind) {
+                problems.push(Problem {
+                    at: at.clone(),
+                    message: format!("names {auth:?}, a {target_kind} credential; google-id-token needs a google credential, whose identity mints the ID token"),
+                });
+            }
+        }
         let wants = match own_kind {
             "gke-cluster" => "google",
             "container-app" | "apim-user-token" => "azure",
@@ -968,6 +1036,21 @@ fn check_url(s: &str) -> Result<String, UrlError> {
             scheme: other.to_owned(),
         }),
     }
+}
+
+/// The email of a service account written as an email or as
+/// `projects/-/serviceAccounts/EMAIL` (as `delegates` and gcloud's files
+/// write them); `None` if it is neither.
+pub fn service_account_email(s: &str) -> Option<&str> {
+    let email = s.strip_prefix("projects/-/serviceAccounts/").unwrap_or(s);
+    let (user, domain) = email.split_once('@')?;
+    let ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
+    (ok(user) && ok(domain) && domain.contains('.')).then_some(email)
 }
 
 fn is_uuid(s: &str) -> bool {

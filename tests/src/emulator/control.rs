@@ -65,7 +65,7 @@ const fn control(
 
 /// Every route of [`routes`], in the order `serve --help` lists them. A test
 /// checks that each one is routed.
-pub const CONTROL_ENDPOINTS: [ControlEndpoint; 16] = [
+pub const CONTROL_ENDPOINTS: [ControlEndpoint; 18] = [
     control(
         "GET",
         "/__emulator/calls",
@@ -162,6 +162,18 @@ pub const CONTROL_ENDPOINTS: [ControlEndpoint; 16] = [
         r#"{"subscription_id","resource_group","app"}"#,
         "register a container app (once any is, others answer 404)",
     ),
+    control(
+        "POST",
+        "/__emulator/impersonation",
+        r#"{"caller","target"}"#,
+        "let caller (an SA email, or user:CLIENT_ID) impersonate target (once any is, others answer 403)",
+    ),
+    control(
+        "POST",
+        "/__emulator/lifetime-extension",
+        r#"{"service_account"}"#,
+        "let that service account's impersonated tokens live over an hour",
+    ),
 ];
 
 pub(crate) fn routes() -> Router<Shared> {
@@ -182,6 +194,8 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/identity-header", post(identity_header))
         .route("/cluster", post(cluster))
         .route("/container-app", post(container_app))
+        .route("/impersonation", post(impersonation))
+        .route("/lifetime-extension", post(lifetime_extension))
 }
 
 /// `GET /__emulator/calls` → `{"counts": {"google-token": 3, ...}, "log": [Call, ...]}`.
@@ -478,6 +492,39 @@ async fn identity_header(State(shared): State<Shared>, body: Bytes) -> Response 
 #[serde(deny_unknown_fields)]
 struct Cluster {
     name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Impersonation {
+    caller: String,
+    target: String,
+}
+
+async fn impersonation(State(shared): State<Shared>, body: Bytes) -> Response {
+    with(&body, |r: Impersonation| {
+        shared
+            .lock()
+            .registry
+            .impersonation
+            .insert((r.caller, r.target));
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LifetimeExtension {
+    service_account: String,
+}
+
+async fn lifetime_extension(State(shared): State<Shared>, body: Bytes) -> Response {
+    with(&body, |r: LifetimeExtension| {
+        shared
+            .lock()
+            .registry
+            .lifetime_extension
+            .insert(r.service_account);
+    })
 }
 
 async fn cluster(State(shared): State<Shared>, body: Bytes) -> Response {

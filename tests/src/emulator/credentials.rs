@@ -173,7 +173,7 @@ pub(crate) fn write_authorized_user(
 }
 
 /// PEM armour: base64 in 64-column lines between BEGIN/END labels.
-fn pem(label: &str, der: &[u8]) -> String {
+pub(crate) fn pem(label: &str, der: &[u8]) -> String {
     let encoded = STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for line in encoded.as_bytes().chunks(64) {

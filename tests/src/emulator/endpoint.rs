@@ -27,11 +27,17 @@ pub enum Endpoint {
     ContainerAppToken,
     /// API Management user shared access token.
     ApimToken,
+    /// IAM Credentials `:generateAccessToken` (impersonation).
+    IamAccessToken,
+    /// IAM Credentials `:generateIdToken`.
+    IamIdToken,
+    /// Google STS `POST /v1/token` (token exchange).
+    StsToken,
 }
 
 impl Endpoint {
     /// Every endpoint, in a stable order.
-    pub const ALL: [Endpoint; 8] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::GoogleToken,
         Endpoint::GoogleMetadata,
         Endpoint::EntraToken,
@@ -40,6 +46,9 @@ impl Endpoint {
         Endpoint::GkeToken,
         Endpoint::ContainerAppToken,
         Endpoint::ApimToken,
+        Endpoint::IamAccessToken,
+        Endpoint::IamIdToken,
+        Endpoint::StsToken,
     ];
 
     /// The stable name used by the control API and in the call log.
@@ -53,6 +62,9 @@ impl Endpoint {
             Endpoint::GkeToken => "gke-token",
             Endpoint::ContainerAppToken => "container-app-token",
             Endpoint::ApimToken => "apim-token",
+            Endpoint::IamAccessToken => "iam-access-token",
+            Endpoint::IamIdToken => "iam-id-token",
+            Endpoint::StsToken => "sts-token",
         }
     }
 
@@ -117,7 +129,8 @@ pub struct Call {
     pub client_id: Option<String>,
     /// The `x-goog-user-project` header (Google token endpoint).
     pub user_project: Option<String>,
-    /// The bearer token presented (GKE, Container Apps, APIM).
+    /// The bearer token presented (GKE, Container Apps, APIM, IAM), or
+    /// the subject token exchanged (STS).
     pub bearer: Option<String>,
     /// APIM `properties.keyType`.
     pub key_type: Option<String>,

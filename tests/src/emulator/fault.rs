@@ -125,7 +125,7 @@ impl Fault {
     /// has the wrong JSON type (`"expires_in": "soon"` and the like).
     pub fn wrong_types(endpoint: Endpoint) -> Fault {
         let body = match endpoint {
-            Endpoint::GoogleToken | Endpoint::GoogleMetadata => {
+            Endpoint::GoogleToken | Endpoint::GoogleMetadata | Endpoint::StsToken => {
                 r#"{"access_token":"ya29.emu-wrong-types","expires_in":"soon","token_type":"Bearer"}"#
             }
             Endpoint::EntraToken => {
@@ -141,6 +141,10 @@ impl Fault {
                 r#"{"name":"app","type":"Microsoft.App/containerApps/accesstoken","properties":{"token":"ca-emu-wrong-types","expires":1700000000}}"#
             }
             Endpoint::ApimToken => r#"{"value":1700000000}"#,
+            Endpoint::IamAccessToken => {
+                r#"{"accessToken":"ya29.emu-wrong-types","expireTime":1700000000}"#
+            }
+            Endpoint::IamIdToken => r#"{"token":1700000000}"#,
         };
         Fault::json(200, body)
     }
@@ -149,7 +153,7 @@ impl Fault {
     /// all: a client must refuse it rather than cache it forever.
     pub fn missing_expiry(endpoint: Endpoint) -> Fault {
         let body = match endpoint {
-            Endpoint::GoogleToken | Endpoint::GoogleMetadata => {
+            Endpoint::GoogleToken | Endpoint::GoogleMetadata | Endpoint::StsToken => {
                 r#"{"access_token":"ya29.emu-no-expiry","token_type":"Bearer"}"#
             }
             Endpoint::EntraToken => r#"{"token_type":"Bearer","access_token":"eyJ.emu-no-expiry"}"#,
@@ -161,6 +165,8 @@ impl Fault {
                 r#"{"name":"app","type":"Microsoft.App/containerApps/accesstoken","properties":{"token":"ca-emu-no-expiry"}}"#
             }
             Endpoint::ApimToken => r#"{"value":"emu-no-expiry"}"#,
+            Endpoint::IamAccessToken => r#"{"accessToken":"ya29.emu-no-expiry"}"#,
+            Endpoint::IamIdToken => r#"{"token":"emu-no-expiry"}"#,
         };
         Fault::json(200, body)
     }

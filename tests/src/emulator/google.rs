@@ -26,7 +26,7 @@ const USER_SCOPES: &str = "https://www.googleapis.com/auth/userinfo.email \
                            https://www.googleapis.com/auth/cloud-platform openid";
 
 /// The metadata server's default service account.
-const DEFAULT_EMAIL: &str = "emu-default@emu-project.iam.gserviceaccount.com";
+pub(crate) const DEFAULT_EMAIL: &str = "emu-default@emu-project.iam.gserviceaccount.com";
 
 /// `POST /token`.
 pub(crate) async fn token(
@@ -71,8 +71,20 @@ fn jwt_bearer(inner: &mut Inner, form: &HashMap<String, String>) -> Response {
     let token_uri = format!("{}/token", inner.base);
     let now = Utc::now().timestamp();
     match jwt::verify(assertion, &inner.registry, &token_uri, now) {
+        Ok(verified) if verified.target_audience.is_some() => {
+            let audience = verified.target_audience.unwrap_or_default();
+            let token = super::iam::sign_id_token(
+                inner,
+                Endpoint::GoogleToken,
+                &verified.client_email,
+                &audience,
+                true,
+            );
+            reply::json(StatusCode::OK, &json!({"id_token": token}))
+        }
         Ok(verified) => {
             let issued = inner.issue(Endpoint::GoogleToken, "ya29.emu-", Some(verified.scope));
+            inner.attribute(&issued.token, &verified.client_email);
             success(inner, Endpoint::GoogleToken, &issued, None)
         }
         Err(Rejection::Grant(description)) => {
@@ -113,6 +125,7 @@ fn refresh(inner: &mut Inner, form: &HashMap<String, String>) -> Response {
         .cloned()
         .unwrap_or_else(|| USER_SCOPES.to_owned());
     let issued = inner.issue(Endpoint::GoogleToken, "ya29.emu-", Some(scope.clone()));
+    inner.attribute(&issued.token, &format!("user:{client_id}"));
     success(inner, Endpoint::GoogleToken, &issued, Some(&scope))
 }
 
@@ -136,8 +149,48 @@ pub(crate) async fn metadata_token(
                 None => CLOUD_PLATFORM.to_owned(),
             };
             let issued = inner.issue(Endpoint::GoogleMetadata, "ya29.emu-", Some(scope));
+            inner.attribute(&issued.token, DEFAULT_EMAIL);
             let response = success(inner, Endpoint::GoogleMetadata, &issued, None);
             reply::add_header(response, "metadata-flavor", "Google")
+        })
+        .await
+}
+
+/// `GET /computeMetadata/v1/instance/service-accounts/default/identity?audience=A[&format=full]`:
+/// an ID token for the default account, as plain text.
+pub(crate) async fn metadata_identity(
+    State(shared): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let query = parse_form(uri.query().unwrap_or("").as_bytes());
+    let mut call = Call::new(Endpoint::GoogleMetadata, &method, &uri);
+    call.scope = query.get("audience").cloned();
+    shared
+        .serve(call, |inner| {
+            if let Some(refused) = refuse_metadata(&headers) {
+                return refused;
+            }
+            let Some(audience) = query.get("audience").filter(|a| !a.is_empty()) else {
+                return reply::text(
+                    StatusCode::BAD_REQUEST,
+                    "non-empty audience parameter required\n",
+                );
+            };
+            let full = query.get("format").map(String::as_str) == Some("full");
+            let token = super::iam::sign_id_token(
+                inner,
+                Endpoint::GoogleMetadata,
+                DEFAULT_EMAIL,
+                audience,
+                full,
+            );
+            reply::add_header(
+                reply::text(StatusCode::OK, token),
+                "metadata-flavor",
+                "Google",
+            )
         })
         .await
 }

@@ -175,4 +175,37 @@ impl Emulator {
         let key = app_key(subscription, resource_group, app);
         self.shared.lock().registry.container_apps.insert(key);
     }
+
+    /// Lets `caller` (a service account email, or `user:CLIENT_ID`)
+    /// impersonate `target`. Once any grant is registered, every other
+    /// caller and target pair answers 403 `PERMISSION_DENIED`.
+    pub fn grant_impersonation(&self, caller: &str, target: &str) {
+        self.shared
+            .lock()
+            .registry
+            .impersonation
+            .insert((caller.to_owned(), target.to_owned()));
+    }
+
+    /// Lets impersonated tokens of `service_account` live over an hour (the
+    /// org policy `constraints/iam.allowServiceAccountCredentialLifetimeExtension`).
+    pub fn allow_lifetime_extension(&self, service_account: &str) {
+        self.shared
+            .lock()
+            .registry
+            .lifetime_extension
+            .insert(service_account.to_owned());
+    }
+
+    /// Who a Google access token was issued to (a service account email,
+    /// or `user:CLIENT_ID`).
+    pub fn subject_of(&self, token: &str) -> Option<String> {
+        self.shared.lock().subject_of(token).map(str::to_owned)
+    }
+
+    /// The only subject token STS accepts from now on (`None`: any
+    /// non-empty one); also what `GET /oidc/token` serves.
+    pub fn set_sts_subject(&self, token: Option<&str>) {
+        self.shared.lock().registry.sts_subject = token.map(str::to_owned);
+    }
 }

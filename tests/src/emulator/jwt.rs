@@ -21,8 +21,10 @@ const BAD_TIMES: &str = "Invalid JWT: Token must be a short-lived token (60 minu
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Assertion {
     pub(crate) client_email: String,
-    /// Space-separated scopes.
+    /// Space-separated scopes; empty for an ID-token request.
     pub(crate) scope: String,
+    /// The `target_audience` of an ID-token request (no `scope`).
+    pub(crate) target_audience: Option<String>,
 }
 
 /// Why an assertion was refused, as Google answers it.
@@ -110,10 +112,21 @@ pub(crate) fn verify(
     if !sane {
         return Err(grant(BAD_TIMES));
     }
+    let target_audience = claims
+        .get("target_audience")
+        .and_then(Value::as_str)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned);
     match claims.get("scope").and_then(Value::as_str) {
         Some(scope) if !scope.trim().is_empty() => Ok(Assertion {
             client_email: record.client_email.clone(),
             scope: scope.to_owned(),
+            target_audience,
+        }),
+        _ if target_audience.is_some() => Ok(Assertion {
+            client_email: record.client_email.clone(),
+            scope: String::new(),
+            target_audience,
         }),
         _ => Err(Rejection::Scope),
     }

@@ -17,6 +17,7 @@ mod fault;
 mod gke;
 mod google;
 mod handle;
+mod iam;
 mod jwt;
 mod managed_identity;
 mod reply;

@@ -14,7 +14,7 @@ use axum::routing::{any, get, post};
 use tokio::sync::oneshot;
 
 use super::state::Shared;
-use super::{arm, control, entra, gke, google, managed_identity};
+use super::{arm, control, entra, google, iam, managed_identity};
 
 /// A running emulator on `127.0.0.1`. Dropping it stops the server and
 /// abandons in-flight requests (including ones sleeping a fault's delay).
@@ -139,6 +139,10 @@ pub(crate) fn router(shared: Shared) -> Router {
             "/computeMetadata/v1/instance/service-accounts/default/token",
             get(google::metadata_token),
         )
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/default/identity",
+            get(google::metadata_identity),
+        )
         .route("/computeMetadata/v1/{*rest}", get(google::metadata_probe))
         .route("/", get(google::metadata_root))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
@@ -147,7 +151,8 @@ pub(crate) fn router(shared: Shared) -> Router {
             get(managed_identity::imds),
         )
         .route("/msi/token", get(managed_identity::app_service))
-        .route("/v1/{*rest}", any(gke::handle))
+        .route("/v1/{*rest}", any(iam::dispatch))
+        .route("/oidc/token", get(iam::oidc_subject))
         .nest("/__emulator", control::routes())
         .fallback(arm::fallback)
         .with_state(shared)

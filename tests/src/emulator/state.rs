@@ -111,6 +111,15 @@ pub(crate) struct Registry {
     pub(crate) container_apps: HashSet<String>,
     /// APIM signing keys: primary, secondary.
     pub(crate) apim_keys: [Vec<u8>; 2],
+    /// `(caller, target)`: who may impersonate whom (a caller is a service
+    /// account email, or `user:CLIENT_ID` for an authorized user); empty
+    /// lets anyone impersonate anyone.
+    pub(crate) impersonation: HashSet<(String, String)>,
+    /// Service accounts whose tokens may live over an hour (the org policy
+    /// constraints/iam.allowServiceAccountCredentialLifetimeExtension).
+    pub(crate) lifetime_extension: HashSet<String>,
+    /// The only subject token STS accepts; `None`: any non-empty one.
+    pub(crate) sts_subject: Option<String>,
 }
 
 impl Registry {
@@ -148,6 +157,11 @@ pub(crate) struct Inner {
     endpoints: Vec<EndpointState>,
     log: VecDeque<Call>,
     tokens: HashMap<String, IssuedToken>,
+    /// Who each Google access token was issued to.
+    subjects: HashMap<String, String>,
+    /// `(kid, PKCS#8 PEM)` of the key ID tokens are signed with, made on
+    /// first use.
+    id_token_key: Option<(String, String)>,
     pub(crate) registry: Registry,
 }
 
@@ -162,6 +176,8 @@ impl Inner {
             endpoints: Endpoint::ALL.into_iter().map(EndpointState::new).collect(),
             log: VecDeque::new(),
             tokens: HashMap::new(),
+            subjects: HashMap::new(),
+            id_token_key: None,
             registry,
         }
     }
@@ -310,6 +326,32 @@ impl Inner {
             return Err(BearerProblem::Expired(issued.expires_at));
         }
         Ok(issued.clone())
+    }
+
+    /// Records who `token` was issued to.
+    pub(crate) fn attribute(&mut self, token: &str, subject: &str) {
+        self.subjects.insert(token.to_owned(), subject.to_owned());
+    }
+
+    /// `(kid, PEM)` of the ID-token signing key, generated on first use.
+    pub(crate) fn id_token_key(&mut self) -> (String, String) {
+        self.id_token_key
+            .get_or_insert_with(|| {
+                use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+                let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                    .expect("RSA key generation works");
+                let der: Pkcs8V1Der<'static> = key.as_der().expect("PKCS#8 export works");
+                (
+                    random_hex(20),
+                    super::credentials::pem("PRIVATE KEY", der.as_ref()),
+                )
+            })
+            .clone()
+    }
+
+    /// Who `token` was issued to, if recorded.
+    pub(crate) fn subject_of(&self, token: &str) -> Option<&str> {
+        self.subjects.get(token).map(String::as_str)
     }
 
     pub(crate) fn token_info(&self, token: &str) -> Option<IssuedToken> {

@@ -425,3 +425,51 @@ fn keys_with_newlines_or_escapes_are_quoted_in_problems() {
 fn an_empty_key_is_shown_quoted() {
     has(&problems("'' = ''\n"), r#"c.toml: "": unknown key"#);
 }
+
+#[test]
+fn google_impersonation_keys() {
+    let c = ok(r#"
+[credentials.deploy]
+kind = "google"
+impersonate_service_account = "deployer@p.iam.gserviceaccount.com"
+delegates = ["hop@p.iam.gserviceaccount.com", "projects/-/serviceAccounts/hop2@p.iam.gserviceaccount.com"]
+lifetime = "2h"
+iam_endpoint = "http://127.0.0.1:9"
+"#);
+    let Source::Google(g) = &c.credentials["deploy"].source else {
+        panic!("not google")
+    };
+    assert_eq!(
+        g.delegates,
+        [
+            "projects/-/serviceAccounts/hop@p.iam.gserviceaccount.com",
+            "projects/-/serviceAccounts/hop2@p.iam.gserviceaccount.com"
+        ]
+    );
+    assert_eq!(g.lifetime, Some(std::time::Duration::from_secs(7200)));
+    let p = problems(
+        r#"
+[credentials.a]
+kind = "google"
+impersonate_service_account = "not-an-email"
+delegates = ["nobody"]
+lifetime = "13h"
+[credentials.b]
+kind = "google"
+delegates = ["hop@p.iam.gserviceaccount.com"]
+"#,
+    );
+    has(
+        &p,
+        "credentials.a.impersonate_service_account: \"not-an-email\" is not a service account email",
+    );
+    has(
+        &p,
+        "credentials.a.delegates: \"nobody\" is not a service account email",
+    );
+    has(&p, "credentials.a.lifetime: is over the 12h");
+    has(
+        &p,
+        "credentials.b.delegates: applies only with impersonate_service_account",
+    );
+}
