@@ -353,7 +353,7 @@ impl Endpoint {
     }
 
     /// Refuses a daemon that reads another config file than ours.
-    fn check_config(&self, conn: &Connection) -> Result<(), Error> {
+    pub fn check_config(&self, conn: &Connection) -> Result<(), Error> {
         let ours = &self.paths.config_file;
         if same_file(&conn.config_path, ours) {
             return Ok(());

@@ -15,6 +15,7 @@ mod connect;
 #[cfg(test)]
 mod docs_check;
 mod exit;
+mod fast_get;
 mod format;
 mod output;
 mod replace_file;
@@ -27,10 +28,14 @@ use crate::connect::Endpoint;
 use crate::exit::Error;
 
 fn main() -> ExitCode {
-    let outcome = cli::parse().and_then(|parsed| match parsed {
-        Parsed::Run(cli) => run(cli),
-        Parsed::Exit(code) => Ok(code),
-    });
+    // `get NAME ...` from a running daemon, without building clap's tree.
+    let outcome = match fast_get::run(std::env::args_os()) {
+        Some(done) => done.map(|()| exit::OK),
+        None => cli::parse().and_then(|parsed| match parsed {
+            Parsed::Run(cli) => run(cli),
+            Parsed::Exit(code) => Ok(code),
+        }),
+    };
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
