@@ -170,11 +170,7 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Option<Invocation> {
 /// The value of `arg` if it is `--NAME=VALUE`, or `--NAME` followed by a
 /// VALUE; `None` if `arg` is another flag or the value is missing, empty or
 /// looks like a flag (clap reports those).
-fn flag_value(
-    arg: &str,
-    flag: Flag,
-    rest: &mut impl Iterator<Item = OsString>,
-) -> Option<String> {
+fn flag_value(arg: &str, flag: Flag, rest: &mut impl Iterator<Item = OsString>) -> Option<String> {
     debug_assert!(flag.takes_value());
     let long = arg.strip_prefix("--")?;
     let value = match long.split_once('=') {

@@ -18,6 +18,7 @@ mod config;
 mod container_app;
 mod docker;
 mod emulator_cli;
+mod fast_get;
 mod faults;
 mod git;
 mod gke;

@@ -56,7 +56,10 @@ fn pieces() -> Vec<Vec<Vec<&'static str>>> {
         vec![vec!["--json"]],
         vec![vec!["--min-valid", "5m"], vec!["--min-valid=90s"]],
         vec![vec!["--refresh"]],
-        vec![vec!["--config", "/after.toml"], vec!["--config=/after=.toml"]],
+        vec![
+            vec!["--config", "/after.toml"],
+            vec!["--config=/after=.toml"],
+        ],
     ]
 }
 
@@ -125,7 +128,10 @@ fn fast_and_clap_agree_on_every_combination_of_gets_flags() {
     // The ones it falls back on are those clap refuses: `--format` with
     // `--json`, and `--config` twice.
     assert!(total > 2000, "{total}");
-    assert!(taken * 2 > total, "only {taken} of {total} take the fast path");
+    assert!(
+        taken * 2 > total,
+        "only {taken} of {total} take the fast path"
+    );
 }
 
 #[test]
@@ -146,14 +152,28 @@ fn the_fast_path_takes_the_plain_forms() {
             },
         ),
         (
-            &["--config", "/c.toml", "get", "--json", "--min-valid=1h", "--", "-odd"],
+            &[
+                "--config",
+                "/c.toml",
+                "get",
+                "--json",
+                "--min-valid=1h",
+                "--",
+                "-odd",
+            ],
             Invocation {
                 config: Some(PathBuf::from("/c.toml")),
                 args: args("-odd", Format::Raw, true, Some(3600), false),
             },
         ),
         (
-            &["get", "corp", "--refresh", "--config=/x.toml", "--format=env"],
+            &[
+                "get",
+                "corp",
+                "--refresh",
+                "--config=/x.toml",
+                "--format=env",
+            ],
             Invocation {
                 config: Some(PathBuf::from("/x.toml")),
                 args: args("corp", Format::Env, false, None, true),
