@@ -14,8 +14,10 @@
 //! clap's parsing and messages: help, `--version`, an unknown flag, a
 //! repeated one, a bad value, a missing or second name, an argument that is
 //! not UTF-8; and a daemon that does not answer (auto-start) or speaks
-//! another protocol. Nothing has been sent to a daemon when it falls back,
-//! so the normal path starts from scratch. `fast_and_clap_agree` below
+//! another protocol. Nothing but `Hello` has been sent to a daemon when it
+//! falls back, so the normal path starts from scratch. A socket or daemon
+//! that is refused (another user's) is reported here, with the error
+//! `Endpoint::connect` gives, so it is connected to once. `fast_and_clap_agree` below
 //! checks the parser against clap on every form of `get`.
 
 use std::ffi::OsString;
@@ -45,9 +47,12 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> Option<Result<(), Error>
                 .check_config(&conn)
                 .and_then(|()| get::print(&mut conn, &args)),
         ),
-        // Nobody answers (auto-start), another protocol, or an untrusted
-        // socket: the normal path says so, or starts the daemon.
-        Ok(Probe::Down(_) | Probe::Mismatch(_)) | Err(_) => None,
+        // An untrusted socket or daemon, a refused connection: the error
+        // `Endpoint::connect` would report, without connecting again.
+        Err(e) => Some(Err(e)),
+        // Nobody answers (auto-start) or another protocol: the normal path
+        // starts the daemon or says what to run.
+        Ok(Probe::Down(_) | Probe::Mismatch(_)) => None,
     }
 }
 
