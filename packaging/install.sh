@@ -9,14 +9,16 @@
 #   --service       also run `credcache daemon install-service`
 #   --bin-dir DIR   copy credcache and credcached from DIR (a build's
 #                   target/release, an unpacked archive) instead of
-#                   building them with `cargo install --locked`
+#                   building them with `cargo install --locked` (the
+#                   client with the `client` profile, linked statically
+#                   on Linux with glibc: packaging/client-target.sh)
 #   --prefix DIR    with --bin-dir: install the binaries into DIR/bin
 #                   (default: ~/.local); without it, cargo's own root
 #                   (CARGO_INSTALL_ROOT, else ~/.cargo) is used
 set -eu
 
 usage() {
-    sed -n '2,17s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,19s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
@@ -61,7 +63,17 @@ else
     }
     root=${CARGO_INSTALL_ROOT:-${CARGO_HOME:-$HOME/.cargo}}
     if [ -n "$prefix" ]; then root=$prefix; fi
-    cargo install --locked --root "$root" --path "$repo/client"
+    # The client as packaged: the `client` profile, statically linked where
+    # it can be (packaging/client-target.sh).
+    # shellcheck source=packaging/client-target.sh
+    . "$repo/packaging/client-target.sh"
+    target=$(client_static_target)
+    if [ -n "$target" ]; then
+        RUSTFLAGS=$(client_static_rustflags) cargo install --locked --root "$root" \
+            --profile client --target "$target" --path "$repo/client"
+    else
+        cargo install --locked --root "$root" --profile client --path "$repo/client"
+    fi
     cargo install --locked --root "$root" --path "$repo/daemon"
     dest=$root/bin
 fi

@@ -165,7 +165,7 @@ impl Connection {
         self.stream
             .set_recv_timeout(Some(QUICK_REQUEST_TIMEOUT))
             .map_err(|e| self.transport_error(CodecError::Io(e)))?;
-        match codec::read_frame(&mut self.stream) {
+        match read_answer(&mut self.stream) {
             Ok(Some(Response::Error(error))) => Err(Error::Daemon {
                 context: context.to_owned(),
                 error,
@@ -259,6 +259,50 @@ fn fetch_limit(config_file: &Path) -> Duration {
         .unwrap_or(DEFAULT_HTTP_TIMEOUT);
     http_timeout * 2 + FETCH_MARGIN
 }
+
+/// Reads the one answer to a request: its header and (most often) all of
+/// its body in one `read`, into a buffer that is not zeroed first. Only
+/// for requests with exactly one answer, since the daemon sends nothing
+/// else until asked (`Watch`'s stream is read frame by frame in
+/// [`Connection::next`]). Same results as `codec::read_frame`: `Ok(None)`
+/// on a clean end of stream, `Truncated` on one inside the frame, and the
+/// socket's receive timeout as an `Io` error.
+fn read_answer(stream: &mut Stream) -> Result<Option<Response>, CodecError> {
+    use std::io::Read;
+    use std::os::fd::AsFd;
+
+    let mut buf = Vec::with_capacity(ANSWER_BUFFER);
+    {
+        let Stream::UdSocket(socket) = &*stream;
+        let fd = socket.as_fd();
+        while buf.len() < 4 {
+            match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut buf)) {
+                Ok(0) if buf.is_empty() => return Ok(None),
+                Ok(0) => return Err(CodecError::Truncated),
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(CodecError::Io(e.into())),
+            }
+        }
+    }
+    let len = codec::body_len(buf[..4].try_into().expect("4 bytes"))?;
+    let have = buf.len();
+    if have < 4 + len {
+        buf.resize(4 + len, 0);
+        stream
+            .read_exact(&mut buf[have..])
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => CodecError::Truncated,
+                _ => CodecError::Io(e),
+            })?;
+    }
+    // Anything past the frame would be a second answer nobody asked for.
+    codec::from_slice(&buf[4..4 + len]).map(Some)
+}
+
+/// Enough for a `Hello` and a token of a few kilobytes in one `read`; a
+/// longer answer takes more.
+const ANSWER_BUFFER: usize = 8 * 1024;
 
 fn transport_error(e: CodecError, log_file: &Path) -> Error {
     let log = log_file.display();
@@ -487,7 +531,7 @@ impl Endpoint {
         // and hangs up, so its answer may be waiting even when our Hello
         // could not be sent: read it before reporting the send.
         let sent = codec::write_frame(&mut stream, &hello).map_err(|e| transport_error(e, log));
-        let response = match codec::read_frame(&mut stream) {
+        let response = match read_answer(&mut stream) {
             Ok(response) => response,
             Err(e) => {
                 sent?;

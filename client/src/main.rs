@@ -8,6 +8,13 @@
 //! **Architecture invariants:** no async runtime and no HTTP stack here
 //! (every cloud call is the daemon's job); token values reach stdout or a
 //! child's environment only, never stderr, argv or an error message.
+//!
+//! The binary has its own C `main` (`#![no_main]`): std's runtime set-up
+//! is a quarter of a cached `get`, and [`start`] does the part of it that
+//! the client needs.
+
+// Tests keep the harness's own `main`.
+#![cfg_attr(not(test), no_main)]
 
 mod cli;
 mod commands;
@@ -15,27 +22,54 @@ mod connect;
 #[cfg(test)]
 mod docs_check;
 mod exit;
+mod fast_get;
 mod format;
 mod output;
 mod replace_file;
+mod start;
 mod sys;
-
-use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, Parsed};
 use crate::connect::Endpoint;
 use crate::exit::Error;
 
-fn main() -> ExitCode {
-    let outcome = cli::parse().and_then(|parsed| match parsed {
-        Parsed::Run(cli) => run(cli),
-        Parsed::Exit(code) => Ok(code),
-    });
+/// The process's entry point, called by the C runtime.
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    start::init();
+    let code = run_main();
+    start::finish();
+    code.into()
+}
+
+/// The test harness brings its own entry point and keeps this one only so
+/// that what it calls is not dead code.
+#[cfg(test)]
+fn main() {
+    start::init();
+    let code = run_main();
+    start::finish();
+    std::process::exit(code.into());
+}
+
+fn run_main() -> u8 {
+    // `get NAME ...` from a running daemon, without building clap's tree.
+    let outcome = match fast_get::run(std::env::args_os()) {
+        Some(done) => done.map(|()| exit::OK),
+        None => cli::parse().and_then(|parsed| match parsed {
+            Parsed::Run(cli) => run(cli),
+            Parsed::Exit(code) => Ok(code),
+        }),
+    };
     match outcome {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         Err(err) => {
             err.report();
-            ExitCode::from(err.exit_code())
+            err.exit_code()
         }
     }
 }

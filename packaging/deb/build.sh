@@ -8,8 +8,10 @@
 #   packaging/deb/build.sh [--bin-dir DIR] [--out DIR] [--fast]
 #   packaging/deb/build.sh --assets DIR
 #
-#   --bin-dir DIR  take credcache and credcached from DIR (default:
-#                  target/release, built with `cargo build --release` first)
+#   --bin-dir DIR  take credcache and credcached from DIR (default: build
+#                  them: the client as install.sh does, with the `client`
+#                  profile and statically linked on Linux with glibc, see
+#                  packaging/client-target.sh; the daemon with --release)
 #   --out DIR      where the .deb goes (default: target/debian)
 #   --fast         gzip -1 instead of xz (CI and tests: debug binaries)
 #   --assets DIR   only generate the units, completions, man pages and
@@ -21,7 +23,7 @@
 set -eu
 
 usage() {
-    sed -n '2,21s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,23s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
@@ -42,15 +44,28 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-if [ -z "$bin_dir" ]; then
-    bin_dir=$repo/target/release
-    if [ ! -x "$bin_dir/credcache" ] || [ ! -x "$bin_dir/credcached" ]; then
-        (cd "$repo" && cargo build --release --locked -p credcache -p credcache-daemon)
+if [ -n "$bin_dir" ]; then
+    cc=$bin_dir/credcache
+    daemon=$bin_dir/credcached
+else
+    # The client as install.sh builds it: the `client` profile, statically
+    # linked where it can be (packaging/client-target.sh).
+    # shellcheck source=packaging/client-target.sh
+    . "$repo/packaging/client-target.sh"
+    target=$(client_static_target)
+    if [ -n "$target" ]; then
+        (cd "$repo" && RUSTFLAGS=$(client_static_rustflags) cargo build --locked \
+            --profile client --target "$target" -p credcache --bin credcache)
+        cc=$repo/target/$target/client/credcache
+    else
+        (cd "$repo" && cargo build --locked --profile client -p credcache --bin credcache)
+        cc=$repo/target/client/credcache
     fi
+    (cd "$repo" && cargo build --release --locked -p credcache-daemon --bin credcached)
+    daemon=$repo/target/release/credcached
 fi
-cc=$bin_dir/credcache
-for bin in credcache credcached; do
-    [ -x "$bin_dir/$bin" ] || { echo "build.sh: $bin_dir/$bin is missing" >&2; exit 1; }
+for bin in "$cc" "$daemon"; do
+    [ -x "$bin" ] || { echo "build.sh: $bin is missing" >&2; exit 1; }
 done
 
 # Everything but the binaries, under $1/usr.
@@ -100,9 +115,8 @@ trap 'rm -rf "$stage"' EXIT
 chmod 755 "$stage"
 
 stage_assets "$stage"
-for bin in credcache credcached; do
-    install -m 755 "$bin_dir/$bin" "$stage/usr/bin/$bin"
-done
+install -m 755 "$cc" "$stage/usr/bin/credcache"
+install -m 755 "$daemon" "$stage/usr/bin/credcached"
 
 mkdir -p "$stage/DEBIAN"
 installed_size=$(du -sk "$stage/usr" | cut -f1)

@@ -13,7 +13,7 @@ use crate::exit::Error;
 use crate::format::{self, Format};
 use crate::output;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, PartialEq, Eq, clap::Args)]
 pub struct Args {
     /// The credential, as named in the config (`credcache list` shows them).
     pub name: String,
@@ -44,7 +44,13 @@ pub fn parse_duration(value: &str) -> Result<Duration, DurationError> {
 
 pub fn run(endpoint: &Endpoint, args: &Args) -> Result<(), Error> {
     let mut conn = endpoint.connect(Autostart::IfAllowed)?;
-    let reply = fetch(&mut conn, &args.name, args.min_valid, args.refresh)?;
+    print(&mut conn, args)
+}
+
+/// Asks for the token on a connection whose daemon has been checked
+/// (`Endpoint::connect`, or the fast path) and prints it.
+pub fn print(conn: &mut Connection, args: &Args) -> Result<(), Error> {
+    let reply = fetch(conn, &args.name, args.min_valid, args.refresh)?;
     let exec_info = std::env::var("KUBERNETES_EXEC_INFO").ok();
     let shape = if args.json { Format::Json } else { args.format };
     let text = format::token(&reply, shape, Utc::now(), exec_info.as_deref())?;
