@@ -13,6 +13,7 @@ mod parse;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -29,7 +30,9 @@ pub const MAX_CONFIG: usize = 16 << 20;
 pub struct Config {
     pub daemon: DaemonSettings,
     /// Every credential by name, the built-in `google` and `azure` included.
-    pub credentials: BTreeMap<String, Credential>,
+    /// Shared: the daemon's engine holds the same `Arc`s rather than copies
+    /// (with 10,000 credentials each copy was 5 MB).
+    pub credentials: BTreeMap<String, Arc<Credential>>,
     pub git: Vec<GitHelper>,
     pub docker: Vec<DockerHelper>,
 }
@@ -374,7 +377,7 @@ impl Config {
     }
 
     pub fn credential(&self, name: &str) -> Option<&Credential> {
-        self.credentials.get(name)
+        self.credentials.get(name).map(|c| &**c)
     }
 
     /// `min_valid` for a credential: its own, else the daemon's.
