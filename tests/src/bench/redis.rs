@@ -182,7 +182,7 @@ mod tests {
         assert!(bulk_answer(&answer[..10]).is_none());
         assert!(bulk_answer(b"$5").is_none());
         assert!(matches!(bulk_answer(b"$-1\r\n"), Some((5, Err(_)))));
-        let Some((7, Err(e))) = bulk_answer(b"-ERR x\r\n$1") else {
+        let Some((8, Err(e))) = bulk_answer(b"-ERR x\r\n$1") else {
             panic!("an error line is one answer");
         };
         assert_eq!(e.message(), "redis answered -ERR x");
