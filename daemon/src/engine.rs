@@ -95,7 +95,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         providers: impl Fn(&Credential, &Config) -> Arc<dyn Provider> + Send + Sync + 'static,
     ) -> Result<Self, EngineError> {
-        let loaded = Loaded::new(config, &locations.config_file, &providers)?;
+        let loaded = Loaded::new(config, &locations.config_file)?;
         let now = clock.now();
         let mut slots = HashMap::new();
         for stored in store.load_all() {
@@ -481,7 +481,8 @@ impl Engine {
         // everything else (a hung command, a slow chain of dependencies).
         let bound = timeout + Duration::from_secs(1);
         // Every kind's token passes the same check before it is kept.
-        let fetched = tokio::time::timeout(bound, entry.provider.fetch(&cx))
+        let provider = entry.provider(&*self.0.providers, &loaded.config);
+        let fetched = tokio::time::timeout(bound, provider.fetch(&cx))
             .await
             .map(|r| r.and_then(|f| crate::http::check_token(&f.token).map(|()| f)));
         let outcome = match fetched {

@@ -67,10 +67,11 @@ fn fingerprint_of(
         h.update(b"\0auth\0");
         h.update(fingerprint_of(config, auth, env, done, depth + 1).as_bytes());
     }
-    let fp: String = h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let mut fp = String::with_capacity(32);
+    for b in &h.finalize()[..16] {
+        fp.push(char::from_digit(u32::from(b >> 4), 16).expect("a nibble"));
+        fp.push(char::from_digit(u32::from(b & 15), 16).expect("a nibble"));
+    }
     done.insert(name.to_owned(), fp.clone());
     fp
 }

@@ -15,18 +15,26 @@ pub use parse::service_account_email;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::host_pattern::{HostPattern, PathPrefix};
 
+/// The largest config file read. Larger than the 1 MiB of other files
+/// (`files::MAX_FILE`): a config of 10,000 credentials, which the daemon
+/// is built to hold (BENCHMARKS.md), is about 1.6 MB.
+pub const MAX_CONFIG: usize = 16 << 20;
+
 /// A validated config.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
     pub daemon: DaemonSettings,
     /// Every credential by name, the built-in `google` and `azure` included.
-    pub credentials: BTreeMap<String, Credential>,
+    /// Shared: the daemon's engine holds the same `Arc`s rather than copies
+    /// (with 10,000 credentials each copy was 5 MB).
+    pub credentials: BTreeMap<String, Arc<Credential>>,
     pub git: Vec<GitHelper>,
     pub docker: Vec<DockerHelper>,
 }
@@ -364,9 +372,9 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Reads and validates `path`. A missing file is the built-in config.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        // Regular files only, at most 1 MiB: a FIFO or `/dev/zero` named as
-        // the config is an error, not a hang.
-        let read = crate::files::read_regular(path, crate::files::MAX_FILE).and_then(|bytes| {
+        // Regular files only, at most `MAX_CONFIG`: a FIFO or `/dev/zero`
+        // named as the config is an error, not a hang.
+        let read = crate::files::read_regular(path, MAX_CONFIG).and_then(|bytes| {
             String::from_utf8(bytes).map_err(|e| {
                 crate::files::ReadError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
             })
@@ -458,7 +466,7 @@ impl Config {
     }
 
     pub fn credential(&self, name: &str) -> Option<&Credential> {
-        self.credentials.get(name)
+        self.credentials.get(name).map(|c| &**c)
     }
 
     /// `min_valid` for a credential: its own, else the daemon's.
@@ -481,4 +489,36 @@ pub fn default_env_var(name: &str) -> String {
     }));
     var.push_str("_TOKEN");
     var
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the config shared the 1 MiB cap of key files, so a
+    /// config of 10,000 credentials (1.6 MB) could not be loaded at all.
+    #[test]
+    fn a_config_of_ten_thousand_credentials_loads_and_a_huge_file_does_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config.toml");
+        let mut text = String::new();
+        for i in 0..10_000 {
+            text.push_str(&format!(
+                "[credentials.c{i}]\nkind = \"gke-cluster\"\nauth = \"google\"\n\
+                 cluster = \"projects/emu-project/locations/us-east4/azureClusters/c{i}\"\n\
+                 endpoint = \"http://127.0.0.1:45678\"\n"
+            ));
+        }
+        assert!(text.len() > crate::files::MAX_FILE, "{}", text.len());
+        std::fs::write(&path, &text).unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.credentials.len(), 10_002, "and google, azure");
+
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_CONFIG as u64 + 1)
+            .unwrap();
+        let e = Config::load(&path).unwrap_err();
+        assert!(e.to_string().contains("over the 16 MiB limit"), "{e}");
+    }
 }

@@ -8,8 +8,8 @@
 use std::io::Read;
 use std::path::Path;
 
-/// The largest file read on the daemon's behalf: key files, secrets and
-/// configs are a few KiB.
+/// The largest file read on the daemon's behalf: key files and secrets are
+/// a few KiB. The config has its own, larger cap (`config::MAX_CONFIG`).
 pub const MAX_FILE: usize = 1 << 20;
 
 /// Why a file was not read. The `Display` form reads well after

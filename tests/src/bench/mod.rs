@@ -12,6 +12,7 @@ mod home;
 mod lab;
 mod memory;
 mod procfs;
+mod redis;
 mod report;
 mod run;
 mod soak;

@@ -3,6 +3,10 @@
 //! connection), for D seconds per level. The load generator shares the
 //! machine with the daemon, so the CPU each used is reported next to the
 //! rate.
+//!
+//! Each level is then run against a Redis server's `GET` over a Unix
+//! socket (`redis.rs`), with the same generator, connections and duration:
+//! the `redis` lines. Skipped, saying so, where `redis-server` is absent.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read as _, Write as _};
@@ -16,6 +20,7 @@ use credcache_shared::protocol::Response;
 
 use super::conn::{Conn, Failure, get_frame};
 use super::procfs;
+use super::redis::{self, Redis};
 use super::report::Line;
 use super::run::Bench;
 use super::stats::{Samples, per_second, ratio};
@@ -28,12 +33,13 @@ const CONNECT_PAUSE: Duration = Duration::from_millis(20);
 pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let levels = bench.plan.throughput_clients.clone();
     let duration = bench.plan.throughput_duration;
+    let mut redis = None;
     for clients in levels {
         bench.target()?;
         let calls_before = bench.lab.as_ref().map(|l| l.upstream_calls());
         let target = bench.target()?;
         let (socket, name, pid) = (target.socket.clone(), target.name.clone(), target.pid);
-        let measured = measure(&socket, &name, pid, clients, duration);
+        let measured = measure(&socket, &name, pid, clients, duration, Wire::Credcache);
         let rss = target.rss_kb();
         bench.rss_after_throughput = rss;
         let upstream = bench
@@ -41,39 +47,116 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
             .as_ref()
             .zip(calls_before)
             .map(|(lab, before)| lab.upstream_calls() - before);
-        let summary = measured.samples.summary();
-        let requests = summary.map_or(0, |s| s.count) as u64;
-        let mut line = Line::new("throughput").latency(summary);
-        line.req_per_s = Some(per_second(requests, measured.elapsed));
-        line.rss_kb = rss;
-        line.upstream_calls = upstream;
-        line.errors = measured.errors.values().sum();
-        let wall = measured.elapsed.as_secs_f64();
-        let mut line = line
-            .with("clients", clients)
-            .with("duration_s", (wall * 1000.0).round() / 1000.0)
-            .with("requests", requests)
-            .with(
-                "daemon_cpu_pct",
-                measured
-                    .daemon_cpu
-                    .and_then(|cpu| ratio(cpu.as_secs_f64() * 100.0, wall)),
-            )
-            .with(
-                "bench_cpu_pct",
-                measured
-                    .own_cpu
-                    .and_then(|cpu| ratio(cpu.as_secs_f64() * 100.0, wall)),
-            );
-        if !measured.errors.is_empty() {
-            line = line.with("errors_by_kind", serde_json::to_value(&measured.errors)?);
+        bench.emit(line_for("throughput", measured, clients, rss, upstream));
+        // Redis next, on the same generator: a token as long as ours.
+        if redis.is_none() {
+            let mut conn = Conn::open(&socket).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            let token = conn
+                .get(&get_frame(&name))
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            redis = Some(Redis::start(&name, token.token.expose().len()));
         }
-        if let Some(e) = measured.first_error {
-            line = line.with("first_error", e);
+        match redis.as_ref().expect("started above") {
+            Ok(server) => {
+                let measured = measure(
+                    &server.socket,
+                    &name,
+                    server.pid(),
+                    clients,
+                    duration,
+                    Wire::Redis,
+                );
+                let rss = procfs::rss_kb(server.pid());
+                bench.emit(
+                    line_for("redis", measured, clients, rss, None)
+                        .with("server", server.version.clone()),
+                );
+            }
+            Err(why) => bench.emit(Line::skipped("redis", why).with("clients", clients)),
         }
-        bench.emit(line);
     }
     Ok(())
+}
+
+/// The line of one level.
+fn line_for(
+    scenario: &'static str,
+    measured: Measured,
+    clients: usize,
+    rss: Option<u64>,
+    upstream: Option<u64>,
+) -> Line {
+    let summary = measured.samples.summary();
+    let requests = summary.map_or(0, |s| s.count) as u64;
+    let mut line = Line::new(scenario).latency(summary);
+    line.req_per_s = Some(per_second(requests, measured.elapsed));
+    line.rss_kb = rss;
+    line.upstream_calls = upstream;
+    line.errors = measured.errors.values().sum();
+    let wall = measured.elapsed.as_secs_f64();
+    let mut line = line
+        .with("clients", clients)
+        .with("duration_s", (wall * 1000.0).round() / 1000.0)
+        .with("requests", requests)
+        .with(
+            "daemon_cpu_pct",
+            measured
+                .daemon_cpu
+                .and_then(|cpu| ratio(cpu.as_secs_f64() * 100.0, wall)),
+        )
+        .with(
+            "bench_cpu_pct",
+            measured
+                .own_cpu
+                .and_then(|cpu| ratio(cpu.as_secs_f64() * 100.0, wall)),
+        );
+    if !measured.errors.is_empty() {
+        line = line.with(
+            "errors_by_kind",
+            serde_json::to_value(&measured.errors).unwrap_or_default(),
+        );
+    }
+    if let Some(e) = measured.first_error {
+        line = line.with("first_error", e);
+    }
+    line
+}
+
+/// What the load generator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Ours: `Hello` once, then `Get` frames.
+    Credcache,
+    /// RESP: `GET name`, answered by a bulk string.
+    Redis,
+}
+
+impl Wire {
+    /// The request, sent again after every answer.
+    fn request(self, name: &str) -> Vec<u8> {
+        match self {
+            Wire::Credcache => get_frame(name),
+            Wire::Redis => redis::command(&["GET", name]),
+        }
+    }
+
+    /// The length of the first whole answer in `buf`, and whether it was
+    /// a value; `None` until all of it has arrived.
+    fn answer(self, buf: &[u8]) -> Option<(usize, Result<(), Failure>)> {
+        match self {
+            Wire::Credcache => {
+                let len = whole_frame(buf)?;
+                let outcome = match codec::from_slice::<Response>(&buf[4..len]) {
+                    Ok(Response::Token(_)) => Ok(()),
+                    Ok(Response::Error(e)) => Err(Failure::Daemon(e)),
+                    Ok(_) => Err(Failure::Transport("unexpected answer to Get".into())),
+                    Err(e) => Err(Failure::Transport(e.to_string())),
+                };
+                Some((len, outcome))
+            }
+            Wire::Redis => redis::bulk_answer(buf),
+        }
+    }
 }
 
 /// What one level measured.
@@ -99,8 +182,9 @@ pub fn measure(
     pid: u32,
     clients: usize,
     duration: Duration,
+    wire: Wire,
 ) -> Measured {
-    let frame = get_frame(name);
+    let frame = wire.request(name);
     let threads = clients.min(
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -116,7 +200,7 @@ pub fn measure(
                 // Connections t, t + threads, t + 2 * threads, ...
                 let share = (t..clients).step_by(threads).count();
                 let (frame, start_line) = (&frame, &start_line);
-                scope.spawn(move || worker(socket, share, frame, start_line, duration))
+                scope.spawn(move || worker(socket, share, frame, start_line, duration, wire))
             })
             .collect();
         start_line.wait();
@@ -197,6 +281,7 @@ fn worker(
     frame: &[u8],
     start_line: &Barrier,
     duration: Duration,
+    wire: Wire,
 ) -> Worker {
     let mut me = Worker {
         samples: Samples::with_capacity(256 * 1024),
@@ -205,14 +290,14 @@ fn worker(
     };
     let mut streams = Vec::with_capacity(share);
     for _ in 0..share {
-        match connect(socket) {
-            Ok(conn) => streams.push(conn.into_stream()),
+        match connect(socket, wire) {
+            Ok(stream) => streams.push(stream),
             Err(failure) => me.note(&failure),
         }
     }
     // Whatever happened, meet the others at the start line, or they wait forever.
     start_line.wait();
-    if let Err(why) = drive(streams, frame, Instant::now() + duration, &mut me) {
+    if let Err(why) = drive(streams, frame, Instant::now() + duration, wire, &mut me) {
         me.note(&Failure::Transport(why.to_string()));
     }
     me
@@ -240,6 +325,7 @@ fn drive(
     streams: Vec<UnixStream>,
     frame: &[u8],
     deadline: Instant,
+    wire: Wire,
     me: &mut Worker,
 ) -> Result<(), SysError> {
     use rustix::buffer::spare_capacity;
@@ -300,7 +386,7 @@ fn drive(
             if !conn.open {
                 continue;
             }
-            if let Err(failure) = on_readable(conn, &mut chunk, frame, deadline, me) {
+            if let Err(failure) = on_readable(conn, &mut chunk, frame, deadline, wire, me) {
                 me.note(&failure);
                 let _ = epoll::delete(&epoll, &conn.stream);
                 conn.open = false;
@@ -318,6 +404,7 @@ fn on_readable(
     chunk: &mut [u8],
     frame: &[u8],
     deadline: Instant,
+    wire: Wire,
     me: &mut Worker,
 ) -> Result<(), Failure> {
     loop {
@@ -333,15 +420,13 @@ fn on_readable(
             Err(e) => return Err(Failure::Transport(e.to_string())),
         }
     }
-    while let Some(len) = whole_frame(&conn.buf) {
+    while let Some((len, outcome)) = wire.answer(&conn.buf) {
         let answered = Instant::now();
-        let response = codec::from_slice::<Response>(&conn.buf[4..len])
-            .map_err(|e| Failure::Transport(e.to_string()));
         conn.buf.drain(..len);
-        match response? {
-            Response::Token(_) => me.samples.push(answered - conn.sent),
-            Response::Error(e) => me.note(&Failure::Daemon(e)),
-            _ => me.note(&Failure::Transport("unexpected answer to Get".into())),
+        match outcome {
+            Ok(()) => me.samples.push(answered - conn.sent),
+            Err(e @ Failure::Daemon(_)) => me.note(&e),
+            Err(e) => return Err(e),
         }
         if answered < deadline {
             send(conn, frame)?;
@@ -367,12 +452,19 @@ fn send(conn: &mut InFlight, frame: &[u8]) -> Result<(), Failure> {
         .map_err(|e| Failure::Transport(format!("cannot send: {e}")))
 }
 
-/// Opens a connection, retrying a little while the daemon refuses it.
-fn connect(socket: &Path) -> Result<Conn, Failure> {
+/// Opens a connection (greeted, for ours), retrying a little while the
+/// server refuses it.
+fn connect(socket: &Path, wire: Wire) -> Result<UnixStream, Failure> {
     let mut attempt = 1;
     loop {
-        match Conn::open(socket) {
-            Ok(conn) => return Ok(conn),
+        let opened = match wire {
+            Wire::Credcache => Conn::open(socket).map(Conn::into_stream),
+            Wire::Redis => {
+                UnixStream::connect(socket).map_err(|e| Failure::Transport(e.to_string()))
+            }
+        };
+        match opened {
+            Ok(stream) => return Ok(stream),
             Err(_) if attempt < CONNECT_ATTEMPTS => {
                 attempt += 1;
                 std::thread::sleep(CONNECT_PAUSE);
