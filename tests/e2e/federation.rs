@@ -1,7 +1,8 @@
 //! `external_account` files (workload identity federation) against the
 //! emulator's STS: a file and a url credential source, STS then
-//! impersonation, an ID token through it, and the sources credcache
-//! refuses by name.
+//! impersonation, an ID token through it, an executable source (allowed
+//! or not, its failure, its timeout, its output file), and the sources
+//! credcache refuses by name.
 
 use credcache_tests::emulator::{Emulator, Endpoint};
 
@@ -105,12 +106,12 @@ fn a_url_source_then_impersonation_and_an_id_token_through_it() {
 }
 
 #[test]
-fn executable_and_aws_sources_are_refused_by_name() {
+fn an_executable_without_the_allow_variable_and_aws_are_refused_by_name() {
     let emu = Emulator::start();
     for (source, want) in [
         (
             serde_json::json!({"executable": {"command": "/bin/true"}}),
-            "credential_source is an executable, which credcache does not run",
+            "credential_source is an executable, which runs only when GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1 is in credcached's environment",
         ),
         (
             serde_json::json!({"environment_id": "aws1", "region_url": "http://127.0.0.1:9"}),
@@ -125,4 +126,151 @@ fn executable_and_aws_sources_are_refused_by_name() {
         assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
     }
     assert_eq!(emu.calls(Endpoint::StsToken), 0);
+}
+
+const ALLOW: &str = "GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES";
+
+/// A sandbox whose daemon may run executables, and an executable script
+/// in it with this body (after `#!/bin/sh`). `SUCCESS` in the body is
+/// replaced by a success answer for `exe-subject`, valid for an hour.
+fn allowed_with_script(body: &str) -> (Sandbox, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut sb = Sandbox::new();
+    sb.env(ALLOW, "1");
+    let script = sb.dir.path().join("token-exe");
+    let success = r#"printf '{"version":1,"success":true,"token_type":"urn:ietf:params:oauth:token-type:id_token","id_token":"exe-subject","expiration_time":%s}' $(( $(date +%s) + 3600 ))"#;
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\n{}\n", body.replace("SUCCESS", success)),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (sb, script)
+}
+
+#[test]
+fn an_allowed_executable_gets_the_protocol_environment_and_its_token_is_exchanged() {
+    let emu = Emulator::start();
+    emu.grant_impersonation(&format!("principal:{AUDIENCE}"), TARGET);
+    let (sb, script) = allowed_with_script(
+        "dir=$(dirname \"$0\")\necho \"$@\" > \"$dir/args\"\nenv | grep ^GOOGLE_EXTERNAL_ACCOUNT_ | sort > \"$dir/env\"\nSUCCESS",
+    );
+    let command = format!("{} --flag  two words", script.display());
+    setup(
+        &emu,
+        &sb,
+        serde_json::json!({"executable": {"command": command}}),
+        true,
+    );
+    let token = sb.get("wif");
+    assert_eq!(emu.subject_of(&token).as_deref(), Some(TARGET));
+    assert_eq!(
+        emu.calls_to(Endpoint::StsToken)[0].bearer.as_deref(),
+        Some("exe-subject")
+    );
+    let dir = sb.dir.path();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("args")).unwrap(),
+        "--flag two words\n"
+    );
+    let env = std::fs::read_to_string(dir.join("env")).unwrap();
+    for want in [
+        format!("{ALLOW}=1"),
+        format!("GOOGLE_EXTERNAL_ACCOUNT_AUDIENCE={AUDIENCE}"),
+        format!("GOOGLE_EXTERNAL_ACCOUNT_IMPERSONATED_EMAIL={TARGET}"),
+        "GOOGLE_EXTERNAL_ACCOUNT_INTERACTIVE=0".to_owned(),
+        "GOOGLE_EXTERNAL_ACCOUNT_TOKEN_TYPE=urn:ietf:params:oauth:token-type:jwt".to_owned(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} not in {env}");
+    }
+    assert!(!env.contains("OUTPUT_FILE"), "{env}");
+}
+
+#[test]
+fn the_executables_own_failure_is_the_one_line_error() {
+    let emu = Emulator::start();
+    let (sb, script) = allowed_with_script(
+        r#"printf '{"version":1,"success":false,"code":"401","message":"Caller not authorized."}'
+exit 1"#,
+    );
+    setup(
+        &emu,
+        &sb,
+        serde_json::json!({"executable": {"command": script.display().to_string()}}),
+        false,
+    );
+    let out = sb.run(["get", "wif"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("it failed: code 401: Caller not authorized."),
+        "{out:?}"
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert_eq!(emu.calls(Endpoint::StsToken), 0);
+}
+
+#[test]
+fn a_hung_executable_is_killed_at_timeout_millis() {
+    let emu = Emulator::start();
+    let (sb, script) = allowed_with_script("echo $$ > \"$(dirname \"$0\")/pid\"\nexec sleep 300");
+    setup(
+        &emu,
+        &sb,
+        serde_json::json!({"executable": {"command": script.display().to_string(), "timeout_millis": 5000}}),
+        false,
+    );
+    let out = sb.run(["get", "wif"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("did not finish within 5 s; killed it"),
+        "{out:?}"
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    let pid = std::fs::read_to_string(sb.dir.path().join("pid")).unwrap();
+    let stat = format!("/proc/{}/stat", pid.trim());
+    credcache_tests::eventually::eventually(std::time::Duration::from_secs(10), || {
+        match std::fs::read_to_string(&stat) {
+            Err(_) => Ok(()),
+            Ok(s)
+                if s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) =>
+            {
+                Ok(())
+            }
+            Ok(s) => Err(s),
+        }
+    });
+    assert_eq!(emu.calls(Endpoint::StsToken), 0);
+}
+
+#[test]
+fn a_valid_output_file_is_used_without_running_the_executable_again() {
+    let emu = Emulator::start();
+    let (sb, script) = allowed_with_script(
+        "dir=$(dirname \"$0\")\nn=$(cat \"$dir/count\" 2>/dev/null || echo 0)\necho $((n + 1)) > \"$dir/count\"\nSUCCESS > \"$GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE\"\ncat \"$GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE\"",
+    );
+    let output = sb.dir.path().join("exe-output.json");
+    setup(
+        &emu,
+        &sb,
+        serde_json::json!({"executable": {"command": script.display().to_string(),
+                                          "output_file": output.display().to_string()}}),
+        false,
+    );
+    sb.get("wif");
+    sb.run(["refresh", "wif"]).ok();
+    let sts = emu.calls_to(Endpoint::StsToken);
+    assert_eq!(sts.len(), 2);
+    assert!(
+        sts.iter()
+            .all(|c| c.bearer.as_deref() == Some("exe-subject"))
+    );
+    assert_eq!(
+        std::fs::read_to_string(sb.dir.path().join("count"))
+            .unwrap()
+            .trim(),
+        "1",
+        "the program ran once"
+    );
 }

@@ -6,7 +6,8 @@
 //! `impersonated_service_account`, that token is only the source of the
 //! target service account's (`impersonation.rs`).
 
-mod external;
+pub(crate) mod executable;
+pub(crate) mod external;
 mod id_token;
 mod impersonation;
 
