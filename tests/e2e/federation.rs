@@ -1,8 +1,9 @@
 //! `external_account` files (workload identity federation) against the
 //! emulator's STS: a file and a url credential source, STS then
 //! impersonation, an ID token through it, an executable source (allowed
-//! or not, its failure, its timeout, its output file), and the sources
-//! credcache refuses by name.
+//! or not, its failure, its timeout, its output file), the sources
+//! credcache refuses by name, and `external_account_authorized_user`
+//! (workforce sign-in) with its refresh-token rotation.
 
 use credcache_tests::emulator::{Emulator, Endpoint};
 
@@ -273,4 +274,88 @@ fn a_valid_output_file_is_used_without_running_the_executable_again() {
         "1",
         "the program ran once"
     );
+}
+
+/// A config naming a workforce user file the emulator wrote, as `wf`.
+fn workforce(emu: &Emulator, sb: &Sandbox) -> credcache_tests::emulator::AuthorizedUser {
+    let path = sb.dir.path().join("workforce.json");
+    let user = emu.write_workforce_user(&path);
+    sb.write_config(&format!(
+        "[credentials.wf]\nkind = \"google\"\nkey_file = {:?}\n",
+        path.display().to_string()
+    ));
+    user
+}
+
+#[test]
+fn a_workforce_user_refreshes_with_basic_auth_and_keeps_the_rotated_refresh_token() {
+    let emu = Emulator::start();
+    let sb = Sandbox::new();
+    let user = workforce(&emu, &sb);
+    let file_before = std::fs::read(&user.path).unwrap();
+    let first = sb.get("wf");
+    assert_eq!(emu.last_token(Endpoint::StsToken).unwrap().token, first);
+    sb.run(["refresh", "wf"]).ok();
+    let second = sb.get("wf");
+    assert_ne!(first, second);
+    let calls = emu.calls_to(Endpoint::StsToken);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls.iter().all(|c| c.status == 200), "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.grant_type.as_deref() == Some("refresh_token"))
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.client_id.as_deref() == Some(user.client_id.as_str()))
+    );
+    // The first refresh sent the file's token, the second the rotated one.
+    assert_eq!(
+        calls[0].bearer.as_deref(),
+        Some(user.refresh_token.as_str())
+    );
+    let rotated = calls[1].bearer.clone().unwrap();
+    assert_ne!(rotated, user.refresh_token);
+    // The file is the user's: not rewritten.
+    assert_eq!(std::fs::read(&user.path).unwrap(), file_before);
+    // The old token is refused by the emulator now.
+    let old = refresh_at_emulator(&emu, &user, &user.refresh_token);
+    assert!(old.contains("invalid_grant"), "{old}");
+}
+
+/// The emulator's answer to a workforce refresh with `refresh_token`.
+fn refresh_at_emulator(
+    emu: &Emulator,
+    user: &credcache_tests::emulator::AuthorizedUser,
+    refresh_token: &str,
+) -> String {
+    reqwest::blocking::Client::new()
+        .post(format!("{}/v1/oauthtoken", emu.url()))
+        .basic_auth(&user.client_id, Some(&user.client_secret))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ])
+        .send()
+        .and_then(|r| r.text())
+        .expect("the emulator answers")
+}
+
+#[test]
+fn a_workforce_user_with_a_wrong_client_secret_is_a_one_line_error() {
+    let emu = Emulator::start();
+    let sb = Sandbox::new();
+    let user = workforce(&emu, &sb);
+    let text = std::fs::read_to_string(&user.path)
+        .unwrap()
+        .replace(&user.client_secret, "not-the-secret");
+    std::fs::write(&user.path, text).unwrap();
+    let out = sb.run(["get", "wf"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("invalid_client"), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(!out.stderr.contains(&user.refresh_token), "{out:?}");
+    assert_eq!(emu.calls_to(Endpoint::StsToken)[0].status, 401);
 }

@@ -10,6 +10,7 @@ pub(crate) mod executable;
 pub(crate) mod external;
 mod id_token;
 mod impersonation;
+mod workforce;
 
 pub use id_token::GoogleIdToken;
 
@@ -27,11 +28,16 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 pub struct Google {
     settings: GoogleSettings,
+    /// A workforce user's rotated refresh token (`workforce.rs`).
+    rotated: workforce::Rotated,
 }
 
 impl Google {
     pub fn new(settings: GoogleSettings) -> Self {
-        Self { settings }
+        Self {
+            settings,
+            rotated: Default::default(),
+        }
     }
 }
 
@@ -114,6 +120,16 @@ impl Google {
         let text = read_key_file(path).await?;
         if impersonation::is_impersonated(&text) {
             return impersonation::access_token_from_file(cx, &self.settings, path).await;
+        }
+        if workforce::is_workforce_user(&text) {
+            return workforce::access_token(
+                cx,
+                &text,
+                path,
+                self.settings.token_uri.as_deref(),
+                &self.rotated,
+            )
+            .await;
         }
         if external::is_external(&text) {
             let file = external::ExternalFile::parse(&text, path)?;
