@@ -143,11 +143,13 @@ pub(crate) struct Call<'a> {
 }
 
 /// The subject token: from a valid `output_file`, else by running the
-/// program. `path` is the key file (for messages).
+/// program for `timeout_millis`, but never past `limit` (the fetch's own
+/// bound, `http_timeout`). `path` is the key file (for messages).
 pub(crate) async fn subject_token(
     exe: &Executable,
     call: &Call<'_>,
     now: i64,
+    limit: Duration,
     path: &Path,
 ) -> Result<String, FetchError> {
     if std::env::var(ALLOW).as_deref() != Ok("1") {
@@ -184,7 +186,7 @@ pub(crate) async fn subject_token(
         env.push(("GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE", out.clone()));
     }
     let (status, out, err) =
-        process::run_with_env(&program, &args, &env, &what, exe.timeout, |e| {
+        process::run_with_env(&program, &args, &env, &what, exe.timeout.min(limit), |e| {
             FetchError::config(format!("cannot run {what}: {e}"))
         })
         .await?;

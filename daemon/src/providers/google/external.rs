@@ -149,7 +149,8 @@ async fn subject_token(
                 token_type: &file.subject_token_type,
                 impersonated_email: file.impersonated_email(),
             };
-            return executable::subject_token(exe, &call, cx.now.timestamp(), path).await;
+            return executable::subject_token(exe, &call, cx.now.timestamp(), cx.timeout, path)
+                .await;
         }
         SubjectSource::File { path: file, field } => {
             let bytes = crate::files::read(Path::new(file)).await.map_err(|e| {
