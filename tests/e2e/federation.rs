@@ -323,6 +323,19 @@ fn a_workforce_user_refreshes_with_basic_auth_and_keeps_the_rotated_refresh_toke
     // The old token is refused by the emulator now.
     let old = refresh_at_emulator(&emu, &user, &user.refresh_token);
     assert!(old.contains("invalid_grant"), "{old}");
+    // A reload (same file, same fingerprint) keeps the rotated token: the
+    // spent ones are not sent again.
+    sb.run(["daemon", "reload"]).ok();
+    sb.run(["refresh", "wf"]).ok();
+    // (calls[2] is this test's own refusal above.)
+    let calls = emu.calls_to(Endpoint::StsToken);
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert_eq!(calls[3].status, 200, "{calls:?}");
+    assert_ne!(calls[3].bearer.as_deref(), Some(rotated.as_str()));
+    assert_ne!(
+        calls[3].bearer.as_deref(),
+        Some(user.refresh_token.as_str())
+    );
 }
 
 /// The emulator's answer to a workforce refresh with `refresh_token`.
