@@ -309,4 +309,17 @@ mod tests {
             .message;
         assert!(m.contains("subject_token_field_name"), "{m}");
     }
+
+    #[test]
+    fn the_impersonated_email_is_read_from_the_impersonation_url() {
+        let mut f = file(serde_json::json!({"file": "/x"}));
+        assert_eq!(f.impersonated_email(), None);
+        f.service_account_impersonation_url = Some(
+            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/ci@p.iam.gserviceaccount.com:generateAccessToken".into(),
+        );
+        assert_eq!(f.impersonated_email(), Some("ci@p.iam.gserviceaccount.com"));
+        f.service_account_impersonation_url =
+            Some("https://x/serviceAccounts/a/b:generateAccessToken".into());
+        assert_eq!(f.impersonated_email(), None);
+    }
 }
