@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use self::checks::{assert_no_token, assert_one_line, is_layout_control};
 use crate::http::{self, Answer};
 use crate::providers::azure::cli;
+use crate::providers::google::{executable, external};
 use crate::providers::{
     ErrorClass, FetchError, Fetched, MAX_LIFETIME, apim, command, container_app, gke,
     token_response,
@@ -49,6 +50,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("command_output", command_output),
     ("error_answer", error_answer),
     ("sanitize", sanitize),
+    ("external_account", external_account),
 ];
 
 /// The instant the provider parsers run at: fixed, so a corpus file means
@@ -295,6 +297,38 @@ pub fn command_output(data: &[u8]) {
     // The parser reads the output trimmed: so must the token check.
     let read = std::str::from_utf8(out).map_or(out, |s| s.trim().as_bytes());
     fetched(read, command::parse_output("vault", out, now(), lifetime));
+}
+
+/// The input as what an `external_account` file's `executable` source
+/// printed (or left in its `output_file`), and as the file itself: a token
+/// that is not empty and not expired, or a one-line error quoting no
+/// token; a file's source read or refused in one line.
+pub fn external_account(data: &[u8]) {
+    let at = now().timestamp();
+    for need_expiry in [false, true] {
+        match executable::parse_response(data, at, need_expiry) {
+            Ok(s) => {
+                assert!(!s.token.is_empty(), "an empty token");
+                match s.expires {
+                    Some(e) => assert!(e > at, "an expired token was taken"),
+                    None => assert!(!need_expiry, "no expiry with an output file"),
+                }
+            }
+            Err(m) => {
+                assert_one_line("executable output error", &m, 1024);
+                assert_no_token(&m, data, checks::Body::Success);
+            }
+        }
+    }
+    let path = Path::new("wif.json");
+    if let Ok(file) = external::ExternalFile::parse(data, path) {
+        if let Err(e) = file.subject_source(path) {
+            assert_one_line("credential source error", &e.message, 1024);
+        }
+        if let Some(email) = file.impersonated_email() {
+            assert!(!email.contains('/'), "{email:?}");
+        }
+    }
 }
 
 /// What every provider parser promises: a token that is not empty and

@@ -66,6 +66,7 @@ replay_each!(
     command_output,
     error_answer,
     sanitize,
+    external_account,
 );
 
 /// Every target in `fuzzing::TARGETS` is replayed here, has a fuzz target

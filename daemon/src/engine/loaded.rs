@@ -34,6 +34,18 @@ impl Entry {
     pub fn provider(&self, providers: &ProviderFactory, config: &Config) -> &Arc<dyn Provider> {
         self.provider.get_or_init(|| providers(&self.cred, config))
     }
+
+    /// Takes over `old`'s provider, if it made one, when a reload leaves
+    /// the fingerprint unchanged (a provider is a function of what the
+    /// fingerprint covers), so what it learned outlives the reload: a
+    /// workforce user's rotated refresh token, whose predecessor is spent.
+    pub fn keep_provider(&self, old: &Entry) {
+        if self.fingerprint == old.fingerprint
+            && let Some(p) = old.provider.get()
+        {
+            let _ = self.provider.set(p.clone());
+        }
+    }
 }
 
 /// One loaded config.

@@ -125,6 +125,11 @@ impl Engine {
                 }
                 same
             });
+            for (name, entry) in &new.entries {
+                if let Some(before) = old.entries.get(name) {
+                    entry.keep_provider(before);
+                }
+            }
         }
         let fingerprints: HashMap<String, String> = new
             .entries

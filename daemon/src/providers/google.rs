@@ -6,9 +6,11 @@
 //! `impersonated_service_account`, that token is only the source of the
 //! target service account's (`impersonation.rs`).
 
-mod external;
+pub(crate) mod executable;
+pub(crate) mod external;
 mod id_token;
 mod impersonation;
+mod workforce;
 
 pub use id_token::GoogleIdToken;
 
@@ -26,11 +28,16 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 pub struct Google {
     settings: GoogleSettings,
+    /// A workforce user's rotated refresh token (`workforce.rs`).
+    rotated: workforce::Rotated,
 }
 
 impl Google {
     pub fn new(settings: GoogleSettings) -> Self {
-        Self { settings }
+        Self {
+            settings,
+            rotated: Default::default(),
+        }
     }
 }
 
@@ -113,6 +120,16 @@ impl Google {
         let text = read_key_file(path).await?;
         if impersonation::is_impersonated(&text) {
             return impersonation::access_token_from_file(cx, &self.settings, path).await;
+        }
+        if workforce::is_workforce_user(&text) {
+            return workforce::access_token(
+                cx,
+                &text,
+                path,
+                self.settings.token_uri.as_deref(),
+                &self.rotated,
+            )
+            .await;
         }
         if external::is_external(&text) {
             let file = external::ExternalFile::parse(&text, path)?;
@@ -414,6 +431,61 @@ mod tests {
         let r = &peer.requests()[0];
         assert_eq!(r.form("grant_type").as_deref(), Some("refresh_token"));
         assert_eq!(r.form("refresh_token").as_deref(), Some("1//refresh"));
+    }
+
+    #[tokio::test]
+    async fn a_workforce_user_sends_basic_auth_and_the_rotated_refresh_token_until_the_file_changes()
+     {
+        let rotating = |rt: &str| {
+            Reply::json(
+                200,
+                format!(r#"{{"access_token":"ya29.wf","expires_in":3600,"refresh_token":"{rt}"}}"#),
+            )
+        };
+        let peer = Peer::start(vec![rotating("rt-2"), rotating("rt-3"), rotating("rt-x")]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let user = |rt: &str| {
+            serde_json::json!({
+                "type": "external_account_authorized_user",
+                "audience": "//iam.googleapis.com/locations/global/workforcePools/p/providers/q",
+                "client_id": "cid", "client_secret": "csecret", "refresh_token": rt,
+                "token_url": format!("{}/v1/oauthtoken", peer.url()),
+            })
+        };
+        let path = key_file(&dir, user("rt-1"));
+        let google = Google::new(settings(Some(path.clone()), None));
+        let h = Harness::new();
+        for _ in 0..2 {
+            assert_eq!(
+                google.fetch(&h.cx()).await.unwrap().token.expose(),
+                "ya29.wf"
+            );
+        }
+        // The user signs in again: the file's new token is used.
+        std::fs::write(&path, user("rt-new").to_string()).unwrap();
+        google.fetch(&h.cx()).await.unwrap();
+        let sent: Vec<_> = peer
+            .requests()
+            .iter()
+            .map(|r| r.form("refresh_token"))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                Some("rt-1".into()),
+                Some("rt-2".into()),
+                Some("rt-new".into())
+            ]
+        );
+        let r = &peer.requests()[0];
+        assert_eq!(r.path(), "/v1/oauthtoken");
+        assert_eq!(r.form("grant_type").as_deref(), Some("refresh_token"));
+        assert_eq!(
+            r.form("client_secret"),
+            None,
+            "the secret goes in Basic auth only"
+        );
+        assert_eq!(r.header("authorization"), Some("Basic Y2lkOmNzZWNyZXQ="));
     }
 
     #[tokio::test]

@@ -34,8 +34,21 @@ pub(crate) async fn run(
     timeout: std::time::Duration,
     cannot_start: impl FnOnce(&std::io::Error) -> FetchError,
 ) -> Result<(std::process::ExitStatus, Vec<u8>, Vec<u8>), FetchError> {
+    run_with_env(program, args, &[], what, timeout, cannot_start).await
+}
+
+/// [`run`], with `env` added to the environment the program inherits.
+pub(crate) async fn run_with_env(
+    program: &str,
+    args: &[String],
+    env: &[(&str, String)],
+    what: &str,
+    timeout: std::time::Duration,
+    cannot_start: impl FnOnce(&std::io::Error) -> FetchError,
+) -> Result<(std::process::ExitStatus, Vec<u8>, Vec<u8>), FetchError> {
     let mut child = tokio::process::Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

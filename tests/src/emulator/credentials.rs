@@ -172,6 +172,49 @@ pub(crate) fn write_authorized_user(
     })
 }
 
+/// Writes an `external_account_authorized_user` file (workforce sign-in,
+/// `gcloud auth application-default login --login-config`) at `path`
+/// whose `token_url` is this emulator's `/v1/oauthtoken`, and registers
+/// its client and refresh token (rotated on every use there).
+pub(crate) fn write_workforce_user(shared: &Shared, path: &Path) -> io::Result<AuthorizedUser> {
+    let client_id = format!("emu-wf-{}", random_hex(8));
+    let client_secret = format!("emu-wf-secret-{}", random_token(18));
+    let refresh_token = format!("emu-wf-rt-{}", random_token(36));
+    let base = shared.lock().base.clone();
+    let file = serde_json::json!({
+        "type": "external_account_authorized_user",
+        "audience": "//iam.googleapis.com/locations/global/workforcePools/emu-pool/providers/emu-idp",
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "refresh_token": refresh_token,
+        "token_url": format!("{base}/v1/oauthtoken"),
+        "token_info_url": format!("{base}/v1/introspect"),
+        "revoke_url": format!("{base}/v1/revoke"),
+        "quota_project_id": "emu-wf-quota",
+    });
+    write_private(
+        path,
+        &serde_json::to_string_pretty(&file).unwrap_or_default(),
+    )?;
+    let mut inner = shared.lock();
+    let record = inner
+        .registry
+        .authorized_users
+        .entry(client_id.clone())
+        .or_insert_with(|| AuthorizedUserRecord {
+            client_secret: client_secret.clone(),
+            refresh_tokens: Default::default(),
+        });
+    record.refresh_tokens.insert(refresh_token.clone());
+    Ok(AuthorizedUser {
+        path: path.to_owned(),
+        client_id,
+        client_secret,
+        refresh_token,
+        quota_project_id: Some("emu-wf-quota".to_owned()),
+    })
+}
+
 /// PEM armour: base64 in 64-column lines between BEGIN/END labels.
 pub(crate) fn pem(label: &str, der: &[u8]) -> String {
     let encoded = STANDARD.encode(der);

@@ -126,6 +126,19 @@ impl Emulator {
         credentials::write_authorized_user(&self.shared, path.as_ref(), quota_project_id)
     }
 
+    /// Writes an `external_account_authorized_user` file (workforce
+    /// identity federation) whose `token_url` is this emulator's
+    /// `/v1/oauthtoken`, which checks HTTP Basic client auth and rotates the
+    /// refresh token on every use (the old one is then `invalid_grant`).
+    ///
+    /// # Panics
+    /// If the file cannot be written.
+    pub fn write_workforce_user(&self, path: impl AsRef<Path>) -> AuthorizedUser {
+        let path = path.as_ref();
+        credentials::write_workforce_user(&self.shared, path)
+            .unwrap_or_else(|e| panic!("cannot write workforce user file {}: {e}", path.display()))
+    }
+
     /// Makes a refresh token answer `invalid_grant` from now on.
     pub fn revoke_refresh_token(&self, refresh_token: &str) {
         self.shared

@@ -34,6 +34,8 @@ pub(crate) async fn dispatch(
         handle(state, method, uri, headers, body).await
     } else if uri.path() == "/v1/token" && method == Method::POST {
         sts(state, method, uri, body).await
+    } else if uri.path() == "/v1/oauthtoken" && method == Method::POST {
+        workforce_refresh(state, method, uri, headers, body).await
     } else {
         super::gke::handle(state, method, uri, headers).await
     }
@@ -334,6 +336,100 @@ async fn sts(State(shared): State<Shared>, method: Method, uri: Uri, body: Bytes
                 "token_type": "Bearer",
                 "expires_in": super::google::expires_in(&issued),
             }))
+        })
+        .await
+}
+
+/// Google STS `POST /v1/oauthtoken`: a workforce user's refresh-token
+/// grant, the client in HTTP Basic auth. Every use rotates the refresh
+/// token: the answer carries a new one and the old one is refused with
+/// `invalid_grant`. Logged as an STS call: `bearer` is the refresh token
+/// sent, `client_id` the Basic user.
+async fn workforce_refresh(
+    State(shared): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use base64::Engine as _;
+    let form = super::google::parse_form(&body);
+    let basic = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|b| b.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())));
+    let mut call = Call::new(Endpoint::StsToken, &method, &uri);
+    call.grant_type = form.get("grant_type").cloned();
+    call.bearer = form.get("refresh_token").cloned();
+    call.client_id = basic.as_ref().map(|(u, _)| u.clone());
+    shared
+        .serve(call, move |inner| {
+            let oauth = |status, error: &str, description: &str| {
+                reply::json(
+                    status,
+                    &json!({"error": error, "error_description": description}),
+                )
+            };
+            if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
+                return oauth(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    "Invalid grant_type.",
+                );
+            }
+            let Some((client_id, secret)) = basic else {
+                return oauth(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "Client authentication is required.",
+                );
+            };
+            let Some(client) = inner.registry.authorized_users.get_mut(&client_id) else {
+                return oauth(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "The OAuth client was not found.",
+                );
+            };
+            if client.client_secret != secret {
+                return oauth(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "The client secret is invalid.",
+                );
+            }
+            let sent = form.get("refresh_token").cloned().unwrap_or_default();
+            if !client.refresh_tokens.remove(&sent) {
+                return oauth(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "The refresh token is invalid or has been used.",
+                );
+            }
+            let rotated = format!("emu-wf-rt-{}", super::state::random_token(36));
+            client.refresh_tokens.insert(rotated.clone());
+            let issued = inner.issue(
+                Endpoint::StsToken,
+                "ya29.emu-wf-",
+                Some(CLOUD_PLATFORM.to_owned()),
+            );
+            inner.attribute(&issued.token, &format!("principal:workforce:{client_id}"));
+            reply::json(
+                StatusCode::OK,
+                &json!({
+                    "access_token": issued.token,
+                    "token_type": "Bearer",
+                    "expires_in": super::google::expires_in(&issued),
+                    "refresh_token": rotated,
+                }),
+            )
         })
         .await
 }

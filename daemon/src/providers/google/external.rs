@@ -3,8 +3,9 @@
 //! token read from its `credential_source` (a `file`, re-read every fetch,
 //! or a `url`) is exchanged at STS for a Google access token; with
 //! `service_account_impersonation_url` that token is the source of
-//! `generateAccessToken` (`impersonation.rs`). `executable` and AWS
-//! (`environment_id`) sources are refused, naming them.
+//! `generateAccessToken` (`impersonation.rs`). An `executable` source is
+//! run by `executable.rs`; AWS (`environment_id`) sources are refused,
+//! naming them.
 
 use std::path::Path;
 
@@ -12,6 +13,7 @@ use credcache_shared::config::{DEFAULT_GOOGLE_SCOPE, GoogleSettings};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::executable::{self, Executable};
 use super::{parse_key_file, read_key_file};
 use crate::http;
 use crate::providers::{FetchContext, FetchError, Fetched, token_response};
@@ -57,9 +59,19 @@ pub(crate) enum SubjectSource {
         headers: Vec<(String, String)>,
         field: Option<String>,
     },
+    Executable(Executable),
 }
 
 impl ExternalFile {
+    /// The account `service_account_impersonation_url` names
+    /// (`…/serviceAccounts/EMAIL:generateAccessToken`).
+    pub fn impersonated_email(&self) -> Option<&str> {
+        let url = self.service_account_impersonation_url.as_deref()?;
+        let tail = url.rsplit_once("/serviceAccounts/")?.1;
+        Some(tail.split_once(':').map_or(tail, |(email, _)| email))
+            .filter(|e| !e.is_empty() && !e.contains('/'))
+    }
+
     pub fn parse(text: &[u8], path: &Path) -> Result<Self, FetchError> {
         parse_key_file(text, path)
     }
@@ -109,10 +121,10 @@ impl ExternalFile {
                 field,
             });
         }
-        if cs.get("executable").is_some() {
-            return Err(bad(
-                "credential_source is an executable, which credcache does not run: use a file or url source, or a command credential",
-            ));
+        if let Some(exe) = cs.get("executable") {
+            return Executable::parse(exe)
+                .map(SubjectSource::Executable)
+                .map_err(|e| bad(&e));
         }
         if cs.get("environment_id").is_some() {
             return Err(bad(
@@ -126,10 +138,20 @@ impl ExternalFile {
 /// The subject token: the source's text, or the named field of its JSON.
 async fn subject_token(
     cx: &FetchContext<'_>,
+    file: &ExternalFile,
     source: &SubjectSource,
     path: &Path,
 ) -> Result<String, FetchError> {
     let (bytes, field, what) = match source {
+        SubjectSource::Executable(exe) => {
+            let call = executable::Call {
+                audience: &file.audience,
+                token_type: &file.subject_token_type,
+                impersonated_email: file.impersonated_email(),
+            };
+            return executable::subject_token(exe, &call, cx.now.timestamp(), cx.timeout, path)
+                .await;
+        }
         SubjectSource::File { path: file, field } => {
             let bytes = crate::files::read(Path::new(file)).await.map_err(|e| {
                 FetchError::config(format!(
@@ -187,7 +209,7 @@ pub(super) async fn sts_token(
 ) -> Result<Fetched, FetchError> {
     let file = ExternalFile::parse(&read_key_file(path).await?, path)?;
     let source = file.subject_source(path)?;
-    let subject = subject_token(cx, &source, path).await?;
+    let subject = subject_token(cx, &file, &source, path).await?;
     let token_url = settings
         .token_uri
         .as_deref()
@@ -267,11 +289,15 @@ mod tests {
                 field: Some("access_token".into())
             }
         );
-        let m = file(serde_json::json!({"executable": {"command": "x"}}))
+        assert!(matches!(
+            file(serde_json::json!({"executable": {"command": "x"}})).subject_source(p),
+            Ok(SubjectSource::Executable(_))
+        ));
+        let m = file(serde_json::json!({"executable": {"command": "x", "timeout_millis": 1}}))
             .subject_source(p)
             .unwrap_err()
             .message;
-        assert!(m.contains("an executable"), "{m}");
+        assert!(m.contains("timeout_millis"), "{m}");
         let m = file(serde_json::json!({"environment_id": "aws1"}))
             .subject_source(p)
             .unwrap_err()
@@ -282,5 +308,18 @@ mod tests {
             .unwrap_err()
             .message;
         assert!(m.contains("subject_token_field_name"), "{m}");
+    }
+
+    #[test]
+    fn the_impersonated_email_is_read_from_the_impersonation_url() {
+        let mut f = file(serde_json::json!({"file": "/x"}));
+        assert_eq!(f.impersonated_email(), None);
+        f.service_account_impersonation_url = Some(
+            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/ci@p.iam.gserviceaccount.com:generateAccessToken".into(),
+        );
+        assert_eq!(f.impersonated_email(), Some("ci@p.iam.gserviceaccount.com"));
+        f.service_account_impersonation_url =
+            Some("https://x/serviceAccounts/a/b:generateAccessToken".into());
+        assert_eq!(f.impersonated_email(), None);
     }
 }
