@@ -77,6 +77,24 @@ pub(crate) struct KeyFile {
     quota_project_id: Option<String>,
 }
 
+impl KeyFile {
+    /// A service-account key's `client_email` and `private_key`, or a
+    /// config error naming the field the file at `path` lacks.
+    pub(crate) fn signer(&self, path: &Path) -> Result<(&str, &str), FetchError> {
+        let missing =
+            |field: &str| FetchError::config(format!("key file {} has no {field}", path.display()));
+        let email = self
+            .client_email
+            .as_deref()
+            .ok_or_else(|| missing("client_email"))?;
+        let pem = self
+            .private_key
+            .as_deref()
+            .ok_or_else(|| missing("private_key"))?;
+        Ok((email, pem))
+    }
+}
+
 #[derive(Serialize)]
 struct Claims<'a> {
     iss: &'a str,
@@ -154,14 +172,7 @@ impl Google {
             |field: &str| FetchError::config(format!("key file {} has no {field}", path.display()));
         match key.kind.as_deref() {
             Some("service_account") => {
-                let email = key
-                    .client_email
-                    .as_deref()
-                    .ok_or_else(|| missing("client_email"))?;
-                let pem = key
-                    .private_key
-                    .as_deref()
-                    .ok_or_else(|| missing("private_key"))?;
+                let (email, pem) = key.signer(path)?;
                 let token_uri = self.token_uri(key.token_uri.as_deref());
                 let assertion = self.sign_assertion(
                     cx,

@@ -136,16 +136,7 @@ impl GoogleIdToken {
                 )));
             }
         }
-        let missing =
-            |field: &str| FetchError::config(format!("key file {} has no {field}", path.display()));
-        let email = key
-            .client_email
-            .as_deref()
-            .ok_or_else(|| missing("client_email"))?;
-        let pem = key
-            .private_key
-            .as_deref()
-            .ok_or_else(|| missing("private_key"))?;
+        let (email, pem) = key.signer(path)?;
         let token_uri = google.token_uri(key.token_uri.as_deref());
         let iat = cx.now.timestamp();
         let claims = Claims {
