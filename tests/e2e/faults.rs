@@ -5,18 +5,7 @@
 
 use credcache_tests::emulator::{Emulator, Endpoint, Fault};
 
-use crate::harness::Sandbox;
-
-fn google_sandbox(emu: &Emulator) -> Sandbox {
-    let sb = Sandbox::new();
-    let key = sb.dir.path().join("sa.json");
-    emu.write_service_account_key(&key);
-    sb.write_config(&format!(
-        "[credentials.gcp]\nkind = \"google\"\nkey_file = {:?}\n",
-        key.display().to_string()
-    ));
-    sb
-}
+use crate::harness::{Sandbox, google_sandbox};
 
 /// Regression: a token with a newline (a forged header line when printed)
 /// or one of 70 KiB was cached and handed out as is.

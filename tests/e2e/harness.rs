@@ -4,3 +4,18 @@
 
 pub use credcache_tests::eventually::eventually;
 pub use credcache_tests::sandbox::{Foreground, Out, Sandbox, bin_dir, count, signal};
+
+use credcache_tests::emulator::Emulator;
+
+/// A sandbox with one `google` credential, `gcp`, whose service-account
+/// key the emulator wrote.
+pub fn google_sandbox(emu: &Emulator) -> Sandbox {
+    let sb = Sandbox::new();
+    let key = sb.dir.path().join("sa.json");
+    emu.write_service_account_key(&key);
+    sb.write_config(&format!(
+        "[credentials.gcp]\nkind = \"google\"\nkey_file = {:?}\n",
+        key.display().to_string()
+    ));
+    sb
+}

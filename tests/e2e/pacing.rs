@@ -8,7 +8,7 @@ use std::process::Stdio;
 use chrono::{DateTime, Utc};
 use credcache_tests::emulator::{Emulator, Endpoint, Fault};
 
-use crate::harness::Sandbox;
+use crate::harness::{Sandbox, google_sandbox};
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
@@ -16,18 +16,6 @@ fn json(text: &str) -> serde_json::Value {
 
 fn time(v: &serde_json::Value) -> DateTime<Utc> {
     v.as_str().unwrap().parse().unwrap()
-}
-
-/// A sandbox with one `google` credential `gcp` on the emulator.
-pub fn google_sandbox(emu: &Emulator) -> Sandbox {
-    let sb = Sandbox::new();
-    let key = sb.dir.path().join("sa.json");
-    emu.write_service_account_key(&key);
-    sb.write_config(&format!(
-        "[credentials.gcp]\nkind = \"google\"\nkey_file = {:?}\n",
-        key.display().to_string()
-    ));
-    sb
 }
 
 #[test]

@@ -8,18 +8,7 @@ use std::path::Path;
 
 use credcache_tests::emulator::{Emulator, Endpoint, Fault};
 
-use crate::harness::{Sandbox, count};
-
-fn google_sandbox(emu: &Emulator) -> Sandbox {
-    let sb = Sandbox::new();
-    let key = sb.dir.path().join("sa.json");
-    emu.write_service_account_key(&key);
-    sb.write_config(&format!(
-        "[credentials.gcp]\nkind = \"google\"\nkey_file = {:?}\n",
-        key.display().to_string()
-    ));
-    sb
-}
+use crate::harness::{Sandbox, count, google_sandbox};
 
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

@@ -353,6 +353,18 @@ fn own_fake(sb: &Sandbox, script: Script) -> Fake {
     Fake::start(&sb.socket, &sb.config, script)
 }
 
+/// Runs the client under `timeout 300`, which only keeps a client with no
+/// deadline of its own from hanging the suite.
+fn run_bounded(sb: &Sandbox, args: &[&str]) -> Out {
+    sb.command_for("timeout")
+        .arg("300")
+        .arg(bin_dir().join("credcache"))
+        .args(args)
+        .output()
+        .unwrap()
+        .into()
+}
+
 #[test]
 fn a_daemon_that_never_answers_a_get_is_unreachable_after_its_deadline() {
     let sb = Sandbox::new();
@@ -360,14 +372,7 @@ fn a_daemon_that_never_answers_a_get_is_unreachable_after_its_deadline() {
     let fake = own_fake(&sb, Script::Hang);
     // `timeout` only keeps a client without a deadline from hanging the
     // suite; the deadline under test is 2 × 1 s + 5 s.
-    let out: Out = sb
-        .command_for("timeout")
-        .arg("300")
-        .arg(bin_dir().join("credcache"))
-        .args(["get", "vault"])
-        .output()
-        .unwrap()
-        .into();
+    let out = run_bounded(&sb, &["get", "vault"]);
     refused(
         &out,
         &["the daemon did not answer within 7 s: cannot get a token for vault"],
@@ -551,14 +556,7 @@ fn daemon_stop_gives_up_on_a_daemon_that_never_answers() {
     // `timeout` only keeps a client without a deadline from hanging the
     // suite; the deadline under test is the 30 s of a request that does
     // no upstream work.
-    let out: Out = sb
-        .command_for("timeout")
-        .arg("300")
-        .arg(bin_dir().join("credcache"))
-        .args(["daemon", "stop"])
-        .output()
-        .unwrap()
-        .into();
+    let out = run_bounded(&sb, &["daemon", "stop"]);
     refused(
         &out,
         &["the daemon did not answer within 30 s: cannot stop the daemon"],
