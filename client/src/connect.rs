@@ -24,9 +24,8 @@
 mod spawn;
 
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::thread;
@@ -57,6 +56,9 @@ const FETCH_MARGIN: Duration = Duration::from_secs(5);
 /// how long it may take in all: a warm `get` never reads it.
 const FIRST_WAIT: Duration = Duration::from_secs(1);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How long a client waits for a free instance of a busy named pipe.
+#[cfg(windows)]
+const PIPE_BUSY_WAIT: Duration = Duration::from_secs(5);
 
 /// Whether a command may start a daemon when none answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,8 +164,7 @@ impl Connection {
             )));
         }
         // The answer has started: the rest of it comes at once.
-        self.stream
-            .set_recv_timeout(Some(QUICK_REQUEST_TIMEOUT))
+        crate::sys::set_recv_timeout(&self.stream, Some(QUICK_REQUEST_TIMEOUT))
             .map_err(|e| self.transport_error(CodecError::Io(e)))?;
         match read_answer(&mut self.stream) {
             Ok(Some(Response::Error(error))) => Err(Error::Daemon {
@@ -183,8 +184,7 @@ impl Connection {
     /// time limit on them.
     pub fn send(&mut self, request: &Request) -> Result<(), Error> {
         check_name(request)?;
-        self.stream
-            .set_recv_timeout(None)
+        crate::sys::set_recv_timeout(&self.stream, None)
             .map_err(|e| self.transport_error(CodecError::Io(e)))?;
         codec::write_frame(&mut self.stream, request).map_err(|e| self.transport_error(e))
     }
@@ -226,27 +226,8 @@ impl Connection {
     /// Waits until the socket has something to read (or the daemon hung
     /// up, which the read then reports); false if `timeout` passed first.
     fn readable_within(&self, timeout: Duration) -> Result<bool, Error> {
-        use rustix::event::{PollFd, PollFlags, Timespec, poll};
-        use std::os::fd::AsFd;
-
-        // The one variant on Unix.
-        let Stream::UdSocket(stream) = &self.stream;
-        let fd = stream.as_fd();
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let left = Timespec {
-                tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
-                tv_nsec: left.subsec_nanos().into(),
-            };
-            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-            match poll(&mut fds, Some(&left)) {
-                Ok(0) => return Ok(false),
-                Ok(_) => return Ok(true),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(self.transport_error(CodecError::Io(e.into()))),
-            }
-        }
+        crate::sys::readable_within(&self.stream, timeout)
+            .map_err(|e| self.transport_error(CodecError::Io(e)))
     }
 }
 
@@ -269,20 +250,14 @@ fn fetch_limit(config_file: &Path) -> Duration {
 /// socket's receive timeout as an `Io` error.
 fn read_answer(stream: &mut Stream) -> Result<Option<Response>, CodecError> {
     use std::io::Read;
-    use std::os::fd::AsFd;
 
     let mut buf = Vec::with_capacity(ANSWER_BUFFER);
-    {
-        let Stream::UdSocket(socket) = &*stream;
-        let fd = socket.as_fd();
-        while buf.len() < 4 {
-            match rustix::io::read(fd, rustix::buffer::spare_capacity(&mut buf)) {
-                Ok(0) if buf.is_empty() => return Ok(None),
-                Ok(0) => return Err(CodecError::Truncated),
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(CodecError::Io(e.into())),
-            }
+    while buf.len() < 4 {
+        match crate::sys::read_spare(stream, &mut buf) {
+            Ok(0) if buf.is_empty() => return Ok(None),
+            Ok(0) => return Err(CodecError::Truncated),
+            Ok(_) => {}
+            Err(e) => return Err(CodecError::Io(e)),
         }
     }
     let len = codec::body_len(buf[..4].try_into().expect("4 bytes"))?;
@@ -484,6 +459,7 @@ impl Endpoint {
 
     /// Refuses a socket served by another user: whatever it would answer
     /// (a token, an `env_var`) is theirs to choose.
+    #[cfg(unix)]
     fn check_peer(&self, stream: &Stream) -> Result<(), Error> {
         let socket = self.paths.socket.display();
         let mine = rustix::process::getuid().as_raw();
@@ -503,6 +479,38 @@ impl Endpoint {
         }
     }
 
+    /// Windows: the pipe's server process (`GetNamedPipeServerProcessId`)
+    /// must run as this user's SID; a pipe another user created first is
+    /// refused before a byte is sent.
+    #[cfg(windows)]
+    fn check_peer(&self, stream: &Stream) -> Result<(), Error> {
+        use credcache_shared::windows::{current_user_sid, process_user_sid};
+        let socket = self.paths.socket.display();
+        let refuse =
+            |why: String| Error::Unreachable(format!("refusing the daemon on {socket}: {why}"));
+        let pid = match stream.peer_creds().map(|c| c.pid()) {
+            Ok(Some(pid)) => u32::try_from(pid).unwrap_or(0),
+            Ok(None) => {
+                return Err(refuse(
+                    "the system does not say which process serves it".into(),
+                ));
+            }
+            Err(e) => return Err(refuse(format!("cannot tell which process serves it: {e}"))),
+        };
+        let mine =
+            current_user_sid().map_err(|e| refuse(format!("cannot read this user's SID: {e}")))?;
+        match process_user_sid(pid) {
+            Ok(sid) if sid == mine => Ok(()),
+            Ok(sid) => Err(refuse(format!(
+                "it is served by pid {pid} as {sid}, not as this user ({mine}); \
+                 another user may have created the pipe first: set CREDCACHE_SOCKET to another name"
+            ))),
+            Err(e) => Err(refuse(format!(
+                "cannot tell which user serves it (pid {pid}): {e}"
+            ))),
+        }
+    }
+
     /// Whether anything accepts connections on the socket, without a
     /// `Hello` (used while waiting for a stopping daemon to go away).
     pub fn socket_refuses(&self) -> bool {
@@ -515,13 +523,34 @@ impl Endpoint {
             .socket
             .as_path()
             .to_fs_name::<GenericFilePath>()?;
+        // A named pipe whose instances are all busy (or held by a squatter)
+        // would be waited on forever: bounded, then an error.
+        #[cfg(windows)]
+        {
+            use interprocess::ConnectWaitMode;
+            use interprocess::local_socket::ConnectOptions;
+            ConnectOptions::new()
+                .name(name)
+                .wait_mode(ConnectWaitMode::Timeout(PIPE_BUSY_WAIT))
+                .connect_sync()
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the pipe stayed busy for {} s (a hung daemon, or another program holding the name)",
+                            PIPE_BUSY_WAIT.as_secs()
+                        ),
+                    ),
+                    _ => e,
+                })
+        }
+        #[cfg(unix)]
         Stream::connect(name)
     }
 
     fn hello(&self, mut stream: Stream) -> Result<Probe, Error> {
         let log = &self.paths.log_file;
-        stream
-            .set_recv_timeout(Some(HELLO_TIMEOUT))
+        crate::sys::set_recv_timeout(&stream, Some(HELLO_TIMEOUT))
             .map_err(|e| transport_error(CodecError::Io(e), log))?;
         let hello = Request::Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -531,6 +560,16 @@ impl Endpoint {
         // and hangs up, so its answer may be waiting even when our Hello
         // could not be sent: read it before reporting the send.
         let sent = codec::write_frame(&mut stream, &hello).map_err(|e| transport_error(e, log));
+        // A pipe has no receive timeout: wait for the answer with a deadline.
+        #[cfg(windows)]
+        if !crate::sys::readable_within(&stream, HELLO_TIMEOUT)
+            .map_err(|e| transport_error(CodecError::Io(e), log))?
+        {
+            return Err(transport_error(
+                CodecError::Io(io::ErrorKind::TimedOut.into()),
+                log,
+            ));
+        }
         let response = match read_answer(&mut stream) {
             Ok(response) => response,
             Err(e) => {
@@ -596,12 +635,7 @@ impl Endpoint {
         let cannot = |why: String| Error::Unreachable(format!("cannot start the daemon: {why}"));
         paths::ensure_private_dir(self.paths.socket_dir()).map_err(|e| cannot(e.to_string()))?;
         let lock_path = self.paths.start_lock_file();
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
+        let lock = crate::sys::open_private(&lock_path)
             .map_err(|e| cannot(format!("{}: {e}", lock_path.display())))?;
         lock.lock()
             .map_err(|e| cannot(format!("cannot lock {}: {e}", lock_path.display())))?;
@@ -694,6 +728,7 @@ fn autostart_enabled(value: Option<OsString>) -> bool {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn config_paths_compare_by_file() {
         let tmp = tempfile::tempdir().unwrap();

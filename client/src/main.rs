@@ -13,8 +13,9 @@
 //! is a quarter of a cached `get`, and [`start`] does the part of it that
 //! the client needs.
 
-// Tests keep the harness's own `main`.
-#![cfg_attr(not(test), no_main)]
+// Tests keep the harness's own `main`; Windows keeps std's (its start-up
+// is cheap there, and the C runtime's `main` is not the entry point).
+#![cfg_attr(all(unix, not(test)), no_main)]
 
 mod cli;
 mod commands;
@@ -34,7 +35,7 @@ use crate::connect::Endpoint;
 use crate::exit::Error;
 
 /// The process's entry point, called by the C runtime.
-#[cfg(not(test))]
+#[cfg(all(unix, not(test)))]
 #[unsafe(no_mangle)]
 extern "C" fn main(
     _argc: std::ffi::c_int,
@@ -47,8 +48,8 @@ extern "C" fn main(
 }
 
 /// The test harness brings its own entry point and keeps this one only so
-/// that what it calls is not dead code.
-#[cfg(test)]
+/// that what it calls is not dead code. On Windows it is the entry point.
+#[cfg(any(test, windows))]
 fn main() {
     start::init();
     let code = run_main();

@@ -12,7 +12,6 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Replaces `target` with `bytes`, mode `mode`, creating its directory if
@@ -31,16 +30,16 @@ pub fn replace(target: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)?;
     file.write_all(bytes)?;
-    file.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))?;
+    crate::sys::set_mode(file.as_file(), mode)?;
     file.as_file().sync_all()?;
     file.persist(target).map_err(|e| e.error)?;
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))] // modes and symlinks
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn writes_with_the_mode_and_leaves_no_temp_file() {

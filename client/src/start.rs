@@ -18,7 +18,13 @@
 
 use std::io::Write;
 
+/// Windows: std's own runtime set-up runs (the binary has a normal
+/// `main` there), and there are neither descriptors nor SIGPIPE to fix.
+#[cfg(windows)]
+pub fn init() {}
+
 /// std's checks before `main`: runs first in the C `main`.
+#[cfg(unix)]
 pub fn init() {
     open_standard_descriptors();
     // SAFETY: setting a disposition, no handler of ours runs.
@@ -36,6 +42,7 @@ pub fn finish() {
 /// Opens `/dev/null` on any of 0, 1 and 2 that is closed, as std does, so
 /// that no socket or file the client opens becomes "stdout" and gets a
 /// token written into it.
+#[cfg(unix)]
 fn open_standard_descriptors() {
     let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
         fd,

@@ -97,9 +97,8 @@ pub type FileStamp = (u64, i64, i64, u64);
 
 /// Cheap change detection for identity files: size, mtime and inode.
 pub fn file_stamp(path: &Path) -> Option<FileStamp> {
-    use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
-    Some((m.len(), m.mtime(), m.mtime_nsec(), m.ino()))
+    Some(crate::sys::file_stamp(&m))
 }
 
 #[cfg(test)]

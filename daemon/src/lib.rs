@@ -23,5 +23,9 @@ pub mod seal;
 pub mod server;
 pub mod startup;
 pub mod store;
+pub mod sys;
+#[cfg(unix)]
 pub mod systemd;
+#[cfg(windows)]
+pub use sys::systemd;
 mod wire;

@@ -6,9 +6,8 @@
 //! is a filter of its own after `CREDCACHE_LOG`'s, not directives mixed
 //! into it, where a more specific one (`sled::pagecache=trace`) would win.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -89,15 +88,7 @@ impl CappedFile {
 }
 
 fn open_log(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    // An existing file keeps its mode on open: force it.
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(file)
+    crate::sys::open_private_append(path)
 }
 
 impl Inner {
@@ -181,7 +172,6 @@ mod tests {
 
     #[test]
     fn rotates_past_the_cap_and_is_private() {
-        use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("d.log");
         let mut w = CappedFile::open(&path).unwrap();
@@ -191,8 +181,11 @@ mod tests {
         }
         assert!(std::fs::metadata(&path).unwrap().len() <= MAX_LOG_BYTES);
         assert!(tmp.path().join("d.log.1").exists());
+        #[cfg(unix)]
         assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(&path).unwrap().permissions()
+            ) & 0o777,
             0o600
         );
     }

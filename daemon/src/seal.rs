@@ -9,7 +9,6 @@
 //! treats as "not cached": the daemon fetches anew and never crashes.
 
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -133,19 +132,31 @@ pub fn load_or_create(path: &Path) -> (Sealer, Vec<String>) {
     // A FIFO or device planted as the key would block start-up or eat
     // memory: read it like every other file (`files.rs`).
     match crate::files::read_blocking(path, 4096, crate::files::READ_TIMEOUT) {
-        Ok(bytes) if bytes.len() == KEY_LEN => {
-            if let Some(w) = loose_file_warning(path) {
-                warnings.push(w);
+        Ok(bytes) => match crate::sys::unprotect_key(&bytes) {
+            Ok(plain) if plain.len() == KEY_LEN => {
+                if let Some(w) = loose_file_warning(path) {
+                    warnings.push(w);
+                }
+                let key: Zeroizing<[u8; KEY_LEN]> =
+                    Zeroizing::new(plain.as_slice().try_into().expect("length checked"));
+                let mut bytes = bytes;
+                bytes.iter_mut().for_each(|b| *b = 0);
+                return (
+                    Sealer::new(&key, format!("file {}", path.display())),
+                    warnings,
+                );
             }
-            let key: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(bytes.as_slice().try_into().expect("length checked"));
-            let mut bytes = bytes;
-            bytes.iter_mut().for_each(|b| *b = 0);
-            return (Sealer::new(&key, format!("file {}", path.display())), warnings);
-        }
-        Ok(_) => warnings.push(format!(
+            Ok(_) => warnings.push(format!(
             "cache key {} is not a {KEY_LEN}-byte key; replacing it (cached tokens will be fetched anew)",
             path.display()
-        )),
+            )),
+            // Windows: sealed by DPAPI for another user or machine (a copied
+            // profile). The cache it protected is useless here: a new key.
+            Err(why) => warnings.push(format!(
+                "cache key {} cannot be used: {why}; replacing it (cached tokens will be fetched anew)",
+                path.display()
+            )),
+        },
         Err(e) if e.is_not_found() => {}
         Err(e) => {
             warnings.push(format!("cannot read the cache key {}: {e}", path.display()));
@@ -179,34 +190,15 @@ fn write_key(path: &Path, key: &[u8; KEY_LEN]) -> std::io::Result<()> {
     // half-written key that would then be "replaced".
     let tmp = path.with_extension("key.tmp");
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(key)?;
+    let mut f = crate::sys::create_new_private(&tmp)?;
+    f.write_all(&crate::sys::protect_key(key)?)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
 
 /// The warning ssh would give for a private file that others can read.
 pub fn loose_file_warning(path: &Path) -> Option<String> {
-    let meta = std::fs::metadata(path).ok()?;
-    let mode = meta.permissions().mode() & 0o777;
-    let uid = rustix::process::getuid().as_raw();
-    if meta.uid() != uid {
-        return Some(format!(
-            "{} is owned by uid {}, not by this user",
-            path.display(),
-            meta.uid()
-        ));
-    }
-    (mode & 0o077 != 0).then(|| {
-        format!(
-            "{} is readable by others (mode {mode:o}); it holds a secret: chmod 600 it",
-            path.display()
-        )
-    })
+    crate::sys::loose_file_warning(path)
 }
 
 #[cfg(test)]
@@ -251,8 +243,11 @@ mod tests {
         let path = tmp.path().join("conf/cache.key");
         let (a, w) = load_or_create(&path);
         assert!(w.is_empty(), "{w:?}");
+        #[cfg(unix)]
         assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(&path).unwrap().permissions()
+            ) & 0o777,
             0o600
         );
         let sealed = a.seal("n", "f", b"secret");
@@ -262,15 +257,62 @@ mod tests {
             "the same key next time"
         );
         assert!(b.location().contains("cache.key"));
-        std::fs::write(&path, b"short").unwrap();
-        let (c, w) = load_or_create(&path);
-        assert!(w[0].contains("not a 32-byte key"), "{w:?}");
-        assert!(c.open("n", "f", &sealed).is_none());
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(&path, b"short").unwrap();
+            let (c, w) = load_or_create(&path);
+            assert!(w[0].contains("not a 32-byte key"), "{w:?}");
+            assert!(c.open("n", "f", &sealed).is_none());
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(
+                loose_file_warning(&path)
+                    .unwrap()
+                    .contains("readable by others")
+            );
+        }
+    }
+
+    /// Windows: the key file holds a DPAPI blob, not the key; bytes DPAPI
+    /// does not open for this user (a profile copied from another machine)
+    /// are one warning and a new key, never a failure.
+    #[cfg(windows)]
+    #[test]
+    fn the_key_is_sealed_with_dpapi_and_a_foreign_one_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("conf/cache.key");
+        let (a, w) = load_or_create(&path);
+        assert!(w.is_empty(), "{w:?}");
+        let on_disk = std::fs::read(&path).unwrap();
+        assert_ne!(on_disk.len(), KEY_LEN, "a DPAPI blob, not the raw key");
+        let plain = crate::sys::unprotect_key(&on_disk).unwrap();
+        assert_eq!(plain.len(), KEY_LEN);
         assert!(
-            loose_file_warning(&path)
-                .unwrap()
-                .contains("readable by others")
+            !on_disk.windows(KEY_LEN).any(|w| w == plain.as_slice()),
+            "the key is not in the file in the clear"
         );
+        let sealed = a.seal("n", "f", b"secret");
+        let (b, w) = load_or_create(&path);
+        assert!(w.is_empty(), "{w:?}");
+        assert!(
+            b.open("n", "f", &sealed).is_some(),
+            "the same key next time"
+        );
+
+        // What another machine's DPAPI would have written: not openable here.
+        let mut foreign = on_disk.clone();
+        let last = foreign.len() - 1;
+        foreign[last] ^= 0xff;
+        std::fs::write(&path, &foreign).unwrap();
+        let (c, w) = load_or_create(&path);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("DPAPI cannot unseal it"), "{w:?}");
+        assert!(
+            c.open("n", "f", &sealed).is_none(),
+            "not cached: fetched anew"
+        );
+        let (d, w) = load_or_create(&path);
+        assert!(w.is_empty(), "the replacement key opens: {w:?}");
+        assert!(d.open("n", "f", &c.seal("n", "f", b"x")).is_some());
     }
 }

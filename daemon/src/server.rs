@@ -11,14 +11,10 @@ use std::time::Duration;
 use credcache_shared::codec::CodecError;
 use credcache_shared::protocol::{ErrorKind, Request, Response, WireError};
 use credcache_shared::{PROTOCOL_VERSION, VERSION};
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use interprocess::local_socket::tokio::{Listener, Stream};
-use interprocess::local_socket::traits::StreamCommon;
 use interprocess::local_socket::traits::tokio::Listener as _;
-use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
-use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use tokio::io::BufReader;
 use tokio::sync::{Semaphore, broadcast, watch};
 use tokio::task::JoinSet;
@@ -77,7 +73,12 @@ pub enum ListenError {
 /// Binds the socket, 0600. The caller must hold the daemon lock, so that
 /// anything already at the path is a stale socket left by a daemon that
 /// died: it is removed first.
+#[cfg(unix)]
 pub fn bind(path: &Path) -> Result<Listener, ListenError> {
+    use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+    use interprocess::os::unix::local_socket::ListenerOptionsExt;
+    use std::os::unix::fs::FileTypeExt;
+
     let fail = |source| ListenError::Listen {
         path: path.to_owned(),
         source,
@@ -102,9 +103,21 @@ pub fn bind(path: &Path) -> Result<Listener, ListenError> {
         .map_err(fail)
 }
 
+/// Creates the named pipe (`sys::bind`: this user's SID only, remote
+/// clients rejected, first instance exclusive). The caller holds the
+/// daemon lock; a pipe that exists already is someone else's: refused.
+#[cfg(windows)]
+pub fn bind(path: &Path) -> Result<Listener, ListenError> {
+    crate::sys::bind(path).map_err(|source| ListenError::Listen {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// Serves on a socket someone else bound (systemd socket activation). The
 /// listener owns no name: dropping it closes our descriptor and leaves the
 /// socket file to its owner. Must run inside the tokio runtime.
+#[cfg(unix)]
 pub fn adopt(listener: std::os::unix::net::UnixListener) -> Result<Listener, ListenError> {
     use interprocess::os::unix::uds_local_socket::tokio::Listener as UdsListener;
     let fd = std::os::fd::OwnedFd::from(listener);
@@ -121,7 +134,6 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let my_uid = rustix::process::geteuid().as_raw();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let watchers = Arc::new(Semaphore::new(
         limits.max_connections.saturating_sub(limits.reserved),
@@ -145,16 +157,9 @@ pub async fn serve(
                 continue;
             }
         };
-        match stream.peer_creds().map(|c| c.euid()) {
-            Ok(Some(uid)) if uid == my_uid => {}
-            Ok(uid) => {
-                tracing::warn!(peer_uid = ?uid, "refused a connection from another user");
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!("refused a connection whose peer cannot be identified: {e}");
-                continue;
-            }
+        if let Err(why) = crate::sys::check_peer(&stream) {
+            tracing::warn!("{why}");
+            continue;
         }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(

@@ -5,9 +5,8 @@
 //! removed (so a live daemon is never displaced), and the socket is bound
 //! only once the cache is open (so a client that can connect is served).
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use std::time::Duration;
 use credcache_shared::config::Config;
 use credcache_shared::paths::{self, Paths};
 use credcache_shared::readiness::Readiness;
-use tokio::signal::unix::{SignalKind, signal};
+use interprocess::local_socket::tokio::Listener;
 
 use crate::clock::SystemClock;
 use crate::engine::{Engine, Locations};
@@ -25,6 +24,7 @@ use crate::providers;
 use crate::seal;
 use crate::server::{self, Limits};
 use crate::store::{Store, StoreError};
+use crate::sys;
 use crate::systemd;
 
 /// How the daemon was asked to run.
@@ -61,18 +61,9 @@ impl StartError {
 pub fn run(options: Options) -> ExitCode {
     // First, while the process has one thread: it edits the environment.
     let activated = systemd::take_activated_socket();
-    // Other processes of this user may not ptrace this one or read its
-    // memory through /proc, and it dumps no core: it holds tokens.
-    let dumpable_error =
-        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-            .err();
-    // Everything the daemon creates (sled files, log, socket) is private.
-    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    if options.detach {
-        // A session of its own: the terminal that started the client can
-        // close without taking the daemon with it.
-        let _ = rustix::process::setsid();
-    }
+    // Other processes of this user may not read its memory, everything it
+    // creates is private, and a detached daemon outlives its terminal.
+    let harden_warning = sys::harden(options.detach);
     let reporter = Reporter {
         detach: options.detach,
     };
@@ -112,8 +103,8 @@ pub fn run(options: Options) -> ExitCode {
         Ok(a) => a,
         Err(e) => return reporter.failed(&StartError::Other(e.to_string())),
     };
-    if let Some(e) = dumpable_error {
-        tracing::warn!("could not mark the process non-dumpable: {e}");
+    if let Some(w) = harden_warning {
+        tracing::warn!("{w}");
     }
     // One worker: the daemon waits on sockets, it does not compute. With
     // two, the workers stole connections from each other and fought the
@@ -186,15 +177,14 @@ impl Reporter {
         }
     }
 
-    /// Writes the one readiness line, then points stdout at /dev/null so
-    /// nothing later can write into the starter's pipe.
+    /// Writes the one readiness line, then points stdout at the null
+    /// device so nothing later can write into the starter's pipe.
     fn say(&self, line: &Readiness) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
-        if let Ok(null) = File::options().write(true).open("/dev/null") {
-            let _ = rustix::stdio::dup2_stdout(&null);
-        }
+        drop(out);
+        sys::release_stdout();
     }
 }
 
@@ -216,7 +206,7 @@ async fn serve(
         Err(DataDir::Unsafe(e)) => return Err(other(e)),
         Err(DataDir::Unwritable(e)) => Some(e),
     };
-    let lock = take_lock(&paths.lock_file())?;
+    let lock = take_lock(&paths.lock_file(), &paths.pid_file())?;
 
     let config = Config::load(&paths.config_file)
         .map_err(|e| StartError::Config(e.to_string(), e.lines().collect()))?;
@@ -264,40 +254,25 @@ async fn serve(
 
     let socket_activated = activated.is_some();
     let listener = match activated {
-        Some(a) => {
-            if a.path.as_deref() != Some(paths.socket.as_path()) {
-                tracing::warn!(
-                    "systemd passed a socket at {:?} but clients look for {}; set ListenStream= in credcached.socket (or CREDCACHE_SOCKET) so they agree",
-                    a.path,
-                    paths.socket.display()
-                );
-            }
-            server::adopt(a.listener)
-        }
+        Some(a) => adopt(a, &paths),
         None => server::bind(&paths.socket),
     }
     .map_err(|e| StartError::Other(e.to_string()))?;
-    write_pid(&lock);
+    write_pid(&lock, &paths);
     reporter.ready(&paths.socket);
 
     tokio::spawn(engine.clone().run_scheduler());
 
-    let mut hup = signal(SignalKind::hangup())
-        .map_err(|e| StartError::Other(format!("cannot handle SIGHUP: {e}")))?;
     let reloader = engine.clone();
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the config");
-            let _ = reloader.reload();
-        }
-    });
-    let mut term = signal(SignalKind::terminate()).map_err(|e| StartError::Other(e.to_string()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| StartError::Other(e.to_string()))?;
+    sys::reload_on_hangup(move || {
+        let _ = reloader.reload();
+    })
+    .map_err(|e| StartError::Other(e.to_string()))?;
+    let terminated = sys::terminated().map_err(|e| StartError::Other(e.to_string()))?;
     let stopper = engine.clone();
     let shutdown = async move {
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            () = terminated => {},
             () = stopper.shutdown_requested() => {},
             () = idle_exit(&stopper) => {},
         }
@@ -307,7 +282,8 @@ async fn serve(
 
     engine.flush();
     // An activated socket stays: systemd listens on and starts us again.
-    if !socket_activated {
+    // A pipe goes with its last handle.
+    if !socket_activated && cfg!(unix) {
         match std::fs::remove_file(&paths.socket) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -319,22 +295,32 @@ async fn serve(
     Ok(())
 }
 
+/// Serves on the socket systemd passed, warning if clients look elsewhere.
+#[cfg(unix)]
+fn adopt(a: systemd::Activated, paths: &Paths) -> Result<Listener, server::ListenError> {
+    if a.path.as_deref() != Some(paths.socket.as_path()) {
+        tracing::warn!(
+            "systemd passed a socket at {:?} but clients look for {}; set ListenStream= in credcached.socket (or CREDCACHE_SOCKET) so they agree",
+            a.path,
+            paths.socket.display()
+        );
+    }
+    server::adopt(a.listener)
+}
+
+#[cfg(windows)]
+fn adopt(a: systemd::Activated, _paths: &Paths) -> Result<Listener, server::ListenError> {
+    match a {}
+}
+
 /// Takes the one-daemon-per-socket lock, or says who holds it.
-fn take_lock(path: &Path) -> Result<File, StartError> {
+fn take_lock(path: &Path, pid_file: &Path) -> Result<File, StartError> {
     let io = |e: std::io::Error| StartError::Other(format!("{}: {e}", path.display()));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
+    let file = sys::open_private(path).map_err(io)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = (&file).read_to_string(&mut text);
+            let text = std::fs::read_to_string(pid_file).unwrap_or_default();
             Err(StartError::AlreadyRunning {
                 pid: text.trim().parse().ok(),
             })
@@ -343,9 +329,17 @@ fn take_lock(path: &Path) -> Result<File, StartError> {
     }
 }
 
-fn write_pid(mut lock: &File) {
-    let _ = lock.set_len(0);
-    let _ = lock.write_all(format!("{}\n", std::process::id()).as_bytes());
+/// Writes our pid where clients and a second daemon read it: into the lock
+/// file we hold, or (Windows) the pid file beside it.
+fn write_pid(mut lock: &File, paths: &Paths) {
+    let pid = format!("{}\n", std::process::id());
+    if paths.pid_file() == paths.lock_file() {
+        let _ = lock.set_len(0);
+        let _ = lock.write_all(pid.as_bytes());
+    } else if let Ok(mut f) = sys::open_private(&paths.pid_file()) {
+        let _ = f.set_len(0);
+        let _ = f.write_all(pid.as_bytes());
+    }
 }
 
 /// Resolves once the daemon has had no request for `idle_timeout` (never,

@@ -371,15 +371,11 @@ fn aside_path(path: &Path) -> PathBuf {
 }
 
 /// sled creates its files with the process umask; the daemon sets 077, and
-/// this makes sure of it for files that already existed.
+/// this makes sure of it for files that already existed (`sys`: on Windows
+/// the directory's owner-only DACL is inherited instead).
 fn restrict_permissions(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
     let Ok(entries) = walk(path) else { return };
-    for (p, is_dir) in entries {
-        let mode = if is_dir { 0o700 } else { 0o600 };
-        let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
-    }
+    crate::sys::restrict_tree(path, &entries);
 }
 
 fn walk(dir: &Path) -> std::io::Result<Vec<(PathBuf, bool)>> {

@@ -1,5 +1,9 @@
 //! The server in-process on a temp socket, with limits small enough to
 //! exercise: the connection cap, the idle timeout and a graceful stop.
+//!
+//! Unix only: its clients are raw `UnixStream`s (the same server runs on
+//! Windows behind a named pipe, covered by the end-to-end tests there).
+#![cfg(unix)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

@@ -16,6 +16,8 @@ pub mod protocol;
 pub mod readiness;
 pub mod secret;
 pub mod time;
+#[cfg(windows)]
+pub mod windows;
 
 pub use protocol::PROTOCOL_VERSION;
 pub use secret::Secret;

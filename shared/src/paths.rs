@@ -68,7 +68,7 @@ impl Paths {
                 .to_path_buf(),
         };
         let socket = match set("CREDCACHE_SOCKET") {
-            Some(p) => p,
+            Some(p) => endpoint_name(p),
             None => default_socket(project.as_ref()),
         };
         Ok(Self {
@@ -80,14 +80,40 @@ impl Paths {
         })
     }
 
-    /// The daemon's lock and pid file, beside the socket.
+    /// The daemon's lock and pid file, beside the socket (on Windows, where
+    /// a pipe has no directory, in the data directory, named after the pipe).
     pub fn lock_file(&self) -> PathBuf {
-        with_suffix(&self.socket, ".lock")
+        with_suffix(&self.lock_base(), ".lock")
     }
 
-    /// The file clients serialize auto-start on, beside the socket.
+    /// Where the running daemon's pid is written: the lock file itself on
+    /// Unix; beside it on Windows, where a locked file cannot be read by
+    /// another process.
+    pub fn pid_file(&self) -> PathBuf {
+        if cfg!(windows) {
+            with_suffix(&self.lock_base(), ".pid")
+        } else {
+            self.lock_file()
+        }
+    }
+
+    /// The file clients serialize auto-start on, beside the lock file.
     pub fn start_lock_file(&self) -> PathBuf {
-        with_suffix(&self.socket, ".start")
+        with_suffix(&self.lock_base(), ".start")
+    }
+
+    #[cfg(unix)]
+    fn lock_base(&self) -> PathBuf {
+        self.socket.clone()
+    }
+
+    #[cfg(windows)]
+    fn lock_base(&self) -> PathBuf {
+        let name = self
+            .socket
+            .file_name()
+            .unwrap_or_else(|| "credcache".as_ref());
+        self.data_dir.join(name)
     }
 
     /// The directory that holds the socket.
@@ -111,10 +137,48 @@ fn default_socket(project: Option<&ProjectDirs>) -> PathBuf {
         let uid = rustix::process::getuid().as_raw();
         PathBuf::from(format!("/tmp/credcache-{uid}/credcache.sock"))
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
-        PathBuf::from(r"\\.\pipe\credcache")
+        let user = crate::windows::user_name().unwrap_or_else(|_| "user".to_owned());
+        endpoint_name(PathBuf::from(format!("credcache-{user}")))
     }
+}
+
+/// `CREDCACHE_SOCKET` as the endpoint: a socket path on Unix.
+#[cfg(unix)]
+fn endpoint_name(path: PathBuf) -> PathBuf {
+    path
+}
+
+/// `CREDCACHE_SOCKET` as the endpoint on Windows: a named pipe. A value that
+/// is already a pipe path (`\\.\pipe\NAME`) is taken as it is; any other is
+/// the pipe's name, its separators and colons made `-` (a pipe name may hold
+/// no backslash), so a path-like value still names one pipe of its own.
+#[cfg(windows)]
+fn endpoint_name(path: PathBuf) -> PathBuf {
+    if is_pipe(&path) {
+        return path;
+    }
+    let name: String = path
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if matches!(c, '\\' | '/' | ':') {
+                '-'
+            } else {
+                c
+            }
+        })
+        .collect();
+    PathBuf::from(format!(r"\\.\pipe\{}", name.trim_start_matches('-')))
+}
+
+/// Whether `path` names a named pipe (`\\.\pipe\…`) rather than a file.
+#[cfg(windows)]
+pub fn is_pipe(path: &Path) -> bool {
+    path.to_string_lossy()
+        .get(..9)
+        .is_some_and(|p| p.eq_ignore_ascii_case(r"\\.\pipe\"))
 }
 
 /// Expands a leading `~/` to the home directory, as the config file allows.
@@ -199,6 +263,44 @@ pub fn check_private_dir(dir: &Path) -> Result<bool, PathError> {
     }
 }
 
+/// Windows: `dir` is created with an owner-only DACL if missing (parents
+/// too); one that exists must be a real directory, not a link. The pipe
+/// "directory" (`\\.\pipe\`) needs nothing: the pipe has its own DACL.
+#[cfg(windows)]
+pub fn ensure_private_dir(dir: &Path) -> Result<(), PathError> {
+    if check_private_dir(dir)? {
+        return Ok(());
+    }
+    crate::windows::create_private_dir_all(dir).map_err(|source| PathError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Windows: the client's check, as on Unix but without owners and modes.
+#[cfg(windows)]
+pub fn check_private_dir(dir: &Path) -> Result<bool, PathError> {
+    if is_pipe(&dir.join("x")) {
+        return Ok(true);
+    }
+    let unsafe_dir = |why: &str| PathError::Unsafe {
+        path: dir.to_path_buf(),
+        why: why.to_owned(),
+    };
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            Err(unsafe_dir("is a symlink; refusing to use it"))
+        }
+        Ok(meta) if !meta.is_dir() => Err(unsafe_dir("exists and is not a directory")),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(PathError::Io {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 /// Refuses a symlink, a non-directory, another owner, or group/world write.
 #[cfg(unix)]
 fn check_owned_dir(dir: &Path, meta: &std::fs::Metadata) -> Result<(), PathError> {
@@ -257,8 +359,17 @@ mod tests {
         assert_eq!(p.config_file, PathBuf::from("/c/config.toml"));
         assert_eq!(p.cache_dir, PathBuf::from("/d/cache"));
         assert_eq!(p.log_file, PathBuf::from("/d/credcached.log"));
-        assert_eq!(p.socket, PathBuf::from("/s/sock"));
-        assert_eq!(p.lock_file(), PathBuf::from("/s/sock.lock"));
+        #[cfg(unix)]
+        {
+            assert_eq!(p.socket, PathBuf::from("/s/sock"));
+            assert_eq!(p.lock_file(), PathBuf::from("/s/sock.lock"));
+        }
+        #[cfg(windows)]
+        {
+            assert_eq!(p.socket, PathBuf::from(r"\\.\pipe\s-sock"));
+            assert_eq!(p.lock_file(), PathBuf::from("/d/s-sock.lock"));
+            assert_eq!(p.start_lock_file(), PathBuf::from("/d/s-sock.start"));
+        }
 
         let p = Paths::resolve(
             Some("/flag.toml".into()),
@@ -266,6 +377,47 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.config_file, PathBuf::from("/flag.toml"));
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn the_endpoint_is_a_named_pipe() {
+        let pipe = |v: &str| {
+            Paths::resolve(
+                None,
+                env(&[
+                    ("CREDCACHE_SOCKET", v),
+                    ("CREDCACHE_DATA_DIR", "/d"),
+                    ("CREDCACHE_CONFIG", "/c"),
+                ]),
+            )
+            .unwrap()
+            .socket
+        };
+        assert_eq!(pipe(r"\\.\pipe\mine"), PathBuf::from(r"\\.\pipe\mine"));
+        assert_eq!(pipe("mine"), PathBuf::from(r"\\.\pipe\mine"));
+        assert_eq!(
+            pipe(r"C:\tmp\s.sock"),
+            PathBuf::from(r"\\.\pipe\C--tmp-s.sock")
+        );
+        let default = default_socket(None);
+        assert!(is_pipe(&default), "{}", default.display());
+        assert!(
+            default
+                .to_string_lossy()
+                .starts_with(r"\\.\pipe\credcache-"),
+            "{}",
+            default.display()
+        );
+        assert!(check_private_dir(Path::new(r"\\.\pipe\")).unwrap());
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("a").join("b");
+        ensure_private_dir(&d).unwrap();
+        assert!(check_private_dir(&d).unwrap());
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let err = ensure_private_dir(&file).unwrap_err().to_string();
+        assert!(err.contains("not a directory"), "{err}");
     }
 
     #[cfg(unix)]

@@ -230,6 +230,7 @@ fn an_upstream_failure_reaches_docker_on_stdout() {
     );
 }
 
+#[cfg(unix)]
 #[test]
 fn the_binary_named_docker_credential_credcache_speaks_the_protocol() {
     let emu = Emulator::start();

@@ -3,7 +3,11 @@
 //! re-exports it so tests keep writing `crate::harness::Sandbox`.
 
 pub use credcache_tests::eventually::eventually;
-pub use credcache_tests::sandbox::{Foreground, Out, Sandbox, bin_dir, count, signal};
+#[cfg(unix)]
+pub use credcache_tests::sandbox::Foreground;
+#[cfg(unix)]
+pub use credcache_tests::sandbox::signal;
+pub use credcache_tests::sandbox::{Out, Sandbox, bin_dir, count};
 
 use credcache_tests::emulator::Emulator;
 

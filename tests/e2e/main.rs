@@ -8,33 +8,52 @@
 
 mod harness;
 
+#[cfg(unix)] // systemd socket activation
 mod activation;
+#[cfg(unix)] // its table covers apim and container_app
 mod api_kinds;
+#[cfg(unix)] // shares the azure module's sandboxes
 mod apim;
+#[cfg(unix)] // fake `az` programs are sh scripts
 mod azure;
+#[cfg(unix)] // sh scripts as `command` credentials
 mod basics;
 mod concurrency;
+#[cfg(unix)] // file modes and sh scripts
 mod config;
+#[cfg(unix)] // shares the azure module's sandboxes
 mod container_app;
 mod demo;
 mod docker;
+#[cfg(unix)] // signals (SIGTERM to the emulator)
 mod emulator_cli;
+#[cfg(unix)] // Unix socket and argv byte strings
 mod fast_get;
+#[cfg(unix)] // signals and sh scripts
 mod faults;
+#[cfg(unix)] // sh scripts as executable sources
 mod federation;
+#[cfg(unix)] // git http-backend behind sh
 mod git;
 mod gke;
 mod google;
+#[cfg(unix)] // FIFOs, file modes
 mod hostile;
 mod id_token;
 mod impersonation;
+#[cfg(unix)] // symlinks and file modes
 mod kubeconfig;
 mod machine_interface;
 mod pacing;
+#[cfg(unix)] // systemd units, .deb, launchd
 mod packaging;
+#[cfg(unix)] // SIGKILL and file modes
 mod persistence;
 mod refresh;
 mod secrets;
+#[cfg(unix)] // /proc, setpriv, file modes
 mod security;
+#[cfg(unix)] // POSIX shells
 mod shells;
+#[cfg(unix)] // uids, /tmp directory ownership, setpriv
 mod trust;

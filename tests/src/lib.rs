@@ -5,6 +5,8 @@
 //! polled, and a git smart-HTTP server with Basic auth for the git
 //! credential-helper tests.
 
+// Unix sockets, epoll, /proc and redis-server: the benchmark is Unix-only.
+#[cfg(unix)]
 pub mod bench;
 pub mod demo;
 pub mod emulator;

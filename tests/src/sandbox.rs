@@ -165,10 +165,25 @@ impl Sandbox {
     }
 
     /// The running daemon's pid, from its lock file.
+    /// The paths the binaries work out in this sandbox.
+    pub fn paths(&self) -> credcache_shared::paths::Paths {
+        let env = |k: &str| match k {
+            "CREDCACHE_SOCKET" => Some(self.socket.clone().into_os_string()),
+            "CREDCACHE_DATA_DIR" => Some(self.data.clone().into_os_string()),
+            "CREDCACHE_CONFIG" => Some(self.config.clone().into_os_string()),
+            _ => None,
+        };
+        credcache_shared::paths::Paths::resolve(None, env).expect("the sandbox sets every path")
+    }
+
+    /// The daemon's lock file (beside the socket; in the data directory on
+    /// Windows).
+    pub fn lock_file(&self) -> PathBuf {
+        self.paths().lock_file()
+    }
+
     pub fn daemon_pid(&self) -> Option<i32> {
-        let mut lock = self.socket.as_os_str().to_owned();
-        lock.push(".lock");
-        std::fs::read_to_string(PathBuf::from(lock))
+        std::fs::read_to_string(self.paths().pid_file())
             .ok()?
             .trim()
             .parse()
@@ -183,17 +198,35 @@ impl Sandbox {
     /// `tok-<n>-<label>`. Returns the script and the count file.
     pub fn counting_script(&self, label: &str) -> (PathBuf, PathBuf) {
         let count = self.dir.path().join(format!("{label}.count"));
-        let script = self.dir.path().join(format!("{label}.sh"));
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\nn=$(cat '{c}' 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > '{c}'\necho \"tok-$n-{label}\"\n",
-                c = count.display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        #[cfg(unix)]
+        let script = {
+            use std::os::unix::fs::PermissionsExt;
+            let script = self.dir.path().join(format!("{label}.sh"));
+            std::fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\nn=$(cat '{c}' 2>/dev/null || echo 0)\nn=$((n+1))\necho $n > '{c}'\necho \"tok-$n-{label}\"\n",
+                    c = count.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+            script
+        };
+        // cmd.exe's form of the same script.
+        #[cfg(windows)]
+        let script = {
+            let script = self.dir.path().join(format!("{label}.cmd"));
+            std::fs::write(
+                &script,
+                format!(
+                    "@echo off\r\nset n=0\r\nif exist \"{c}\" set /p n=<\"{c}\"\r\nset /a n=n+1\r\n>\"{c}\" echo %n%\r\necho tok-%n%-{label}\r\n",
+                    c = count.display()
+                ),
+            )
+            .unwrap();
+            script
+        };
         (script, count)
     }
 
@@ -209,16 +242,14 @@ impl Sandbox {
     /// the kernel releases only when the process is gone.
     pub fn kill_daemon(&self) {
         let Some(pid) = self.daemon_pid() else { return };
-        signal(pid, rustix::process::Signal::KILL);
+        kill(pid);
         self.wait_lock_free();
     }
 
     /// Blocks until no daemon holds the lock (a blocking `flock`, so no
     /// polling or sleeping).
     pub fn wait_lock_free(&self) {
-        let mut lock = self.socket.as_os_str().to_owned();
-        lock.push(".lock");
-        if let Ok(f) = std::fs::File::open(PathBuf::from(lock)) {
+        if let Ok(f) = std::fs::File::open(self.lock_file()) {
             f.lock().unwrap();
             f.unlock().unwrap();
         }
@@ -231,9 +262,32 @@ pub fn count(file: &Path) -> u32 {
         .unwrap_or(0)
 }
 
+#[cfg(unix)]
 pub fn signal(pid: i32, sig: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid) {
         let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
+/// Kills process `pid` at once (SIGKILL; TerminateProcess on Windows).
+pub fn kill(pid: i32) {
+    #[cfg(unix)]
+    signal(pid, rustix::process::Signal::KILL);
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::Foundation::CloseHandle;
+        use windows_sys::Win32::System::Threading::{
+            OpenProcess, PROCESS_TERMINATE, TerminateProcess,
+        };
+        let Ok(pid) = u32::try_from(pid) else { return };
+        // SAFETY: plain calls on a handle we open and close.
+        unsafe {
+            let h = OpenProcess(PROCESS_TERMINATE, 0, pid);
+            if !h.is_null() {
+                TerminateProcess(h, 137);
+                CloseHandle(h);
+            }
+        }
     }
 }
 
@@ -242,7 +296,7 @@ impl Drop for Sandbox {
     /// stale pid in the lock file (a daemon already stopped) is never hit.
     fn drop(&mut self) {
         if let Some(pid) = self.daemon_pid_alive() {
-            signal(pid, rustix::process::Signal::KILL);
+            kill(pid);
         }
     }
 }
@@ -304,9 +358,7 @@ impl Foreground {
 impl Sandbox {
     /// The daemon's pid if a daemon holds the lock right now.
     pub fn daemon_pid_alive(&self) -> Option<i32> {
-        let mut lock = self.socket.as_os_str().to_owned();
-        lock.push(".lock");
-        let f = std::fs::File::open(PathBuf::from(lock)).ok()?;
+        let f = std::fs::File::open(self.lock_file()).ok()?;
         match f.try_lock_shared() {
             Ok(()) => None,
             Err(_) => self.daemon_pid(),

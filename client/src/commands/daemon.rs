@@ -123,7 +123,7 @@ pub fn stop(endpoint: &Endpoint) -> Result<Option<u32>, Error> {
         Probe::Mismatch(m) => {
             match sys::terminate(m.pid) {
                 Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) if sys::is_no_such_process(&e) => {}
                 Err(e) => {
                     return Err(Error::Other(format!(
                         "cannot stop the daemon (pid {}, protocol version {}): {e}",

@@ -305,6 +305,7 @@ mod tests {
         assert!(check_server("not a url").is_err());
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_path_entry_leading_to_this_binary_is_preferred() {
         let dir = tempfile::tempdir().unwrap();

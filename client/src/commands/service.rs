@@ -377,7 +377,12 @@ fn enable_commands(platform: Platform, dir: &Path) -> Vec<String> {
 }
 
 fn launchd_domain() -> String {
-    format!("gui/{}", rustix::process::getuid().as_raw())
+    #[cfg(unix)]
+    let uid = rustix::process::getuid().as_raw();
+    // launchd is macOS's; `--platform launchd` elsewhere only writes files.
+    #[cfg(windows)]
+    let uid = 501;
+    format!("gui/{uid}")
 }
 
 /// The socket unit listens where clients look by default; a client told

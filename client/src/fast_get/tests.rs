@@ -261,6 +261,7 @@ fn whatever_clap_refuses_or_answers_itself_falls_back() {
     }
 }
 
+#[cfg(unix)]
 #[test]
 fn some_forms_clap_takes_fall_back_to_it() {
     use std::os::unix::ffi::OsStringExt;

@@ -105,10 +105,7 @@ impl Engine {
                 .clone(),
             requests_served: self.0.requests.load(Ordering::Relaxed),
             cache_key: self.0.store.key_location().to_owned(),
-            dumpable: !matches!(
-                rustix::process::dumpable_behavior(),
-                Ok(rustix::process::DumpableBehavior::NotDumpable)
-            ),
+            dumpable: crate::sys::dumpable(),
             warnings: capped(self.warnings(), WARNING_BYTES),
             credentials: page.credentials,
             more_after: page.next,

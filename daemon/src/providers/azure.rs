@@ -300,7 +300,6 @@ fn required<'a>(value: Option<&'a str>, key: &str, var: &str) -> Result<&'a str,
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::os::unix::fs::PermissionsExt;
 
     use credcache_shared::config::DEFAULT_AZURE_SCOPE;
 
@@ -323,8 +322,10 @@ mod tests {
         plan(settings, &|n: &str| vars.get(n).map(|v| v.to_string()))
     }
 
+    #[cfg(unix)] // a fake `az` script
     #[test]
     fn auto_follows_the_sdk_order() {
+        use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         let az = tmp.path().join("az");
         std::fs::write(&az, "#!/bin/sh\n").unwrap();
@@ -655,6 +656,7 @@ mod tests {
         }
 
         /// A fake `az` that records its arguments and runs `body`.
+        #[cfg(unix)]
         fn fake_az(dir: &tempfile::TempDir, body: &str) -> String {
             let az = dir.path().join("az");
             let args = dir.path().join("args");
@@ -663,10 +665,15 @@ mod tests {
                 format!("#!/bin/sh\necho \"$@\" > '{}'\n{body}\n", args.display()),
             )
             .unwrap();
-            std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(
+                &az,
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+            )
+            .unwrap();
             az.display().to_string()
         }
 
+        #[cfg(unix)] // a fake `az` script
         #[tokio::test]
         async fn the_cli_prints_a_token_for_the_scope() {
             let dir = tempfile::tempdir().unwrap();
@@ -692,6 +699,7 @@ mod tests {
             );
         }
 
+        #[cfg(unix)] // a fake `az` script
         #[tokio::test]
         async fn the_cli_logged_out_is_permanent() {
             let dir = tempfile::tempdir().unwrap();

@@ -46,16 +46,16 @@ pub(crate) async fn run_with_env(
     timeout: std::time::Duration,
     cannot_start: impl FnOnce(&std::io::Error) -> FetchError,
 ) -> Result<(std::process::ExitStatus, Vec<u8>, Vec<u8>), FetchError> {
-    let mut child = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(crate::sys::program_path(program));
+    command
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| cannot_start(&e))?;
+        .kill_on_drop(true);
+    crate::sys::isolate_child(&mut command);
+    let mut child = command.spawn().map_err(|e| cannot_start(&e))?;
     let mut group = GroupGuard(child.id());
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(FetchError::transient(format!(
@@ -160,10 +160,8 @@ struct GroupGuard(Option<u32>);
 
 impl GroupGuard {
     fn kill(&mut self) {
-        if let Some(pid) = self.0.take()
-            && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
-        {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        if let Some(pid) = self.0.take() {
+            crate::sys::kill_child_group(pid);
         }
     }
 }

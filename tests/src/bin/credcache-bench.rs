@@ -13,11 +13,19 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
-use credcache_tests::bench::Bench;
-use credcache_tests::bench::args::Cli;
-
+/// The benchmark drives the daemon over Unix sockets with epoll.
+#[cfg(not(unix))]
 fn main() -> ExitCode {
+    eprintln!("credcache-bench: runs on Unix only (it drives the daemon's Unix socket with epoll)");
+    ExitCode::from(2)
+}
+
+#[cfg(unix)]
+fn main() -> ExitCode {
+    use clap::Parser as _;
+    use credcache_tests::bench::Bench;
+    use credcache_tests::bench::args::Cli;
+
     let plan = match Cli::parse().plan() {
         Ok(plan) => plan,
         Err(e) => {

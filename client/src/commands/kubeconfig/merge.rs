@@ -10,9 +10,8 @@
 //! running it twice is harmless. The new file replaces the old by rename,
 //! never half-written; a symlinked kubeconfig is written through its link.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_norway::{Mapping, Value};
@@ -85,7 +84,7 @@ pub fn merge_file(path: &Path, entries: &Entries) -> Result<Outcome, Error> {
         return Ok(Outcome::Unchanged);
     }
     let mode = fs::metadata(&target)
-        .map(|m| m.permissions().mode() & 0o7777)
+        .map(|m| crate::sys::mode_of(&m))
         .unwrap_or(0o600);
     let backup = write_backup(&target, &original).map_err(|e| cannot("back up", &e))?;
     write_atomically(&target, to_yaml(&Value::Mapping(doc))?.as_bytes(), mode)
@@ -171,12 +170,7 @@ fn write_backup(target: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
         .chain(std::iter::once(suffixed(target, &format!(".bak-{stamp}"))))
         .chain((1..100).map(|n| suffixed(target, &format!(".bak-{stamp}-{n}"))));
     for candidate in candidates {
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&candidate)
-        {
+        match crate::sys::create_new_private(&candidate) {
             Ok(mut file) => {
                 file.write_all(bytes)?;
                 file.sync_all()?;
@@ -205,6 +199,8 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
 mod tests {
     use super::super::entries;
     use super::*;
+    #[cfg(unix)]
+    use std::os::unix::fs::PermissionsExt;
 
     const EXISTING: &str = "\
 apiVersion: v1
@@ -292,6 +288,7 @@ users:
         assert_eq!(err.to_string(), "`users` is not a list");
     }
 
+    #[cfg(unix)]
     #[test]
     fn files_are_backed_up_once_per_change_and_written_through_links() {
         let dir = tempfile::tempdir().unwrap();
@@ -343,6 +340,7 @@ users:
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_missing_file_is_created_private() {
         let dir = tempfile::tempdir().unwrap();

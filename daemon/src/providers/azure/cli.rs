@@ -8,7 +8,6 @@
 //! The expiry is `expires_on` (epoch seconds, a number or a string), never
 //! `expiresOn`, which is local time without a zone.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -35,12 +34,16 @@ pub fn locate(program: &str, env: super::Env<'_>) -> Option<PathBuf> {
     let path = env("PATH")?;
     std::env::split_paths(&path)
         .filter(|dir| !dir.as_os_str().is_empty())
-        .map(|dir| dir.join(program))
+        .flat_map(|dir| {
+            crate::sys::executable_names(program)
+                .into_iter()
+                .map(move |name| dir.join(name))
+        })
         .find(|candidate| is_executable(candidate))
 }
 
 fn is_executable(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    crate::sys::is_executable(p)
 }
 
 /// The CLI's record of the signed-in accounts and the default subscription
@@ -233,8 +236,10 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
     #[test]
     fn locates_on_path_or_by_path() {
+        use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
         let bin = tmp.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
@@ -252,6 +257,25 @@ mod tests {
         );
         assert_eq!(locate("az", &|_: &str| None), None);
         assert_eq!(locate("./nope/az", &env), None);
+    }
+
+    /// Windows: `az` is `az.cmd` (PATHEXT), and a file without a runnable
+    /// extension is not a program.
+    #[cfg(windows)]
+    #[test]
+    fn locates_az_cmd_on_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(bin.join("az"), "not a program").unwrap();
+        let path = std::env::join_paths([tmp.path().join("none"), bin.clone()]).unwrap();
+        let vars: HashMap<&str, String> = [("PATH", path.to_string_lossy().into_owned())].into();
+        let env = |n: &str| vars.get(n).cloned();
+        assert_eq!(locate("az", &env), None, "no az.cmd yet");
+        let az = bin.join("az.cmd");
+        std::fs::write(&az, "@echo off\r\n").unwrap();
+        assert_eq!(locate("az", &env), Some(az.clone()));
+        assert_eq!(locate(&az.display().to_string(), &|_: &str| None), Some(az));
     }
 
     #[test]
