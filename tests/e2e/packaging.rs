@@ -295,6 +295,72 @@ fn launchd_agent_is_a_valid_plist_and_bootstrapped() {
     );
 }
 
+/// `install-service` for Windows, driven against a stand-in `schtasks`
+/// that records its arguments: the task XML is written, registered with
+/// /Create /XML ... /F and started with /Run; `uninstall-service` ends and
+/// deletes it and removes the file.
+#[test]
+fn logon_task_is_registered_and_removed_with_schtasks() {
+    let sb = Sandbox::new();
+    let fake = fake_tool(&sb, "schtasks", 0);
+    let out = sb
+        .command("credcache")
+        .args(["daemon", "install-service", "--platform", "task-scheduler"])
+        .env("PATH", path_with(&fake))
+        .env_remove("LOCALAPPDATA")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let xml_path = sb.home.join("AppData/Local/credcache/credcached.xml");
+    assert_eq!(
+        calls(&fake, "schtasks"),
+        [
+            format!("/Create /TN credcached /XML {} /F", xml_path.display()),
+            "/Run /TN credcached".to_owned(),
+        ]
+    );
+    let xml = std::fs::read_to_string(&xml_path).unwrap();
+    assert!(
+        xml.contains(&format!(
+            "<Command>{}</Command>",
+            bin_dir().join("credcached").display()
+        )),
+        "{xml}"
+    );
+    assert!(xml.contains("<Arguments>--detach</Arguments>"), "{xml}");
+    assert!(xml.contains("<LogonTrigger>"), "{xml}");
+    if required("python3") {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, xml.dom.minidom as m; m.parse(sys.argv[1])",
+            ])
+            .arg(&xml_path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "not well-formed XML: {out:?}");
+    }
+
+    let out = sb
+        .command("credcache")
+        .args([
+            "daemon",
+            "uninstall-service",
+            "--platform",
+            "task-scheduler",
+        ])
+        .env("PATH", path_with(&fake))
+        .env_remove("LOCALAPPDATA")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!xml_path.exists());
+    assert_eq!(
+        calls(&fake, "schtasks")[2..],
+        ["/End /TN credcached", "/Delete /TN credcached /F"]
+    );
+}
+
 /// Every file under `root`, relative, with symlinks as `link -> target`.
 fn tree(root: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();

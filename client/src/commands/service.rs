@@ -8,6 +8,9 @@
 //!   `systemctl --user enable --now credcached.socket`.
 //! - macOS: the launchd agent `dev.credcache.credcached.plist` in
 //!   `~/Library/LaunchAgents/`, then `launchctl bootstrap gui/<uid>`.
+//! - Windows: a per-user logon task, `credcached.xml` in
+//!   `%LOCALAPPDATA%\credcache\`, registered with `schtasks /Create /XML`
+//!   and started with `schtasks /Run`.
 //!
 //! The files come from the templates in `packaging/` (embedded here), with
 //! the absolute paths of the installed binaries put in, so the .deb, the
@@ -30,6 +33,10 @@ const SERVICE_TEMPLATE: &str = include_str!("../../../packaging/systemd/credcach
 const SOCKET_TEMPLATE: &str = include_str!("../../../packaging/systemd/credcached.socket.in");
 const PLIST_TEMPLATE: &str =
     include_str!("../../../packaging/launchd/dev.credcache.credcached.plist.in");
+const TASK_TEMPLATE: &str = include_str!("../../../packaging/windows/credcached.xml.in");
+
+/// The Task Scheduler task's name, also its XML file's name without `.xml`.
+pub const TASK_NAME: &str = "credcached";
 
 /// The launchd label, also the plist's file name without `.plist`.
 pub const LAUNCHD_LABEL: &str = "dev.credcache.credcached";
@@ -80,6 +87,8 @@ pub enum Platform {
     Systemd,
     /// A launchd user agent (macOS).
     Launchd,
+    /// A per-user logon task (Windows Task Scheduler).
+    TaskScheduler,
 }
 
 impl Platform {
@@ -88,10 +97,12 @@ impl Platform {
             Ok(Self::Launchd)
         } else if cfg!(target_os = "linux") {
             Ok(Self::Systemd)
+        } else if cfg!(windows) {
+            Ok(Self::TaskScheduler)
         } else {
             Err(Error::Other(
-                "no service manager support on this platform; see packaging/windows/README.md \
-                 for Windows, or let `credcache` start the daemon on demand"
+                "no service manager support on this platform; let `credcache` start the daemon \
+                 on demand"
                     .into(),
             ))
         }
@@ -102,6 +113,7 @@ impl Platform {
         match self {
             Self::Systemd => &[SYSTEMD_SOCKET, SYSTEMD_SERVICE],
             Self::Launchd => &["dev.credcache.credcached.plist"],
+            Self::TaskScheduler => &["credcached.xml"],
         }
     }
 
@@ -115,6 +127,11 @@ impl Platform {
                 .unwrap_or_else(|| home.join(".config"))
                 .join("systemd/user"),
             Self::Launchd => home.join("Library/LaunchAgents"),
+            Self::TaskScheduler => std::env::var_os("LOCALAPPDATA")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .unwrap_or_else(|| home.join("AppData").join("Local"))
+                .join("credcache"),
         })
     }
 }
@@ -160,6 +177,60 @@ pub fn render(platform: Platform, programs: &Programs, log_file: &Path) -> Vec<(
                 .replace("@LOG_FILE@", &xml_text(&log_file.to_string_lossy()));
             vec![(format!("{LAUNCHD_LABEL}.plist"), plist)]
         }
+        Platform::TaskScheduler => {
+            // --detach: the daemon logs to its log file (a task has no
+            // console) and reports nothing to anyone.
+            let mut arguments = "--detach".to_owned();
+            if let Some(config) = &programs.config {
+                arguments.push_str(" --config ");
+                arguments.push_str(&windows_word(&config.to_string_lossy()));
+            }
+            let task = TASK_TEMPLATE
+                .replace("@USER@", &xml_text(&task_user()))
+                .replace(
+                    "@COMMAND@",
+                    &xml_text(&programs.credcached.to_string_lossy()),
+                )
+                .replace("@ARGUMENTS@", &xml_text(&arguments));
+            vec![(format!("{TASK_NAME}.xml"), task)]
+        }
+    }
+}
+
+/// One argument of a Windows command line: quoted when it holds blanks or
+/// quotes (backslashes before a quote doubled, as the C runtime reads it).
+fn windows_word(arg: &str) -> String {
+    if !arg.is_empty() && !arg.contains([' ', '\t', '"']) {
+        return arg.to_owned();
+    }
+    let mut out = String::from('"');
+    let mut backslashes = 0;
+    for c in arg.chars() {
+        match c {
+            '\\' => backslashes += 1,
+            '"' => {
+                out.extend(std::iter::repeat_n('\\', backslashes + 1));
+                backslashes = 0;
+            }
+            _ => backslashes = 0,
+        }
+        out.push(c);
+    }
+    out.extend(std::iter::repeat_n('\\', backslashes));
+    out.push('"');
+    out
+}
+
+/// The account the logon task is for: `DOMAIN\user` as Windows names it.
+fn task_user() -> String {
+    #[cfg(windows)]
+    let user = credcache_shared::windows::user_name().ok();
+    #[cfg(unix)]
+    let user = std::env::var("USER").ok();
+    let user = user.unwrap_or_else(|| "user".to_owned());
+    match std::env::var("USERDOMAIN") {
+        Ok(domain) if !domain.is_empty() => format!("{domain}\\{user}"),
+        _ => user,
     }
 }
 
@@ -237,11 +308,20 @@ pub fn install(
                 Step::required(["launchctl", "bootstrap", &domain, &plist]),
             ]
         }
+        Platform::TaskScheduler => {
+            let xml = dir.join(&files[0].0).to_string_lossy().into_owned();
+            vec![
+                // /F replaces a task registered before.
+                Step::required(["schtasks", "/Create", "/TN", TASK_NAME, "/XML", &xml, "/F"]),
+                Step::required(["schtasks", "/Run", "/TN", TASK_NAME]),
+            ]
+        }
     };
     run_steps(&steps, &enable_commands(platform, &dir))?;
     output::note(match platform {
         Platform::Systemd => "credcached.socket is enabled: the daemon starts on the first request",
         Platform::Launchd => "the credcached agent is loaded: it starts at login",
+        Platform::TaskScheduler => "the credcached logon task is registered and started",
     });
     Ok(())
 }
@@ -279,8 +359,19 @@ pub fn uninstall(args: &UninstallArgs) -> Result<(), Error> {
                 "bootout",
                 &format!("{}/{LAUNCHD_LABEL}", launchd_domain()),
             ]),
+            Platform::TaskScheduler => {
+                Step::required(["schtasks", "/Delete", "/TN", TASK_NAME, "/F"])
+            }
         };
         let by_hand = [step.argv.join(" ")];
+        if platform == Platform::TaskScheduler {
+            // The daemon the task started keeps running unless ended; not
+            // running is as good as ended.
+            run_steps(
+                &[Step::optional(["schtasks", "/End", "/TN", TASK_NAME])],
+                &by_hand,
+            )?;
+        }
         run_steps(&[step], &by_hand)?;
     }
     for path in present {
@@ -373,6 +464,13 @@ fn enable_commands(platform: Platform, dir: &Path) -> Vec<String> {
             launchd_domain(),
             dir.join(format!("{LAUNCHD_LABEL}.plist")).display()
         )],
+        Platform::TaskScheduler => vec![
+            format!(
+                "schtasks /Create /TN {TASK_NAME} /XML {} /F",
+                windows_word(&dir.join(format!("{TASK_NAME}.xml")).to_string_lossy())
+            ),
+            format!("schtasks /Run /TN {TASK_NAME}"),
+        ],
     }
 }
 
@@ -404,6 +502,12 @@ fn home() -> Result<PathBuf, Error> {
     std::env::var_os("HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
+        // Windows sets USERPROFILE; HOME only in some shells.
+        .or_else(|| {
+            std::env::var_os("USERPROFILE")
+                .map(PathBuf::from)
+                .filter(|p| cfg!(windows) && p.is_absolute())
+        })
         .ok_or_else(|| Error::Other("cannot find the home directory: set HOME".into()))
 }
 
@@ -424,15 +528,15 @@ fn programs(bin_dir: Option<&Path>, config_flag: Option<&Path>) -> Result<Progra
             )));
         }
         return Ok(Programs {
-            credcache: dir.join("credcache"),
-            credcached: dir.join("credcached"),
+            credcache: dir.join(exe_name("credcache")),
+            credcached: dir.join(exe_name("credcached")),
             config,
         });
     }
     let exe = std::env::current_exe()
         .map_err(|e| Error::Other(format!("cannot find this executable's path: {e}")))?;
     let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    let credcached = dir.join("credcached");
+    let credcached = dir.join(exe_name("credcached"));
     if !credcached.is_file() {
         return Err(Error::Other(format!(
             "credcached is not next to this credcache (in {}); install both together, or pass --bin-dir",
@@ -440,10 +544,15 @@ fn programs(bin_dir: Option<&Path>, config_flag: Option<&Path>) -> Result<Progra
         )));
     }
     Ok(Programs {
-        credcache: dir.join("credcache"),
+        credcache: dir.join(exe_name("credcache")),
         credcached,
         config,
     })
+}
+
+/// A program's file name on this platform (`credcached.exe` on Windows).
+fn exe_name(name: &str) -> String {
+    format!("{name}{}", std::env::consts::EXE_SUFFIX)
 }
 
 /// Writes each file (0644, as service managers expect) and returns the paths.
@@ -509,6 +618,38 @@ mod tests {
         );
         let plist = &render(Platform::Launchd, &p, Path::new("/l"))[0].1;
         assert!(plist.contains("<string>--config</string>"), "{plist}");
+    }
+
+    #[test]
+    fn the_logon_task_runs_the_daemon_detached_at_logon() {
+        let mut p = programs();
+        p.credcached = PathBuf::from(r"C:\Program Files\credcache\credcached.exe");
+        p.config = Some(PathBuf::from(r"C:\Users\a b\cc&.toml"));
+        let files = render(Platform::TaskScheduler, &p, Path::new("/unused"));
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].0, "credcached.xml");
+        let xml = &files[0].1;
+        assert!(xml.contains("<LogonTrigger>"), "{xml}");
+        assert!(
+            xml.contains(r"<Command>C:\Program Files\credcache\credcached.exe</Command>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(
+                r#"<Arguments>--detach --config &quot;C:\Users\a b\cc&amp;.toml&quot;</Arguments>"#
+            ),
+            "{xml}"
+        );
+        assert!(xml.contains("<ExecutionTimeLimit>PT0S</ExecutionTimeLimit>"));
+        assert!(!xml.contains('@'), "{xml}");
+    }
+
+    #[test]
+    fn windows_words_are_quoted_as_the_c_runtime_reads_them() {
+        assert_eq!(windows_word(r"C:\x\y.toml"), r"C:\x\y.toml");
+        assert_eq!(windows_word(r"C:\a b\"), r#""C:\a b\\""#);
+        assert_eq!(windows_word(r#"a"b"#), r#""a\"b""#);
+        assert_eq!(windows_word(""), r#""""#);
     }
 
     #[test]

@@ -7,7 +7,6 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -59,18 +58,14 @@ pub fn start_detached(config_flag: Option<&Path>, paths: &Paths) -> Result<Spawn
     };
 
     let program = daemon_program();
-    let mut command = Command::new(&program);
-    command.arg("--detach");
+    let mut args: Vec<&std::ffi::OsStr> = vec!["--detach".as_ref()];
     if let Some(config) = config_flag {
-        command.arg("--config").arg(config);
+        args.extend(["--config".as_ref(), config.as_os_str()]);
     }
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    // The daemon outlives us: it must not hold our caller's descriptors.
-    crate::sys::keep_only_stdio(&mut command);
-    let mut child = command.spawn().map_err(|e| match e.kind() {
+    // The daemon outlives us: it must not hold our caller's descriptors or
+    // handles (stdin and stderr are the null device, stdout the readiness
+    // pipe, nothing else).
+    let mut child = crate::sys::spawn_detached(&program, &args).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => Error::Unreachable(format!(
             "cannot start the daemon: {DAEMON_PROGRAM} is neither next to this executable \
              nor on PATH; install it beside credcache"
@@ -101,8 +96,8 @@ pub fn start_detached(config_flag: Option<&Path>, paths: &Paths) -> Result<Spawn
         }
         Err(ReadinessError::Silent) => {
             let status = match child.try_wait() {
-                Ok(Some(status)) => format!(" ({status})"),
-                _ => String::new(),
+                Some(status) => format!(" ({status})"),
+                None => String::new(),
             };
             Err(cannot(format!(
                 "{DAEMON_PROGRAM} stopped without saying whether it started{status}"
@@ -120,8 +115,11 @@ pub fn start_detached(config_flag: Option<&Path>, paths: &Paths) -> Result<Spawn
 /// Reads the daemon's one readiness line, giving up after `timeout` (and
 /// then killing the child, which is ours and is stuck). A thread does the
 /// blocking read so the wait can have a deadline.
-fn read_ready_line(child: &mut Child, timeout: Duration) -> Result<String, ReadLineError> {
-    let Some(stdout) = child.stdout.take() else {
+fn read_ready_line(
+    child: &mut crate::sys::Daemon,
+    timeout: Duration,
+) -> Result<String, ReadLineError> {
+    let Some(stdout) = child.take_stdout() else {
         return Err(ReadLineError::NoPipe);
     };
     let (tx, rx) = mpsc::channel();
@@ -136,8 +134,7 @@ fn read_ready_line(child: &mut Child, timeout: Duration) -> Result<String, ReadL
         Ok(Ok(line)) => Ok(line),
         Ok(Err(source)) => Err(ReadLineError::Read { source }),
         Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill_and_wait();
             Err(ReadLineError::TimedOut { timeout })
         }
     }
@@ -145,7 +142,7 @@ fn read_ready_line(child: &mut Child, timeout: Duration) -> Result<String, ReadL
 
 /// Collects the exit status of a `credcached --detach` that said it is
 /// done, if it has exited already; never blocks.
-fn reap(child: &mut Child) {
+fn reap(child: &mut crate::sys::Daemon) {
     let _ = child.try_wait();
 }
 
@@ -155,7 +152,9 @@ pub fn daemon_program() -> PathBuf {
     if let Ok(exe) = std::env::current_exe()
         && let Some(dir) = exe.parent()
     {
-        let beside = dir.join(DAEMON_PROGRAM);
+        let beside = dir
+            .join(DAEMON_PROGRAM)
+            .with_extension(std::env::consts::EXE_EXTENSION);
         if beside.is_file() {
             return beside;
         }
@@ -163,31 +162,32 @@ pub fn daemon_program() -> PathBuf {
     PathBuf::from(DAEMON_PROGRAM)
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))] // `true` and `sleep`
 mod tests {
     use super::*;
+    use crate::sys::Daemon;
+    use std::process::{Command, Stdio};
 
     #[test]
     fn a_silent_child_is_a_failure_not_a_hang() {
-        let mut child = Command::new("true").stdout(Stdio::piped()).spawn().unwrap();
+        let child = Command::new("true").stdout(Stdio::piped()).spawn().unwrap();
+        let mut child = Daemon::from(child);
         let line = read_ready_line(&mut child, Duration::from_secs(10)).unwrap();
         assert_eq!(line.parse::<Readiness>(), Err(ReadinessError::Silent));
-        child.wait().unwrap();
+        child.kill_and_wait();
     }
 
     #[test]
     fn a_stuck_child_times_out_and_is_killed() {
-        let mut child = Command::new("sleep")
+        let child = Command::new("sleep")
             .arg("30")
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        let mut child = Daemon::from(child);
         let err = read_ready_line(&mut child, Duration::from_millis(50)).unwrap_err();
         assert!(matches!(err, ReadLineError::TimedOut { .. }), "{err}");
         assert_eq!(err.to_string(), "credcached did not report ready within 0s");
-        assert!(
-            child.try_wait().unwrap().is_some(),
-            "the child was not reaped"
-        );
+        assert!(child.try_wait().is_some(), "the child was not reaped");
     }
 }

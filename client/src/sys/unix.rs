@@ -299,6 +299,48 @@ pub fn exec(command: &mut Command) -> io::Error {
     command.exec()
 }
 
+/// A daemon started by [`spawn_detached`], until it reports.
+pub struct Daemon(std::process::Child);
+
+impl From<std::process::Child> for Daemon {
+    fn from(child: std::process::Child) -> Self {
+        Self(child)
+    }
+}
+
+impl Daemon {
+    /// The read end of its readiness pipe (its stdout).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.0.stdout.take()
+    }
+
+    /// Kills and reaps it (it is stuck).
+    pub fn kill_and_wait(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// How it exited, if it has; never blocks.
+    pub fn try_wait(&mut self) -> Option<String> {
+        self.0.try_wait().ok().flatten().map(|s| s.to_string())
+    }
+}
+
+/// Starts `program args…` as the detached daemon: stdin and stderr on
+/// /dev/null, stdout a pipe for its readiness line, and no other
+/// descriptor of ours ([`keep_only_stdio`]). It detaches itself (setsid).
+pub fn spawn_detached(program: &std::path::Path, args: &[&std::ffi::OsStr]) -> io::Result<Daemon> {
+    use std::process::Stdio;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    keep_only_stdio(&mut command);
+    command.spawn().map(Daemon)
+}
+
 /// Makes `command`'s child start with no file descriptor of ours beyond
 /// 0, 1 and 2 (which the `Command` sets up). Descriptors we inherited
 /// without close-on-exec (a CI runner's pipe, make's job server) would
@@ -309,7 +351,7 @@ pub fn exec(command: &mut Command) -> io::Error {
 /// On Linux one `close_range(3, ~0, CLOSE_RANGE_CLOEXEC)` does it;
 /// elsewhere (or on a kernel before 5.11) each descriptor listed in
 /// `/dev/fd` before the fork is marked close-on-exec.
-pub fn keep_only_stdio(command: &mut Command) {
+fn keep_only_stdio(command: &mut Command) {
     let listed: Vec<libc::c_int> = ["/proc/self/fd", "/dev/fd"]
         .iter()
         .find_map(|dir| std::fs::read_dir(dir).ok())
