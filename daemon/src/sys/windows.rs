@@ -34,9 +34,10 @@ pub fn harden(_detach: bool) -> Option<String> {
     None
 }
 
-/// Processes of the same user may open this one for reading on Windows.
+/// `status`'s `dumpable` means "could not make itself non-dumpable";
+/// Windows has no such setting to fail (docs/machine-interface.md).
 pub fn dumpable() -> bool {
-    true
+    false
 }
 
 /// Points stdout at `NUL` and closes the readiness pipe the client gave
