@@ -635,6 +635,13 @@ impl Endpoint {
         let cannot = |why: String| Error::Unreachable(format!("cannot start the daemon: {why}"));
         paths::ensure_private_dir(self.paths.socket_dir()).map_err(|e| cannot(e.to_string()))?;
         let lock_path = self.paths.start_lock_file();
+        // Beside the socket on Unix (made just above); in the data
+        // directory on Windows, where a pipe has no directory.
+        if let Some(dir) = lock_path.parent()
+            && dir != self.paths.socket_dir()
+        {
+            paths::ensure_private_dir(dir).map_err(|e| cannot(e.to_string()))?;
+        }
         let lock = crate::sys::open_private(&lock_path)
             .map_err(|e| cannot(format!("{}: {e}", lock_path.display())))?;
         lock.lock()

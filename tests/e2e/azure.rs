@@ -431,6 +431,8 @@ fn imds_ignores_a_proxy_that_entra_calls_go_through() {
 
 /// What the fake `az` does.
 #[derive(Clone, Copy)]
+// Two scripts serve only the Linux-only test of what a CLI leaves behind.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 enum Az {
     /// Prints the token JSON as `az` does, `expires_on` as a number or a
     /// string, and an `expiresOn` in 2030 that must not be read.
@@ -618,6 +620,7 @@ fn cli_that_hangs_is_stopped_at_http_timeout() {
 /// Regression (issue 13, item 9, for `az`): a process the CLI left
 /// holding its stdout made every fetch time out; a hung CLI's children
 /// outlived it. Both now go with the CLI's process group.
+#[cfg(target_os = "linux")] // pidfd_open (faults::assert_all_exit)
 #[test]
 fn cli_leaving_a_child_answers_and_no_process_of_it_is_left() {
     let sb = cli_sandbox(Az::LeavesChild, "");

@@ -29,7 +29,7 @@ mod docker;
 mod emulator_cli;
 #[cfg(unix)] // Unix socket and argv byte strings
 mod fast_get;
-#[cfg(unix)] // signals and sh scripts
+#[cfg(target_os = "linux")] // signals, sh scripts, mkfifoat and pidfd_open
 mod faults;
 #[cfg(unix)] // sh scripts as executable sources
 mod federation;
@@ -57,3 +57,5 @@ mod security;
 mod shells;
 #[cfg(unix)] // uids, /tmp directory ownership, setpriv
 mod trust;
+#[cfg(windows)]
+mod windows;

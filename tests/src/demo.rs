@@ -26,8 +26,8 @@ pub fn run() -> anyhow::Result<()> {
         .parent()
         .context("no parent dir")?
         .to_path_buf();
-    let client = bin_dir.join("credcache");
-    for bin in [&client, &bin_dir.join("credcached")] {
+    let client = bin_dir.join(crate::sandbox::exe("credcache"));
+    for bin in [&client, &bin_dir.join(crate::sandbox::exe("credcached"))] {
         if !bin.is_file() {
             bail!(
                 "{} is missing: build the workspace first (cargo build --workspace)",

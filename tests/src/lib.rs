@@ -5,8 +5,8 @@
 //! polled, and a git smart-HTTP server with Basic auth for the git
 //! credential-helper tests.
 
-// Unix sockets, epoll, /proc and redis-server: the benchmark is Unix-only.
-#[cfg(unix)]
+// Unix sockets, epoll, /proc and redis-server: the benchmark is Linux-only.
+#[cfg(target_os = "linux")]
 pub mod bench;
 pub mod demo;
 pub mod emulator;

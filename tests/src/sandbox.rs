@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 
 use tempfile::TempDir;
 
-pub use bins::bin_dir;
+pub use bins::{bin_dir, exe};
 
 pub struct Sandbox {
     pub dir: TempDir,
@@ -121,7 +121,7 @@ impl Sandbox {
     /// A command for one of the binaries, with the sandbox's environment
     /// only (plus PATH), so nothing of the real user's leaks in.
     pub fn command(&self, bin: &str) -> Command {
-        self.command_for(bin_dir().join(bin))
+        self.command_for(bin_dir().join(bins::exe(bin)))
     }
 
     /// Any program, with the sandbox's environment only.
@@ -139,6 +139,14 @@ impl Sandbox {
             // Never let a test reach a real metadata server or IMDS.
             .env("GCE_METADATA_HOST", "127.0.0.1:9")
             .stdin(Stdio::null());
+        // Windows programs need these to start at all (Winsock reads
+        // SystemRoot; PATHEXT finds `.cmd` programs); none is the user's.
+        #[cfg(windows)]
+        for key in ["SystemRoot", "windir", "TEMP", "TMP", "PATHEXT", "ComSpec"] {
+            if let Some(v) = std::env::var_os(key) {
+                cmd.env(key, v);
+            }
+        }
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }

@@ -655,6 +655,39 @@ mod tests {
             assert_eq!(peer.requests().len(), 1);
         }
 
+        /// Windows: `az` is `az.cmd`, run by cmd.exe with the arguments
+        /// quoted for it, without a console.
+        #[cfg(windows)]
+        #[tokio::test]
+        async fn the_cli_is_az_cmd_on_windows() {
+            let dir = tempfile::tempdir().unwrap();
+            let args = dir.path().join("args");
+            std::fs::write(
+                dir.path().join("az.cmd"),
+                format!(
+                    "@echo off\r\n>\"{}\" echo %*\r\necho {{\"accessToken\":\"eyJ.cmd\",\"expires_on\":1893459600,\"tokenType\":\"Bearer\"}}\r\n",
+                    args.display()
+                ),
+            )
+            .unwrap();
+            let mut s = settings(AzureMethod::Cli);
+            s.tenant_id = Some("tenant-1".into());
+            let h = Harness::new();
+            let az = dir.path().join("az.cmd").display().to_string();
+            let f = azure(s, &[("CREDCACHE_AZ", &az)])
+                .fetch_by_plan(&h.cx(), &|_| None)
+                .await
+                .unwrap();
+            assert_eq!(f.token.expose(), "eyJ.cmd");
+            let args = std::fs::read_to_string(&args).unwrap();
+            assert_eq!(
+                args.trim(),
+                format!(
+                    "account get-access-token -o json --scope {DEFAULT_AZURE_SCOPE} --tenant tenant-1"
+                )
+            );
+        }
+
         /// A fake `az` that records its arguments and runs `body`.
         #[cfg(unix)]
         fn fake_az(dir: &tempfile::TempDir, body: &str) -> String {

@@ -354,3 +354,38 @@ pub mod systemd {
     /// Nothing to notify.
     pub fn notify_stopping() {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_named_with_pathext() {
+        let names = executable_names("az");
+        assert!(names.contains(&"az.cmd".to_owned()), "{names:?}");
+        assert!(names.contains(&"az.exe".to_owned()), "{names:?}");
+        assert_eq!(executable_names("az.cmd"), ["az.cmd"]);
+        assert!(!is_executable(Path::new("C:\\nowhere\\az.cmd")));
+    }
+
+    #[tokio::test]
+    async fn a_pipe_that_exists_already_is_never_served_beside() {
+        let name = format!(r"\\.\pipe\credcache-test-{}", std::process::id());
+        let path = Path::new(&name);
+        assert!(!pipe_exists(path));
+        let _ours = bind(path).unwrap();
+        assert!(pipe_exists(path));
+        let e = bind(path).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(e.to_string().contains("refusing to start"), "{e}");
+    }
+
+    #[test]
+    fn dpapi_round_trips_and_refuses_garbage() {
+        let sealed = protect_key(&[7u8; 32]).unwrap();
+        assert_ne!(sealed.len(), 32);
+        assert_eq!(unprotect_key(&sealed).unwrap().as_slice(), &[7u8; 32]);
+        let e = unprotect_key(b"not a DPAPI blob").unwrap_err();
+        assert!(e.contains("DPAPI cannot unseal it"), "{e}");
+    }
+}

@@ -13,14 +13,15 @@
 
 use std::process::ExitCode;
 
-/// The benchmark drives the daemon over Unix sockets with epoll.
-#[cfg(not(unix))]
+/// The benchmark drives the daemon over Unix sockets with epoll and reads
+/// /proc.
+#[cfg(not(target_os = "linux"))]
 fn main() -> ExitCode {
-    eprintln!("credcache-bench: runs on Unix only (it drives the daemon's Unix socket with epoll)");
+    eprintln!("credcache-bench: runs on Linux only (epoll on the daemon's Unix socket, /proc)");
     ExitCode::from(2)
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn main() -> ExitCode {
     use clap::Parser as _;
     use credcache_tests::bench::Bench;

@@ -50,7 +50,7 @@ fn workspace() -> &'static Path {
 fn needs_build(dir: &Path) -> Option<String> {
     let mut oldest: Option<SystemTime> = None;
     for bin in BINS {
-        let path = dir.join(bin);
+        let path = dir.join(exe(bin));
         let Ok(built) = path.metadata().and_then(|m| m.modified()) else {
             return Some(format!("{} is missing", path.display()));
         };
@@ -116,11 +116,16 @@ fn build(dir: &Path, why: &str) {
     );
     for bin in BINS {
         assert!(
-            dir.join(bin).is_file(),
+            dir.join(exe(bin)).is_file(),
             "cargo built, but {} is not there",
-            dir.join(bin).display()
+            dir.join(exe(bin)).display()
         );
     }
+}
+
+/// A program's file name on this platform (`credcache.exe` on Windows).
+pub fn exe(name: &str) -> String {
+    format!("{name}{}", std::env::consts::EXE_SUFFIX)
 }
 
 #[cfg(test)]

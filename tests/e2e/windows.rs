@@ -1,0 +1,198 @@
+//! Windows only: the named pipe's DACL, the squatting refusal, the daemon
+//! started with no handle of the client's, and a busy pipe given up on.
+//! The rest of the suite runs on Windows as it is.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use credcache_shared::windows::{current_user_sid, wide};
+use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, INVALID_HANDLE_VALUE, LocalFree};
+use windows_sys::Win32::Security::Authorization::{
+    ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
+    SE_KERNEL_OBJECT,
+};
+use windows_sys::Win32::Security::{DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR};
+use windows_sys::Win32::Storage::FileSystem::{
+    CreateFileW, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_GENERIC_READ, OPEN_EXISTING,
+    PIPE_ACCESS_DUPLEX, READ_CONTROL,
+};
+use windows_sys::Win32::System::Pipes::{CreateNamedPipeW, PIPE_TYPE_BYTE};
+
+use crate::harness::Sandbox;
+
+/// A handle closed when dropped.
+struct Owned(HANDLE);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        // SAFETY: a handle this test opened.
+        unsafe { CloseHandle(self.0) };
+    }
+}
+
+fn started(sb: &Sandbox) {
+    let out = sb.run(["daemon", "start"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+}
+
+/// The DACL of the daemon's pipe, as SDDL, read through a client handle.
+fn pipe_dacl(sb: &Sandbox) -> String {
+    let name = wide(sb.paths().socket.as_os_str());
+    // SAFETY: a NUL-terminated name; the handle is checked and owned.
+    let handle = unsafe {
+        CreateFileW(
+            name.as_ptr(),
+            FILE_GENERIC_READ | READ_CONTROL,
+            0,
+            std::ptr::null(),
+            OPEN_EXISTING,
+            0,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_ne!(
+        handle,
+        INVALID_HANDLE_VALUE,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+    let handle = Owned(handle);
+    let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: a valid handle; the descriptor is LocalAlloc'd and freed below.
+    let err = unsafe {
+        GetSecurityInfo(
+            handle.0,
+            SE_KERNEL_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut sd,
+        )
+    };
+    assert_eq!(err, 0, "GetSecurityInfo failed: {err}");
+    let mut text: *mut u16 = std::ptr::null_mut();
+    // SAFETY: `sd` is valid; `text` is LocalAlloc'd and freed below.
+    let ok = unsafe {
+        ConvertSecurityDescriptorToStringSecurityDescriptorW(
+            sd,
+            SDDL_REVISION_1,
+            DACL_SECURITY_INFORMATION,
+            &mut text,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_ne!(ok, 0, "{}", std::io::Error::last_os_error());
+    // SAFETY: a NUL-terminated string from the call above.
+    unsafe {
+        let len = (0..).take_while(|&i| *text.add(i) != 0).count();
+        let sddl = String::from_utf16_lossy(std::slice::from_raw_parts(text, len));
+        LocalFree(text.cast());
+        LocalFree(sd);
+        sddl
+    }
+}
+
+#[test]
+fn the_pipe_admits_this_user_alone() {
+    let sb = Sandbox::new();
+    started(&sb);
+    let sddl = pipe_dacl(&sb);
+    let sid = current_user_sid().unwrap();
+    assert!(sddl.starts_with("D:P"), "a protected DACL: {sddl}");
+    let aces: Vec<&str> = sddl["D:P".len()..]
+        .split(['(', ')'])
+        .filter(|a| !a.is_empty())
+        .collect();
+    assert_eq!(aces.len(), 1, "one ACE: {sddl}");
+    assert!(
+        aces[0].starts_with("A;;") && aces[0].ends_with(&format!(";;;{sid}")),
+        "allow for {sid} only: {sddl}"
+    );
+    assert_eq!(sb.run(["daemon", "stop"]).code, 0);
+}
+
+#[test]
+fn a_pipe_someone_else_holds_is_a_refusal_to_start() {
+    let sb = Sandbox::new();
+    sb.write_config("");
+    // The squatter: a pipe of the daemon's name, one instance only (Wine
+    // ignores FILE_FLAG_FIRST_PIPE_INSTANCE; on Windows the flag alone
+    // refuses a second creator).
+    let name = wide(sb.paths().socket.as_os_str());
+    // SAFETY: a NUL-terminated name; the handle is checked and owned.
+    let squatter = unsafe {
+        CreateNamedPipeW(
+            name.as_ptr(),
+            PIPE_ACCESS_DUPLEX | FILE_FLAG_FIRST_PIPE_INSTANCE,
+            PIPE_TYPE_BYTE,
+            1,
+            4096,
+            4096,
+            0,
+            std::ptr::null(),
+        )
+    };
+    assert_ne!(
+        squatter,
+        INVALID_HANDLE_VALUE,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+    let _squatter = Owned(squatter);
+
+    let out: crate::harness::Out = sb.command("credcached").output().unwrap().into();
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("already exists and is not served by this user's daemon"),
+        "{out:#?}"
+    );
+    assert!(out.stderr.contains("refusing to start"), "{out:#?}");
+
+    // A client facing the squatted pipe gives up within a bounded time,
+    // exit 3, instead of waiting for an instance forever.
+    let started = Instant::now();
+    let mut client = sb.command("credcache");
+    client.env("CREDCACHE_NO_AUTOSTART", "1").args(["list"]);
+    let out: crate::harness::Out = client.output().unwrap().into();
+    assert_eq!(out.code, 3, "{out:#?}");
+    assert!(started.elapsed() < Duration::from_secs(60), "bounded");
+}
+
+/// The daemon the client starts holds none of the client's handles: a
+/// caller reading the client's stdout (`$(credcache get …)`, PowerShell,
+/// kubectl) sees end-of-file when the client exits, though the daemon
+/// runs on. (Wine hands a child its creator's stderr whatever the flags,
+/// so only stdout is judged.)
+#[test]
+fn the_started_daemon_inherits_no_handle_of_the_client() {
+    let sb = Sandbox::new();
+    sb.write_config("");
+    let mut child = sb
+        .command("credcache")
+        .args(["daemon", "start"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let text = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("stdout stayed open after the client exited: the daemon inherited it");
+    assert!(
+        sb.daemon_pid_alive().is_some(),
+        "the daemon runs on: {text}"
+    );
+    assert_eq!(sb.run(["daemon", "stop"]).code, 0);
+}
