@@ -309,6 +309,7 @@ mod tests {
 
     /// The quoting is checked against a real shell: what `sh` reads back is
     /// exactly the token.
+    #[cfg(unix)] // runs sh
     #[test]
     fn env_output_round_trips_through_sh() {
         let tricky = "a'b\"c$d`e\\f g\n!h";

@@ -182,6 +182,7 @@ mod tests {
         use crate::fetch_error::ErrorClass;
         use crate::providers::testing::{Harness, now};
 
+        #[cfg(unix)]
         fn provider(script: &str) -> CommandProvider {
             CommandProvider::new(CommandSettings {
                 command: vec!["sh".into(), "-c".into(), script.into()],
@@ -189,6 +190,7 @@ mod tests {
             })
         }
 
+        #[cfg(unix)] // `sh -c`
         #[tokio::test]
         async fn a_printed_token_lives_the_configured_lifetime() {
             let h = Harness::new();
@@ -197,6 +199,7 @@ mod tests {
             assert_eq!(f.expires_at, now() + Duration::hours(1));
         }
 
+        #[cfg(unix)] // `sh -c`
         #[tokio::test]
         async fn a_failure_says_the_status_and_the_first_stderr_line() {
             let h = Harness::new();
