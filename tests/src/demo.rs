@@ -195,7 +195,7 @@ impl Demo {
         let config_text = format!(
             r#"[credentials.gcp]
 kind = "google"
-key_file = "{key}"
+key_file = {key:?}
 
 [credentials.corp]
 kind = "azure"
@@ -229,7 +229,8 @@ user_id = "userId1718"
 lifetime = "8h"
 arm_endpoint = "{url}"
 "#,
-            key = key.display()
+            // Debug quoting: a TOML string, backslashes (Windows) escaped.
+            key = key.display().to_string()
         );
         home.try_write_config(&config_text)?;
         home.env("DEMO_SECRET", "demo-secret")
