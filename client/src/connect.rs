@@ -489,7 +489,7 @@ impl Endpoint {
         let refuse =
             |why: String| Error::Unreachable(format!("refusing the daemon on {socket}: {why}"));
         let pid = match stream.peer_creds().map(|c| c.pid()) {
-            Ok(Some(pid)) => u32::try_from(pid).unwrap_or(0),
+            Ok(Some(pid)) => pid,
             Ok(None) => {
                 return Err(refuse(
                     "the system does not say which process serves it".into(),

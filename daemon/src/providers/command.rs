@@ -180,7 +180,9 @@ mod tests {
     mod fetch {
         use super::*;
         use crate::fetch_error::ErrorClass;
-        use crate::providers::testing::{Harness, now};
+        use crate::providers::testing::Harness;
+        #[cfg(unix)]
+        use crate::providers::testing::now;
 
         #[cfg(unix)]
         fn provider(script: &str) -> CommandProvider {

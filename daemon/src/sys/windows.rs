@@ -177,7 +177,6 @@ pub fn check_peer(stream: &Stream) -> Result<(), String> {
             ));
         }
     };
-    let pid = u32::try_from(pid).unwrap_or(0);
     match win::process_user_sid(pid) {
         Ok(sid) if sid == mine => Ok(()),
         Ok(sid) => Err(format!(
