@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     completions, config, daemon, docker_credential, exec, forget, get, git_credential, kubeconfig,
-    list, man, refresh, status, watch,
+    list, man, refresh, sdk_env, status, watch,
 };
 use crate::exit::{self, Error};
 
@@ -36,6 +36,8 @@ pub enum Command {
     Get(get::Args),
     /// Run a command with tokens in its environment.
     Exec(exec::Args),
+    /// Print the variables that point cloud SDKs at the daemon.
+    SdkEnv(sdk_env::Args),
     /// List the configured credentials and their state.
     List(list::Args),
     /// Show the daemon's state and every credential's.

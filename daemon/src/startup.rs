@@ -281,6 +281,8 @@ async fn serve(
     reporter.ready(&paths.socket);
 
     tokio::spawn(engine.clone().run_scheduler());
+    // The SDK endpoints that were open before this start open again.
+    crate::sdk::Endpoints::start(engine.clone(), &paths.config_file).await;
 
     let mut hup = signal(SignalKind::hangup())
         .map_err(|e| StartError::Other(format!("cannot handle SIGHUP: {e}")))?;
