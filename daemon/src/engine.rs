@@ -759,6 +759,14 @@ impl Engine {
                 let slot = self.slot(&key);
                 let _flight = slot.fetch.lock().await;
                 slot.clear();
+                if key != *n {
+                    // A variant is listed only while it exists: gone.
+                    self.0
+                        .slots
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
+                }
                 let store = self.0.store.clone();
                 tokio::task::spawn_blocking(move || store.remove(&key))
                     .await

@@ -257,22 +257,26 @@ impl Endpoints {
             *self.secret.lock().unwrap_or_else(|p| p.into_inner()) = new;
             tracing::info!("SDK secret rotated");
         }
-        let mut seen = Vec::new();
-        let mut endpoints = Vec::new();
+        // Every name is checked before any endpoint opens.
+        let mut chosen: Vec<(Arc<Credential>, Protocol)> = Vec::new();
         for name in names {
             let cred = self.engine.credential(name)?;
             let protocol = Protocol::of(&cred)?;
-            if let Some(other) = seen.iter().find(|(_, p)| *p == protocol) {
-                let (other, _): &(String, Protocol) = other;
+            if let Some((other, _)) = chosen.iter().find(|(_, p)| *p == protocol) {
                 return Err(WireError::new(
                     ErrorKind::Config,
                     format!(
-                        "{other} and {name} are both {} credentials: an environment points the SDKs at one of each kind",
+                        "{} and {name} are both {} credentials: an environment points the SDKs at one of each kind",
+                        other.name,
                         protocol.kind()
                     ),
                 ));
             }
-            seen.push((name.clone(), protocol));
+            chosen.push((cred, protocol));
+        }
+        let mut endpoints = Vec::new();
+        for (cred, protocol) in chosen {
+            let name = &cred.name;
             let endpoint = self.open(name, protocol, self.state.port(name)).await?;
             let project = match protocol {
                 Protocol::Google => google::Identity::of(&cred).await.project,

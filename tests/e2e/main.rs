@@ -34,6 +34,7 @@ mod pacing;
 mod packaging;
 mod persistence;
 mod refresh;
+mod sdk;
 mod secrets;
 mod security;
 mod shells;
