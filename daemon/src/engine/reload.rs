@@ -122,7 +122,7 @@ impl Engine {
                     (Some(a), Some(b)) => a.fingerprint == b.fingerprint,
                     _ => false,
                 };
-                if !same && name == key {
+                if !same {
                     changed.push(name.to_owned());
                 }
                 same
@@ -165,6 +165,7 @@ impl Engine {
         }
         self.plan_prefetch();
         changed.sort();
+        changed.dedup();
         tracing::info!(dropped = ?changed, "config reloaded");
         for w in &self.loaded().warnings {
             tracing::warn!("{w}");
