@@ -67,7 +67,20 @@ impl Protocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer {
     pub uid: u32,
-    pub pid: Option<u32>,
+    /// Its socket's inode, to find its process by (for the log).
+    pub inode: u64,
+}
+
+impl Peer {
+    /// The process holding the peer's socket, if it is one we may see.
+    /// A walk of `/proc/*/fd`: only for a refusal's log line, never on
+    /// the path of a request that is served.
+    fn pid(self) -> Option<u32> {
+        #[cfg(target_os = "linux")]
+        return peer_linux::pid_of(self.inode);
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
 }
 
 /// Who is connecting from `peer` to our `local` address, where the

@@ -82,10 +82,10 @@ pub async fn run(listener: TcpListener, endpoints: Arc<Endpoints>, endpoint: Arc
             let Ok(local) = stream.local_addr() else {
                 return;
             };
-            let peer = tokio::task::spawn_blocking(move || super::peer_of(peer_addr, local))
-                .await
-                .ok()
-                .flatten();
+            // Read inline: procfs answers from kernel memory, never from a
+            // disk, and a hop to the blocking pool cost more than the read
+            // (a few wake-ups per connection, measured in BENCHMARKS.md).
+            let peer = super::peer_of(peer_addr, local);
             let service = service_fn(move |req| {
                 let endpoints = endpoints.clone();
                 let endpoint = endpoint.clone();
@@ -115,11 +115,18 @@ async fn handle(
     };
     if answer.refused() {
         endpoint.refused.fetch_add(1, Ordering::Relaxed);
+        let pid = match peer {
+            Some(p) => tokio::task::spawn_blocking(move || p.pid())
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
         tracing::warn!(
             credential = %endpoint.name,
             port = endpoint.port,
             peer_uid = ?peer.map(|p| p.uid),
-            peer_pid = ?peer.and_then(|p| p.pid),
+            peer_pid = ?pid,
             path = %req.uri().path(),
             status = answer.status.as_u16(),
             "SDK request refused: {}",
