@@ -749,7 +749,23 @@ impl Engine {
     /// Drops tokens from memory and disk: one credential, or all.
     pub async fn forget(&self, name: Option<&str>) -> Result<Vec<String>, WireError> {
         let loaded = self.loaded();
-        let names = self.targets(&loaded, name)?;
+        let mut names = self.targets(&loaded, name)?;
+        if name.is_none() {
+            // Credentials with only tokens for other scopes count too.
+            let owners: Vec<String> = self
+                .0
+                .variants
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned()
+                .collect();
+            for owner in owners {
+                if !names.contains(&owner) && !self.variant_keys(&owner).is_empty() {
+                    names.push(owner);
+                }
+            }
+        }
         for n in &names {
             // Its own token and every variant (other scopes, ID tokens).
             let mut keys = self.variant_keys(n);

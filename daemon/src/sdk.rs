@@ -98,6 +98,18 @@ fn peer_of(_peer: SocketAddr, _local: SocketAddr) -> Option<Peer> {
     None
 }
 
+/// The daemon's own uid, which a peer must have.
+#[cfg(unix)]
+fn our_uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// No uids here: no peer is ever known (`peer_of`), so this is never met.
+#[cfg(not(unix))]
+fn our_uid() -> u32 {
+    u32::MAX
+}
+
 /// Whether this platform can name the peer of a loopback connection.
 pub const PEER_CHECK: bool = cfg!(target_os = "linux");
 

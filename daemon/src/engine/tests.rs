@@ -641,4 +641,8 @@ async fn forget_drops_the_scoped_tokens_too() {
         .await
         .unwrap();
     assert_eq!(p.calls.load(Ordering::SeqCst), 3, "fetched anew");
+    // `forget --all` too, though corp itself has no token.
+    assert_eq!(engine.forget(None).await.unwrap(), ["corp"]);
+    assert!(corp(&engine).scoped.is_empty());
+    assert!(engine.0.store.load_all().is_empty());
 }

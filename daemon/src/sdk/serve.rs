@@ -134,6 +134,8 @@ async fn handle(
         );
     } else {
         endpoint.served.fetch_add(1, Ordering::Relaxed);
+        // An SDK at work keeps an `idle_timeout` daemon up, as a client does.
+        endpoints.engine.note_request();
     }
     respond(endpoint.protocol, answer)
 }
@@ -143,7 +145,7 @@ fn refusal(protocol: Protocol, peer: Option<Peer>, req: &Request<Incoming>) -> O
     let why = if req.headers().contains_key("x-forwarded-for") {
         "a request with X-Forwarded-For is refused"
     } else {
-        let ours = rustix::process::getuid().as_raw();
+        let ours = super::our_uid();
         match peer {
             Some(p) if p.uid == ours => return None,
             Some(_) => "the connecting process belongs to another user",
