@@ -675,3 +675,38 @@ fn the_port_survives_a_restart_and_a_running_sdk_process_keeps_working() {
     let after = sdk_env(&sb, "corp,gcp");
     assert_eq!(after, before, "same ports, same secret");
 }
+
+#[test]
+fn an_identity_that_cannot_make_id_tokens_gets_a_clear_404() {
+    let emu = Emulator::start();
+    let sb = Sandbox::new();
+    let file = sb.dir.path().join("user.json");
+    emu.write_authorized_user(&file);
+    sb.write_config(&format!(
+        "[credentials.me]\nkind = \"google\"\nkey_file = {:?}\n",
+        file.display().to_string()
+    ));
+    let vars = sdk_env(&sb, "me");
+    assert!(vars.get("GOOGLE_CLOUD_PROJECT").is_none(), "{vars}");
+    let port = port_of(&vars, "GCE_METADATA_HOST");
+    let id = http_get(
+        port,
+        &format!(
+            "/computeMetadata/v1/instance/service-accounts/default/identity?audience={AUDIENCE}"
+        ),
+        &[FLAVOR],
+    );
+    assert_eq!(id.status, 404, "{id:?}");
+    assert!(id.body.contains("me cannot make ID tokens"), "{id:?}");
+    assert_eq!(id.header("metadata-flavor"), Some("Google"));
+    // Its access token is served all the same, and its email is `default`.
+    assert_eq!(http_get(port, TOKEN_PATH, &[FLAVOR]).status, 200);
+    let email = http_get(
+        port,
+        "/computeMetadata/v1/instance/service-accounts/default/email",
+        &[FLAVOR],
+    );
+    assert_eq!(email.body, "default");
+    let project = http_get(port, "/computeMetadata/v1/project/project-id", &[FLAVOR]);
+    assert_eq!(project.status, 404);
+}
