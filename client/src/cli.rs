@@ -233,6 +233,36 @@ mod tests {
     }
 
     #[test]
+    fn sdk_env_and_exec_sdk_parse() {
+        let Command::SdkEnv(args) =
+            parse(&["sdk-env", "corp,gcp", "--shell", "dotenv", "--rotate"])
+                .unwrap()
+                .command
+        else {
+            panic!("not sdk-env")
+        };
+        assert_eq!(args.names, ["corp", "gcp"]);
+        assert_eq!(args.shell, sdk_env::Shell::Dotenv);
+        assert!(args.rotate);
+        let Command::SdkEnv(args) = parse(&["sdk-env", "corp"]).unwrap().command else {
+            panic!("not sdk-env")
+        };
+        assert_eq!(args.shell, sdk_env::Shell::Sh);
+        assert!(!args.rotate);
+        usage_error(&["sdk-env"]);
+        usage_error(&["sdk-env", "corp", "--shell", "tcsh"]);
+        let Command::Exec(args) = parse(&["exec", "--sdk", "corp", "--", "python", "app.py"])
+            .unwrap()
+            .command
+        else {
+            panic!("not exec")
+        };
+        assert!(args.sdk);
+        assert_eq!(args.names, ["corp"]);
+        assert_eq!(args.command, ["python", "app.py"]);
+    }
+
+    #[test]
     fn daemon_config_and_completions_subcommands() {
         for sub in ["start", "stop", "restart", "reload", "status", "run"] {
             assert!(matches!(
