@@ -430,6 +430,21 @@ impl Engine {
             let loaded = self.loaded();
             self.entry(&loaded, name).and_then(|e| want(&e.cred))
         };
+        let found = found.and_then(|want| {
+            let Some(w) = &want else { return Ok(want) };
+            let key = variant::key(name, Some(w));
+            let known = self.0.slots.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&key);
+            if !known && self.variant_keys(name).len() >= variant::MAX_VARIANTS {
+                return Err(WireError::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{name} already holds tokens for {} other scopes or audiences; `credcache forget {name}` drops them",
+                        variant::MAX_VARIANTS
+                    ),
+                ));
+            }
+            Ok(want)
+        });
         let result = match found {
             Ok(want) => {
                 self.get_in_force(name, want.as_ref(), min_valid, refresh)

@@ -646,3 +646,31 @@ async fn forget_drops_the_scoped_tokens_too() {
     assert!(corp(&engine).scoped.is_empty());
     assert!(engine.0.store.load_all().is_empty());
 }
+
+#[tokio::test]
+async fn a_credential_holds_a_bounded_number_of_scoped_tokens() {
+    let answers = vec![Ok(3600); variant::MAX_VARIANTS];
+    let (engine, p, _clock, _tmp) = engine_for(AZURE, answers);
+    p.gate.add_permits(variant::MAX_VARIANTS);
+    for i in 0..variant::MAX_VARIANTS {
+        engine
+            .get_scoped("corp", &scopes(&[&format!("r{i}/.default")]), None, false)
+            .await
+            .unwrap();
+    }
+    let e = engine
+        .get_scoped("corp", &scopes(&["one-more/.default"]), None, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config);
+    assert!(e.message.contains("credcache forget corp"), "{}", e.message);
+    // One already held is still served.
+    engine
+        .get_scoped("corp", &scopes(&["r0/.default"]), None, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.calls.load(Ordering::SeqCst) as usize,
+        variant::MAX_VARIANTS
+    );
+}

@@ -21,6 +21,10 @@ pub use crate::providers::Want;
 const MAX_SCOPE_LEN: usize = 2048;
 /// The most scopes one request may name.
 const MAX_SCOPES: usize = 32;
+/// The most tokens one credential may hold for other scopes and
+/// audiences at once: a program asking for ever new resources costs an
+/// upstream call each, and memory, so past this it is told to `forget`.
+pub const MAX_VARIANTS: usize = 64;
 
 /// The slot key of `name`'s token for `want` (`None`: the configured one).
 pub fn key(name: &str, want: Option<&Want>) -> String {
