@@ -35,6 +35,7 @@ mod packaging;
 mod persistence;
 mod refresh;
 mod sdk;
+mod sdk_clients;
 mod secrets;
 mod security;
 mod shells;

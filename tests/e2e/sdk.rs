@@ -1,15 +1,12 @@
-//! Cloud SDKs through the daemon (docs/cloud-sdks.md): `get --scope`, the
-//! SDK endpoints as raw HTTP sees them (answers, content types, every
-//! refusal), and the real SDKs (Python azure-identity and google-auth,
-//! Node @azure/identity and google-auth-library, from `tests/sdk/`, set up
-//! by `.ci/sdk-setup`) run under `credcache exec --sdk` against the
-//! emulator. Without the SDKs installed these skip with a message, except
-//! under CI, where they fail.
+//! Cloud SDKs through the daemon (docs/cloud-sdks.md): `get --scope`, and
+//! the SDK endpoints as raw HTTP sees them (answers, content types, every
+//! refusal, another uid through `setpriv`). The real SDKs are
+//! `sdk_clients.rs`; the fixtures both use are here.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use credcache_tests::emulator::{Emulator, Endpoint};
 use serde_json::Value;
@@ -17,14 +14,14 @@ use serde_json::Value;
 use crate::azure::{CLIENT, TENANT};
 use crate::harness::Sandbox;
 
-const VAULT: &str = "https://vault.azure.net";
-const STORAGE: &str = "https://storage.azure.com";
+pub const VAULT: &str = "https://vault.azure.net";
+pub const STORAGE: &str = "https://storage.azure.com";
 const BIGQUERY: &str = "https://www.googleapis.com/auth/bigquery";
-const AUDIENCE: &str = "https://api-abc123-uc.a.run.app";
+pub const AUDIENCE: &str = "https://api-abc123-uc.a.run.app";
 
 /// A sandbox with `corp` (azure, client secret) and `gcp` (google, a
 /// service-account key of project `emu-project`).
-fn sdk_sandbox(emu: &Emulator) -> Sandbox {
+pub fn sdk_sandbox(emu: &Emulator) -> Sandbox {
     emu.register_client(TENANT, CLIENT, "the-right-secret");
     let mut sb = Sandbox::new();
     sb.env("CORP_SECRET", "the-right-secret");
@@ -41,17 +38,17 @@ fn sdk_sandbox(emu: &Emulator) -> Sandbox {
 }
 
 /// `credcache ARGS`' token, which must succeed.
-fn get(sb: &Sandbox, args: &[&str]) -> String {
+pub fn get(sb: &Sandbox, args: &[&str]) -> String {
     sb.run(args).ok().trim_end().to_owned()
 }
 
 /// The variables `sdk-env NAMES --shell json` prints.
-fn sdk_env(sb: &Sandbox, names: &str) -> Value {
+pub fn sdk_env(sb: &Sandbox, names: &str) -> Value {
     let out = sb.run(["sdk-env", names, "--shell", "json"]);
     serde_json::from_str(out.ok()).unwrap()
 }
 
-fn port_of(vars: &Value, var: &str) -> u16 {
+pub fn port_of(vars: &Value, var: &str) -> u16 {
     let v = vars[var].as_str().unwrap();
     let host = v.trim_start_matches("http://");
     let port = host.split(['/', ':']).nth(1).unwrap();
@@ -108,7 +105,7 @@ fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> Answer {
 }
 
 const FLAVOR: (&str, &str) = ("Metadata-Flavor", "Google");
-const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+pub const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 
 // ---- get --scope ----
 
@@ -489,193 +486,6 @@ fn another_users_process_is_refused_by_both_endpoints() {
     );
 }
 
-// ---- the real SDKs ----
-
-/// `tests/sdk/`: the scripts, the venv and node_modules.
-fn sdk_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sdk")
-}
-
-/// Skips (a message, `None`) without CI; fails under CI.
-fn missing<T>(what: &str) -> Option<T> {
-    if std::env::var_os("CI").is_some() {
-        panic!("{what} is missing: CI must run .ci/sdk-setup first");
-    }
-    eprintln!("skipped: {what} is missing (run .ci/sdk-setup)");
-    None
-}
-
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join(name))
-            .find(|p| p.is_file())
-    });
-    found.or_else(|| missing(name))
-}
-
-fn python() -> Option<PathBuf> {
-    let p = sdk_dir().join(".venv/bin/python");
-    if p.exists() {
-        Some(p)
-    } else {
-        missing("tests/sdk/.venv")
-    }
-}
-
-fn node() -> Option<PathBuf> {
-    if !sdk_dir().join("node_modules/@azure/identity").exists() {
-        return missing("tests/sdk/node_modules");
-    }
-    tool("node")
-}
-
-/// Runs `program args` under `credcache exec --sdk names`; its JSON.
-fn run_sdk(sb: &Sandbox, names: &str, program: &PathBuf, args: &[&str]) -> Value {
-    let out = sb
-        .command("credcache")
-        .args(["exec", "--sdk", names, "--"])
-        .arg(program)
-        .args(args)
-        .current_dir(sdk_dir())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{program:?} {args:?}: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
-
-/// Asserts the Azure tokens of two SDK processes: the emulator's, for the
-/// scope asked, and one Entra call per scope in all.
-#[track_caller]
-fn assert_azure(emu: &Emulator, first: &Value, second: &Value) {
-    for resource in [VAULT, STORAGE] {
-        let scope = format!("{resource}/.default");
-        let mi = first[format!("mi {resource}")].as_str().unwrap();
-        assert_eq!(
-            emu.token_info(mi).unwrap().scope.as_deref(),
-            Some(&*scope),
-            "{first}"
-        );
-        for out in [first, second] {
-            assert_eq!(out[format!("mi {resource}")], mi, "{out}");
-            assert_eq!(out[format!("dac {resource}")], mi, "{out}");
-        }
-        let calls = emu
-            .calls_to(Endpoint::EntraToken)
-            .into_iter()
-            .filter(|c| c.scope.as_deref() == Some(&*scope))
-            .count();
-        assert_eq!(calls, 1, "one upstream call for {scope}");
-    }
-}
-
-#[test]
-fn python_azure_identity_two_resources_one_call_each_across_two_processes() {
-    let Some(python) = python() else { return };
-    let emu = Emulator::start();
-    let sb = sdk_sandbox(&emu);
-    let script = "azure_tokens.py";
-    let first = run_sdk(&sb, "corp", &python, &[script, VAULT, STORAGE]);
-    let second = run_sdk(&sb, "corp", &python, &[script, VAULT, STORAGE]);
-    assert_azure(&emu, &first, &second);
-    // And `exec`'s own: corp's token in CREDCACHE_CORP_TOKEN.
-    assert_eq!(emu.calls(Endpoint::EntraToken), 3);
-}
-
-#[test]
-fn python_google_auth_default_refresh_project_and_id_token() {
-    let Some(python) = python() else { return };
-    let emu = Emulator::start();
-    let sb = sdk_sandbox(&emu);
-    let out = run_sdk(&sb, "gcp", &python, &["google_tokens.py", AUDIENCE]);
-    let token = out["token"].as_str().unwrap();
-    assert!(emu.token_info(token).is_some(), "{out}");
-    assert_eq!(
-        out["again"], token,
-        "the second refresh is the cached token"
-    );
-    assert_eq!(out["project"], "emu-project");
-    assert!(
-        out["email"]
-            .as_str()
-            .unwrap()
-            .ends_with("iam.gserviceaccount.com")
-    );
-    let id = out["id_token"].as_str().unwrap();
-    assert_eq!(id.split('.').count(), 3, "{out}");
-    assert_eq!(
-        emu.calls(Endpoint::GoogleToken),
-        2,
-        "the access token and the ID token"
-    );
-    // A second process is served from the daemon's cache.
-    let again = run_sdk(&sb, "gcp", &python, &["google_tokens.py", AUDIENCE]);
-    assert_eq!(again["token"], token);
-    assert_eq!(again["id_token"], id);
-    assert_eq!(emu.calls(Endpoint::GoogleToken), 2);
-}
-
-#[test]
-fn node_sdks_get_the_same_tokens_from_the_daemon() {
-    let Some(node) = node() else { return };
-    let emu = Emulator::start();
-    let sb = sdk_sandbox(&emu);
-    let args = ["node_tokens.mjs", AUDIENCE, VAULT, STORAGE];
-    let first = run_sdk(&sb, "corp,gcp", &node, &args);
-    let second = run_sdk(&sb, "corp,gcp", &node, &args);
-    assert_azure(&emu, &first, &second);
-    let token = first["token"].as_str().unwrap();
-    assert!(emu.token_info(token).is_some(), "{first}");
-    assert_eq!(second["token"], token);
-    assert_eq!(first["project"], "emu-project");
-    assert_eq!(first["id_token"].as_str().unwrap().split('.').count(), 3);
-    assert_eq!(second["id_token"], first["id_token"]);
-    assert_eq!(emu.calls(Endpoint::GoogleToken), 2);
-}
-
-#[test]
-fn the_port_survives_a_restart_and_a_running_sdk_process_keeps_working() {
-    let Some(python) = python() else { return };
-    let emu = Emulator::start();
-    let sb = sdk_sandbox(&emu);
-    let before = sdk_env(&sb, "corp,gcp");
-    let mut child = sb
-        .command("credcache")
-        .args(["exec", "--sdk", "corp", "--"])
-        .arg(&python)
-        .args(["restart.py", VAULT, STORAGE])
-        .current_dir(sdk_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    assert_eq!(
-        emu.token_info(&first).unwrap().scope.as_deref(),
-        Some("https://vault.azure.net/.default")
-    );
-    assert_eq!(sb.run(["daemon", "restart"]).code, 0);
-    // The restarted daemon listens again before anyone asks: the running
-    // process (whose variables came from the first daemon) goes on.
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"go\n").unwrap();
-    drop(stdin);
-    let second = lines.next().unwrap().unwrap();
-    assert_eq!(
-        emu.token_info(&second).unwrap().scope.as_deref(),
-        Some("https://storage.azure.com/.default")
-    );
-    assert!(child.wait().unwrap().success());
-    let after = sdk_env(&sb, "corp,gcp");
-    assert_eq!(after, before, "same ports, same secret");
-}
-
 #[test]
 fn an_identity_that_cannot_make_id_tokens_gets_a_clear_404() {
     let emu = Emulator::start();
@@ -709,4 +519,27 @@ fn an_identity_that_cannot_make_id_tokens_gets_a_clear_404() {
     assert_eq!(email.body, "default");
     let project = http_get(port, "/computeMetadata/v1/project/project-id", &[FLAVOR]);
     assert_eq!(project.status, 404);
+}
+
+/// `tests/sdk/`: the scripts, the venv and node_modules.
+pub fn sdk_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sdk")
+}
+
+/// Skips (a message, `None`) without CI; fails under CI.
+pub fn missing<T>(what: &str) -> Option<T> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is missing: CI must run .ci/sdk-setup first");
+    }
+    eprintln!("skipped: {what} is missing (run .ci/sdk-setup)");
+    None
+}
+
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    found.or_else(|| missing(name))
 }
