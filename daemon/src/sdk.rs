@@ -79,7 +79,10 @@ impl Peer {
         #[cfg(target_os = "linux")]
         return peer_linux::pid_of(self.inode);
         #[cfg(not(target_os = "linux"))]
-        None
+        {
+            let _ = self.inode;
+            None
+        }
     }
 }
 
