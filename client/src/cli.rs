@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     completions, config, daemon, docker_credential, exec, forget, get, git_credential, kubeconfig,
-    list, man, refresh, status, watch,
+    list, man, refresh, sdk_env, status, watch,
 };
 use crate::exit::{self, Error};
 
@@ -36,6 +36,8 @@ pub enum Command {
     Get(get::Args),
     /// Run a command with tokens in its environment.
     Exec(exec::Args),
+    /// Print the variables that point cloud SDKs at the daemon.
+    SdkEnv(sdk_env::Args),
     /// List the configured credentials and their state.
     List(list::Args),
     /// Show the daemon's state and every credential's.
@@ -228,6 +230,36 @@ mod tests {
         usage_error(&["exec", "gcp"]);
         usage_error(&["exec", "gcp", "--"]);
         usage_error(&["exec", "gcp", "corp", "--", "env"]);
+    }
+
+    #[test]
+    fn sdk_env_and_exec_sdk_parse() {
+        let Command::SdkEnv(args) =
+            parse(&["sdk-env", "corp,gcp", "--shell", "dotenv", "--rotate"])
+                .unwrap()
+                .command
+        else {
+            panic!("not sdk-env")
+        };
+        assert_eq!(args.names, ["corp", "gcp"]);
+        assert_eq!(args.shell, sdk_env::Shell::Dotenv);
+        assert!(args.rotate);
+        let Command::SdkEnv(args) = parse(&["sdk-env", "corp"]).unwrap().command else {
+            panic!("not sdk-env")
+        };
+        assert_eq!(args.shell, sdk_env::Shell::Sh);
+        assert!(!args.rotate);
+        usage_error(&["sdk-env"]);
+        usage_error(&["sdk-env", "corp", "--shell", "tcsh"]);
+        let Command::Exec(args) = parse(&["exec", "--sdk", "corp", "--", "python", "app.py"])
+            .unwrap()
+            .command
+        else {
+            panic!("not exec")
+        };
+        assert!(args.sdk);
+        assert_eq!(args.names, ["corp"]);
+        assert_eq!(args.command, ["python", "app.py"]);
     }
 
     #[test]

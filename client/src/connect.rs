@@ -328,6 +328,7 @@ pub fn unexpected(response: &Response) -> Error {
         Response::Status(_) => "Status",
         Response::Done { .. } => "Done",
         Response::Error(_) => "Error",
+        Response::SdkEnv(_) => "SdkEnv",
     };
     Error::Other(format!(
         "unexpected answer from the daemon: {what}; run `credcache daemon restart`"
@@ -759,6 +760,7 @@ mod tests {
             name: long,
             min_valid_secs: None,
             refresh: false,
+            scopes: Vec::new(),
         })
         .unwrap_err();
         assert_eq!(err.exit_code(), crate::exit::USAGE);

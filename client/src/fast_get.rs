@@ -64,6 +64,7 @@ enum Flag {
     Json,
     MinValid,
     Refresh,
+    Scope,
 }
 
 impl Flag {
@@ -74,18 +75,22 @@ impl Flag {
             "json" => Self::Json,
             "min-valid" => Self::MinValid,
             "refresh" => Self::Refresh,
+            "scope" => Self::Scope,
             _ => return None,
         })
     }
 
     fn takes_value(self) -> bool {
-        matches!(self, Self::Config | Self::Format | Self::MinValid)
+        matches!(
+            self,
+            Self::Config | Self::Format | Self::MinValid | Self::Scope
+        )
     }
 }
 
 /// Recognises `credcache [--config P] get NAME [--format F | --json]
-/// [--min-valid D] [--refresh] [--config P] [--] ...` in any order, each
-/// flag at most once, `--flag VALUE` or `--flag=VALUE`. `None` for
+/// [--min-valid D] [--refresh] [--scope S]... [--config P] [--] ...` in
+/// any order, each flag but `--scope` at most once, `--flag VALUE` or `--flag=VALUE`. `None` for
 /// anything else, including everything clap would refuse.
 pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Option<Invocation> {
     let mut argv = argv.into_iter();
@@ -102,6 +107,7 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Option<Invocation> {
     let mut json = false;
     let mut min_valid = None;
     let mut refresh = false;
+    let mut scopes = Vec::new();
     let mut seen: Vec<Flag> = Vec::new();
 
     while let Some(arg) = argv.next() {
@@ -133,7 +139,8 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Option<Invocation> {
         }
         let long = arg.strip_prefix("--")?;
         let flag = Flag::from_long(long.split_once('=').map_or(long, |(n, _)| n))?;
-        if seen.contains(&flag) {
+        // `--scope` may repeat; every other flag is refused twice by clap.
+        if seen.contains(&flag) && flag != Flag::Scope {
             return None;
         }
         seen.push(flag);
@@ -151,6 +158,7 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Option<Invocation> {
             }
             Flag::Config => config = Some(PathBuf::from(flag_value(&arg, flag, &mut argv)?)),
             Flag::Format => format = Some(parse_format(&flag_value(&arg, flag, &mut argv)?)?),
+            Flag::Scope => scopes.push(flag_value(&arg, flag, &mut argv)?),
             Flag::MinValid => {
                 min_valid = Some(get::parse_duration(&flag_value(&arg, flag, &mut argv)?).ok()?);
             }
@@ -168,6 +176,7 @@ pub fn parse(argv: impl IntoIterator<Item = OsString>) -> Option<Invocation> {
             json,
             min_valid,
             refresh,
+            scopes,
         },
     })
 }

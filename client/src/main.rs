@@ -83,6 +83,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
     match cli.command {
         Command::Get(args) => commands::get::run(&endpoint()?, &args).map(|()| exit::OK),
         Command::Exec(args) => commands::exec::run(&endpoint()?, args),
+        Command::SdkEnv(args) => commands::sdk_env::run(&endpoint()?, &args).map(|()| exit::OK),
         Command::List(args) => commands::list::run(&endpoint()?, &args).map(|()| exit::OK),
         Command::Status(args) => commands::status::run(&endpoint()?, &args).map(|()| exit::OK),
         Command::Refresh(args) => commands::refresh::run(&endpoint()?, &args).map(|()| exit::OK),

@@ -13,18 +13,19 @@ mod report;
 mod scheduler;
 mod slot;
 mod sources;
+pub mod variant;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
 use credcache_shared::config::{Config, Credential};
-use credcache_shared::protocol::{ErrorKind, TokenReply, WireError};
+use credcache_shared::protocol::{ErrorKind, SdkEndpointStatus, SdkEnv, TokenReply, WireError};
 use tokio::sync::{broadcast, watch};
 
 pub use loaded::{Entry, Loaded, ProviderFactory};
@@ -32,7 +33,7 @@ pub use slot::{CachedToken, Slot};
 
 use crate::clock::Clock;
 use crate::providers::{
-    AuthToken, BoxFuture, Dependencies, ErrorClass, FetchContext, FetchError, Provider,
+    AuthToken, BoxFuture, Dependencies, ErrorClass, FetchContext, FetchError, Provider, Want,
 };
 use crate::schedule::{self, Policy};
 use crate::store::{Record, Store};
@@ -67,7 +68,13 @@ struct Inner {
     loaded: RwLock<Arc<Loaded>>,
     /// Makes each credential's provider, at start and on every reload.
     providers: Box<ProviderFactory>,
+    /// Keyed by credential name, or by `variant::key` for a token of other
+    /// scopes or an ID token (`engine/variant.rs`).
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// The variant keys of each credential that has any, for `list`,
+    /// `status` and `forget` (a key may outlive its slot; the slot map
+    /// decides).
+    variants: Mutex<HashMap<String, BTreeSet<String>>>,
     /// The tokens of sources no credential names, by source key
     /// (`sources.rs`).
     sources: Mutex<HashMap<String, Arc<Slot>>>,
@@ -82,6 +89,22 @@ struct Inner {
     wake: tokio::sync::Notify,
     /// Names of credentials that just got a new token (for `watch`).
     changes: broadcast::Sender<String>,
+    /// The SDK endpoints (`crate::sdk`), set once at start.
+    sdk: OnceLock<Arc<dyn SdkHost>>,
+}
+
+/// What the engine asks of the SDK endpoints (`crate::sdk`, which sits
+/// above the engine and is handed to it at start): the `sdk-env` request
+/// and their part of `status`.
+pub trait SdkHost: Send + Sync {
+    /// Opens the endpoints of `names` (if need be) and says where they are.
+    fn env<'a>(
+        &'a self,
+        names: &'a [String],
+        rotate: bool,
+    ) -> BoxFuture<'a, Result<SdkEnv, WireError>>;
+    /// Each endpoint's port and counters.
+    fn status(&self) -> Vec<SdkEndpointStatus>;
 }
 
 impl Engine {
@@ -98,10 +121,12 @@ impl Engine {
         let loaded = Loaded::new(config, &locations.config_file)?;
         let now = clock.now();
         let mut slots = HashMap::new();
+        let mut variants: HashMap<String, BTreeSet<String>> = HashMap::new();
         for stored in store.load_all() {
+            let name = variant::name_of(&stored.name);
             let current = loaded
                 .entries
-                .get(&stored.name)
+                .get(name)
                 .is_some_and(|e| e.fingerprint == stored.fingerprint);
             if !current || stored.record.expires_at <= now {
                 continue;
@@ -113,7 +138,7 @@ impl Engine {
                 quota_project: stored.record.quota_project,
             };
             // Found at start-up: kept warm as if just asked for.
-            let policy = policy_for(&loaded, &stored.name);
+            let policy = policy_for(&loaded, name);
             let slot = Slot::with_token(token.clone());
             {
                 let mut s = slot.lock();
@@ -124,13 +149,19 @@ impl Engine {
                 s.due_unpaced = due;
                 s.next_refresh = due.map(|d| schedule::paced(d, token.fetched_at));
             }
+            if name != stored.name {
+                variants
+                    .entry(name.to_owned())
+                    .or_default()
+                    .insert(stored.name.clone());
+            }
             slots.insert(stored.name, Arc::new(slot));
         }
-        let keep = |name: &str, fp: &str| {
-            slots.contains_key(name)
+        let keep = |key: &str, fp: &str| {
+            slots.contains_key(key)
                 && loaded
                     .entries
-                    .get(name)
+                    .get(variant::name_of(key))
                     .is_some_and(|e| e.fingerprint == fp)
         };
         if let Err(e) = store.retain(keep) {
@@ -156,6 +187,7 @@ impl Engine {
             loaded: RwLock::new(Arc::new(loaded)),
             providers: Box::new(providers),
             slots: Mutex::new(slots),
+            variants: Mutex::new(variants),
             sources: Mutex::new(HashMap::new()),
             watch: Mutex::new(reload::Watch {
                 last_check: SystemTime::now(),
@@ -168,6 +200,7 @@ impl Engine {
             startup_warnings: Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
             changes: broadcast::channel(64).0,
+            sdk: OnceLock::new(),
         })))
     }
 
@@ -179,10 +212,35 @@ impl Engine {
             .clone()
     }
 
-    /// The slot of `name`, created empty if need be.
-    fn slot(&self, name: &str) -> Arc<Slot> {
+    /// The slot of `key` (a credential name or a `variant::key`), created
+    /// empty if need be.
+    fn slot(&self, key: &str) -> Arc<Slot> {
         let mut slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(name.to_owned()).or_default().clone()
+        if let Some(slot) = slots.get(key) {
+            return slot.clone();
+        }
+        let name = variant::name_of(key);
+        if name != key {
+            self.0
+                .variants
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(name.to_owned())
+                .or_default()
+                .insert(key.to_owned());
+        }
+        slots.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// The variant keys of `name` that have a slot now.
+    fn variant_keys(&self, name: &str) -> Vec<String> {
+        let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut variants = self.0.variants.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(keys) = variants.get_mut(name) else {
+            return Vec::new();
+        };
+        keys.retain(|k| slots.contains_key(k));
+        keys.iter().cloned().collect()
     }
 
     fn current_slot(&self, name: &str, slot: &Arc<Slot>) -> bool {
@@ -218,6 +276,34 @@ impl Engine {
             env_var: entry.cred.env_var.clone(),
             warning: None,
         })
+    }
+
+    /// Hands the engine the SDK endpoints (once, at start).
+    pub fn set_sdk(&self, sdk: Arc<dyn SdkHost>) {
+        let _ = self.0.sdk.set(sdk);
+    }
+
+    /// The `sdk-env` request.
+    pub async fn sdk_env(&self, names: &[String], rotate: bool) -> Result<SdkEnv, WireError> {
+        self.maybe_reload();
+        match self.0.sdk.get() {
+            Some(sdk) => sdk.env(names, rotate).await,
+            None => Err(WireError::new(
+                ErrorKind::Internal,
+                "this daemon serves no SDK endpoints",
+            )),
+        }
+    }
+
+    /// The SDK endpoints' part of `status`.
+    pub fn sdk_status(&self) -> Vec<SdkEndpointStatus> {
+        self.0.sdk.get().map(|s| s.status()).unwrap_or_default()
+    }
+
+    /// The settings of credential `name` in force, or the error `get` gives.
+    pub fn credential(&self, name: &str) -> Result<Arc<Credential>, WireError> {
+        let loaded = self.loaded();
+        self.entry(&loaded, name).map(|e| e.cred.clone())
     }
 
     /// Adds warnings for `status` (and logs them).
@@ -296,40 +382,108 @@ impl Engine {
         min_valid: Option<Duration>,
         refresh: bool,
     ) -> Result<TokenReply, WireError> {
+        self.get_scoped(name, &[], min_valid, refresh).await
+    }
+
+    /// [`get`](Self::get) for `scopes` instead of the credential's
+    /// configured ones (`get --scope`; none: its own token). A `google` or
+    /// `azure` credential only; each set of scopes is cached apart, with
+    /// everything a credential's own token has.
+    pub async fn get_scoped(
+        &self,
+        name: &str,
+        scopes: &[String],
+        min_valid: Option<Duration>,
+        refresh: bool,
+    ) -> Result<TokenReply, WireError> {
         self.maybe_reload();
-        self.get_in_force(name, min_valid, refresh)
-            .await
-            .map_err(|mut e| {
-                if let Some(warning) = self.config_warning() {
-                    e.message = format!("{} (and {warning})", e.message);
-                }
-                e
-            })
+        self.get_want(
+            name,
+            |cred| variant::scopes_for(cred, scopes),
+            min_valid,
+            refresh,
+        )
+        .await
+    }
+
+    /// A Google ID token of credential `name` for `audience` (the SDK
+    /// endpoint's `identity`), cached like any token.
+    pub async fn id_token(&self, name: &str, audience: &str) -> Result<TokenReply, WireError> {
+        self.maybe_reload();
+        self.get_want(
+            name,
+            |cred| variant::audience_for(cred, audience).map(Some),
+            None,
+            false,
+        )
+        .await
+    }
+
+    async fn get_want(
+        &self,
+        name: &str,
+        want: impl FnOnce(&Credential) -> Result<Option<Want>, WireError>,
+        min_valid: Option<Duration>,
+        refresh: bool,
+    ) -> Result<TokenReply, WireError> {
+        let found = {
+            let loaded = self.loaded();
+            self.entry(&loaded, name).and_then(|e| want(&e.cred))
+        };
+        let found = found.and_then(|want| {
+            let Some(w) = &want else { return Ok(want) };
+            let key = variant::key(name, Some(w));
+            let known = self.0.slots.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&key);
+            if !known && self.variant_keys(name).len() >= variant::MAX_VARIANTS {
+                return Err(WireError::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{name} already holds tokens for {} other scopes or audiences; `credcache forget {name}` drops them",
+                        variant::MAX_VARIANTS
+                    ),
+                ));
+            }
+            Ok(want)
+        });
+        let result = match found {
+            Ok(want) => {
+                self.get_in_force(name, want.as_ref(), min_valid, refresh)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        result.map_err(|mut e| {
+            if let Some(warning) = self.config_warning() {
+                e.message = format!("{} (and {warning})", e.message);
+            }
+            e
+        })
     }
 
     async fn get_in_force(
         &self,
         name: &str,
+        want: Option<&Want>,
         asked: Option<Duration>,
         refresh: bool,
     ) -> Result<TokenReply, WireError> {
         let loaded = self.loaded();
         let entry = self.entry(&loaded, name)?;
         let min_valid = asked.unwrap_or_else(|| loaded.config.min_valid(&entry.cred));
-        self.note_asked(name);
+        self.note_asked(&variant::key(name, want));
         let asked_at = self.0.clock.now();
         let mut token = self
-            .token(&loaded, entry, min_valid, refresh)
+            .token(&loaded, entry, want, min_valid, refresh)
             .await
             .map_err(|e| wire_fetch_error(&e))?;
-        if let Some(want) = asked {
+        if let Some(asked) = asked {
             let short =
-                |t: &CachedToken| t.expires_at - self.0.clock.now() < schedule::to_chrono(want);
+                |t: &CachedToken| t.expires_at - self.0.clock.now() < schedule::to_chrono(asked);
             // A cached token that is too close to expiry, of a credential
             // whose tokens live long enough: a new one can meet it.
-            if short(&token) && token.fetched_at < asked_at && token.lifetime() >= want {
+            if short(&token) && token.fetched_at < asked_at && token.lifetime() >= asked {
                 token = self
-                    .token(&loaded, entry, min_valid, true)
+                    .token(&loaded, entry, want, min_valid, true)
                     .await
                     .map_err(|e| wire_fetch_error(&e))?;
             }
@@ -339,7 +493,7 @@ impl Engine {
                     format!(
                         "tokens of {name} live {}; --min-valid {} cannot be met",
                         humanize(rounded(token.lifetime())),
-                        humanize(want)
+                        humanize(asked)
                     ),
                 ));
             }
@@ -375,7 +529,7 @@ impl Engine {
             let min_valid = loaded.config.min_valid(&entry.cred);
             self.note_asked(name);
             let token = self
-                .token(&loaded, entry, min_valid, false)
+                .token(&loaded, entry, None, min_valid, false)
                 .await
                 .map_err(|e| e.context(format!("getting {name}")))?;
             Ok(AuthToken {
@@ -409,15 +563,18 @@ impl Engine {
         }
     }
 
+    /// The token of `entry` (or its variant `want`), single-flight.
     async fn token(
         &self,
         loaded: &Loaded,
         entry: &Entry,
+        want: Option<&Want>,
         min_valid: Duration,
         force: bool,
     ) -> Result<CachedToken, FetchError> {
         let name = entry.cred.name.as_str();
-        let slot = self.slot(name);
+        let key = variant::key(name, want);
+        let slot = self.slot(&key);
         if !force && let Some(t) = slot.valid_token(self.0.clock.now(), min_valid) {
             tracing::debug!(credential = name, "answered from the cache");
             if slot.demand(self.0.clock.now()) {
@@ -450,7 +607,7 @@ impl Engine {
         if !force && let Some(e) = slot.kept_error() {
             return Err(e);
         }
-        self.fetch(loaded, entry, &slot).await
+        self.fetch(loaded, entry, want, &key, &slot).await
     }
 
     /// One upstream fetch, with the fetch lock held by the caller.
@@ -458,6 +615,8 @@ impl Engine {
         &self,
         loaded: &Loaded,
         entry: &Entry,
+        want: Option<&Want>,
+        key: &str,
         slot: &Arc<Slot>,
     ) -> Result<CachedToken, FetchError> {
         let name = entry.cred.name.as_str();
@@ -470,6 +629,7 @@ impl Engine {
         let timeout = loaded.config.daemon.http_timeout;
         let cx = FetchContext {
             name,
+            want,
             deps: self,
             http: &loaded.http,
             now,
@@ -508,13 +668,15 @@ impl Engine {
         match &outcome {
             Ok(t) => {
                 tracing::info!(
-                    credential = name,
+                    credential = key,
                     expires_at = %credcache_shared::time::format_rfc3339(t.expires_at),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "fetched a token"
                 );
-                if self.current_slot(name, slot) {
-                    let _ = self.0.changes.send(name.to_owned());
+                if self.current_slot(key, slot) {
+                    if want.is_none() {
+                        let _ = self.0.changes.send(name.to_owned());
+                    }
                     let record = Record {
                         kind: entry.cred.kind().to_owned(),
                         token: t.token.clone(),
@@ -524,14 +686,14 @@ impl Engine {
                     };
                     // On disk before the answer; flushes shared with
                     // concurrent fetches (`engine/writer.rs`).
-                    let written = self.0.writer.put(name, &entry.fingerprint, record).await;
+                    let written = self.0.writer.put(key, &entry.fingerprint, record).await;
                     if let Err(e) = written {
                         tracing::warn!("could not write the cache: {e}");
                     }
                 }
             }
             Err(e) => {
-                tracing::warn!(credential = name, class = ?e.class, "fetch failed: {}", e.message)
+                tracing::warn!(credential = key, class = ?e.class, "fetch failed: {}", e.message)
             }
         }
         outcome
@@ -562,7 +724,9 @@ impl Engine {
             let loaded = loaded.clone();
             tasks.spawn(async move {
                 let entry = &loaded.entries[&n];
-                let result = engine.token(&loaded, entry, Duration::ZERO, true).await;
+                let result = engine
+                    .token(&loaded, entry, None, Duration::ZERO, true)
+                    .await;
                 (n, result)
             });
         }
@@ -600,18 +764,46 @@ impl Engine {
     /// Drops tokens from memory and disk: one credential, or all.
     pub async fn forget(&self, name: Option<&str>) -> Result<Vec<String>, WireError> {
         let loaded = self.loaded();
-        let names = self.targets(&loaded, name)?;
+        let mut names = self.targets(&loaded, name)?;
+        if name.is_none() {
+            // Credentials with only tokens for other scopes count too.
+            let owners: Vec<String> = self
+                .0
+                .variants
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned()
+                .collect();
+            for owner in owners {
+                if !names.contains(&owner) && !self.variant_keys(&owner).is_empty() {
+                    names.push(owner);
+                }
+            }
+        }
         for n in &names {
-            // Wait out a fetch in flight so it cannot put the token back.
-            let slot = self.slot(n);
-            let _flight = slot.fetch.lock().await;
-            slot.clear();
-            let store = self.0.store.clone();
-            let n = n.clone();
-            tokio::task::spawn_blocking(move || store.remove(&n))
-                .await
-                .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?
-                .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?;
+            // Its own token and every variant (other scopes, ID tokens).
+            let mut keys = self.variant_keys(n);
+            keys.push(n.clone());
+            for key in keys {
+                // Wait out a fetch in flight so it cannot put the token back.
+                let slot = self.slot(&key);
+                let _flight = slot.fetch.lock().await;
+                slot.clear();
+                if key != *n {
+                    // A variant is listed only while it exists: gone.
+                    self.0
+                        .slots
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
+                }
+                let store = self.0.store.clone();
+                tokio::task::spawn_blocking(move || store.remove(&key))
+                    .await
+                    .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?
+                    .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?;
+            }
         }
         if name.is_none() {
             self.clear_sources();

@@ -19,6 +19,7 @@ pub mod logging;
 mod loopback;
 pub mod providers;
 pub mod schedule;
+pub mod sdk;
 pub mod seal;
 pub mod server;
 pub mod startup;

@@ -121,10 +121,25 @@ pub trait Dependencies: Send + Sync {
     ) -> BoxFuture<'a, Result<AuthToken, FetchError>>;
 }
 
+/// A token of a credential other than its configured one (`get --scope`,
+/// the SDK endpoint). Kinds that cannot make it say so with a config error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// An access token for these scopes instead of the configured ones
+    /// (sorted, deduplicated, never the configured set itself).
+    Scopes(Vec<String>),
+    /// A Google ID token for this audience.
+    IdToken { audience: String },
+}
+
 /// What a provider may use while fetching.
 pub struct FetchContext<'a> {
     /// The credential being fetched.
     pub name: &'a str,
+    /// What is wanted instead of the credential's configured token, if
+    /// anything. Every provider that honours it reads it through
+    /// [`FetchContext::scopes`] or [`FetchContext::audience`].
+    pub want: Option<&'a Want>,
     pub deps: &'a dyn Dependencies,
     pub http: &'a Http,
     pub now: DateTime<Utc>,
@@ -132,6 +147,22 @@ pub struct FetchContext<'a> {
 }
 
 impl FetchContext<'_> {
+    /// The scopes asked for instead of the configured ones, if any.
+    pub fn scopes(&self) -> Option<&[String]> {
+        match self.want {
+            Some(Want::Scopes(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The audience of the ID token asked for, if one is.
+    pub fn audience(&self) -> Option<&str> {
+        match self.want {
+            Some(Want::IdToken { audience }) => Some(audience),
+            _ => None,
+        }
+    }
+
     /// The current token of the credential this one's `auth` names, fetched
     /// first if need be (and cached in its own right).
     pub async fn auth_token(&self, auth: &str) -> Result<AuthToken, FetchError> {

@@ -424,6 +424,7 @@ fn request_name(request: &Request) -> &'static str {
         Request::Reload => "reload",
         Request::Shutdown => "shutdown",
         Request::Watch { .. } => "watch",
+        Request::SdkEnv { .. } => "sdk-env",
     }
 }
 
@@ -437,9 +438,15 @@ async fn dispatch(engine: &Engine, request: Request) -> Response {
             name,
             min_valid_secs,
             refresh,
+            scopes,
         } => {
             match engine
-                .get(&name, min_valid_secs.map(Duration::from_secs), refresh)
+                .get_scoped(
+                    &name,
+                    &scopes,
+                    min_valid_secs.map(Duration::from_secs),
+                    refresh,
+                )
                 .await
             {
                 Ok(token) => Response::Token(token),
@@ -451,6 +458,10 @@ async fn dispatch(engine: &Engine, request: Request) -> Response {
         Request::Refresh { name } => done(engine.refresh(name.as_deref()).await),
         Request::Forget { name } => done(engine.forget(name.as_deref()).await),
         Request::Reload => done(engine.reload()),
+        Request::SdkEnv { names, rotate } => match engine.sdk_env(&names, rotate).await {
+            Ok(env) => Response::SdkEnv(env),
+            Err(e) => Response::Error(e),
+        },
         // Handled by the caller; answered here too rather than trusted.
         Request::Hello { .. } | Request::Shutdown | Request::Watch { .. } => {
             Response::Error(WireError::new(ErrorKind::BadRequest, "unexpected request"))

@@ -262,6 +262,8 @@ async fn serve(
     reporter.ready(&paths.socket);
 
     tokio::spawn(engine.clone().run_scheduler());
+    // The SDK endpoints that were open before this start open again.
+    crate::sdk::Endpoints::start(engine.clone(), &paths.config_file).await;
 
     let reloader = engine.clone();
     sys::reload_on_hangup(move || {

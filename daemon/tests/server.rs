@@ -242,6 +242,7 @@ fn watchers_never_take_the_slots_kept_for_short_requests() {
         name: "w".into(),
         min_valid_secs: None,
         refresh: false,
+        scopes: Vec::new(),
     };
     match ask(&mut s, &get) {
         Response::Token(t) => assert_eq!(t.token.expose(), "tok-w"),

@@ -121,6 +121,7 @@ mod tests {
             name: "gcp".into(),
             min_valid_secs: Some(60),
             refresh: false,
+            scopes: Vec::new(),
         };
         let frame = encode_frame(&req).unwrap();
         let back: Request = read_frame(&mut &frame[..]).unwrap().unwrap();

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::Secret;
 
 /// Bumped by hand whenever a message below changes shape.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The longest credential name a request may carry, in bytes. Config
 /// names are far shorter; this keeps every request well under the frame
@@ -45,10 +45,13 @@ pub enum Request {
     /// A token for credential `name`, fetched if the cache has none valid
     /// for at least `min_valid_secs` (default: the credential's `min_valid`).
     /// `refresh` fetches anew even when the cache could answer.
+    /// `scopes`, when not empty, asks for a token of these scopes instead
+    /// of the configured ones (`google` and `azure` kinds), cached apart.
     Get {
         name: String,
         min_valid_secs: Option<u64>,
         refresh: bool,
+        scopes: Vec<String>,
     },
     /// The configured credentials and the state of each, in name order,
     /// starting after `after` (from the start with `None`). Answered by
@@ -70,6 +73,10 @@ pub enum Request {
     /// `Token` answer each time a new token is fetched, until the client
     /// closes the connection. The only request answered more than once.
     Watch { name: String },
+    /// Open (if need be) the SDK endpoint of each of `names` and say
+    /// where it is (contract section 6). `rotate` replaces the Azure
+    /// secret first.
+    SdkEnv { names: Vec<String>, rotate: bool },
 }
 
 /// What the daemon answers; one per request.
@@ -101,6 +108,52 @@ pub enum Response {
     Done { affected: Vec<String> },
     /// The request failed.
     Error(WireError),
+    /// The answer to `SdkEnv`.
+    SdkEnv(SdkEnv),
+}
+
+/// Where the SDK endpoints of the credentials asked for listen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SdkEnv {
+    pub endpoints: Vec<SdkEndpoint>,
+    /// The per-user secret the Azure endpoint wants in `X-IDENTITY-HEADER`.
+    pub identity_header: Secret,
+}
+
+/// One credential's SDK endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SdkEndpoint {
+    pub name: String,
+    /// `azure` or `google`: which protocol it speaks.
+    pub kind: String,
+    /// The port on 127.0.0.1, the same across daemon restarts.
+    pub port: u16,
+    /// A `google` credential's project, when known (`GOOGLE_CLOUD_PROJECT`).
+    pub project: Option<String>,
+}
+
+/// What `status` shows of an SDK endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SdkEndpointStatus {
+    pub name: String,
+    pub kind: String,
+    pub port: u16,
+    /// Whether it is listening now (false: the port is taken, see `error`).
+    pub listening: bool,
+    pub served: u64,
+    pub refused: u64,
+    pub error: Option<String>,
+}
+
+/// A token of a credential for scopes other than its configured ones
+/// (`get --scope`), as `list` and `status` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScopedInfo {
+    pub scopes: Vec<String>,
+    pub state: CredentialState,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub fetched_at: Option<DateTime<Utc>>,
+    pub fetches: u64,
 }
 
 /// A token as handed to a client.
@@ -175,6 +228,8 @@ pub struct CredentialInfo {
     pub last_error: Option<String>,
     /// Upstream fetches made since the daemon started.
     pub fetches: u64,
+    /// Tokens for other scopes (`get --scope`, the SDK endpoint), by scope.
+    pub scoped: Vec<ScopedInfo>,
 }
 
 /// The daemon's own state.
@@ -202,6 +257,8 @@ pub struct DaemonStatus {
     /// Things the user should fix: files holding secrets that others can
     /// read, a cache key that had to be replaced, and the like.
     pub warnings: Vec<String>,
+    /// The SDK endpoints opened (contract section 6).
+    pub sdk: Vec<SdkEndpointStatus>,
     /// The first page of credentials.
     pub credentials: Vec<CredentialInfo>,
     /// Set when more credentials follow: ask `List { after: more_after }`.
@@ -259,7 +316,7 @@ mod tests {
     /// Changing this number is a deliberate act: the messages changed shape.
     #[test]
     fn protocol_version_is_pinned() {
-        assert_eq!(PROTOCOL_VERSION, 4);
+        assert_eq!(PROTOCOL_VERSION, 5);
     }
 
     /// Hello must stay decodable across protocol versions: variant 0 of both

@@ -50,6 +50,8 @@ mod packaging;
 #[cfg(unix)] // SIGKILL and file modes
 mod persistence;
 mod refresh;
+mod sdk;
+mod sdk_clients;
 mod secrets;
 #[cfg(unix)] // /proc, setpriv, file modes
 mod security;

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use credcache_shared::Secret;
 
-use crate::commands::get;
+use crate::commands::{get, sdk_env};
 use crate::connect::{Autostart, Endpoint};
 use crate::exit::Error;
 use crate::format;
@@ -32,21 +32,25 @@ pub struct Args {
     )]
     pub names: Vec<String>,
 
+    /// Also set the variables that point cloud SDKs at the daemon
+    /// (`credcache sdk-env`), for the google and azure credentials named.
+    #[arg(long)]
+    pub sdk: bool,
+
     /// The command to run, after `--`.
     #[arg(value_name = "COMMAND", last = true, required = true, num_args = 1..)]
     pub command: Vec<OsString>,
 }
 
 pub fn run(endpoint: &Endpoint, args: Args) -> Result<u8, Error> {
-    if let Some(empty) = args.names.iter().position(String::is_empty) {
-        return Err(Error::Usage(format!(
-            "credential name {} in the list is empty (write NAME[,NAME...] without spaces or stray commas)",
-            empty + 1
-        )));
-    }
+    sdk_env::check_names(&args.names)?;
     let mut env: Vec<(String, Secret)> = Vec::with_capacity(args.names.len());
+    let mut sdk_vars = Vec::new();
     {
         let mut conn = endpoint.connect(Autostart::IfAllowed)?;
+        if args.sdk {
+            sdk_vars = sdk_env::variables(&mut conn, &args.names, false)?;
+        }
         for name in &args.names {
             let reply = get::fetch(&mut conn, name, None, false)?;
             format::check_env_var(name, &reply.env_var)?;
@@ -62,6 +66,9 @@ pub fn run(endpoint: &Endpoint, args: Args) -> Result<u8, Error> {
         .ok_or_else(|| Error::Usage("no command to run after `--`".into()))?;
     let mut command = Command::new(program);
     command.args(rest);
+    for (var, value) in &sdk_vars {
+        command.env(var, value);
+    }
     for (var, token) in &env {
         command.env(var, token.expose());
     }

@@ -34,6 +34,15 @@ pub struct Args {
     /// Fetch a new token even if the cached one is good.
     #[arg(long)]
     pub refresh: bool,
+
+    /// A token for this scope instead of the configured ones (google and
+    /// azure credentials; repeat for several). Cached apart.
+    #[arg(
+        long = "scope",
+        value_name = "SCOPE",
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
+    pub scopes: Vec<String>,
 }
 
 /// Durations as the config writes them (`90s`, `5m`); a bad one is a usage
@@ -50,7 +59,7 @@ pub fn run(endpoint: &Endpoint, args: &Args) -> Result<(), Error> {
 /// Asks for the token on a connection whose daemon has been checked
 /// (`Endpoint::connect`, or the fast path) and prints it.
 pub fn print(conn: &mut Connection, args: &Args) -> Result<(), Error> {
-    let reply = fetch(conn, &args.name, args.min_valid, args.refresh)?;
+    let reply = fetch_scoped(conn, &args.name, &args.scopes, args.min_valid, args.refresh)?;
     let exec_info = std::env::var("KUBERNETES_EXEC_INFO").ok();
     let shape = if args.json { Format::Json } else { args.format };
     let text = format::token(&reply, shape, Utc::now(), exec_info.as_deref())?;
@@ -64,10 +73,22 @@ pub fn fetch(
     min_valid: Option<Duration>,
     refresh: bool,
 ) -> Result<TokenReply, Error> {
+    fetch_scoped(conn, name, &[], min_valid, refresh)
+}
+
+/// [`fetch`] for `scopes` instead of the credential's own (none: its own).
+pub fn fetch_scoped(
+    conn: &mut Connection,
+    name: &str,
+    scopes: &[String],
+    min_valid: Option<Duration>,
+    refresh: bool,
+) -> Result<TokenReply, Error> {
     let request = Request::Get {
         name: name.to_owned(),
         min_valid_secs: min_valid.map(whole_secs_up),
         refresh,
+        scopes: scopes.to_vec(),
     };
     match conn.call(&request, &format!("cannot get a token for {name}"))? {
         Response::Token(reply) => {

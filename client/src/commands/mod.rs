@@ -14,6 +14,7 @@ pub mod kubeconfig;
 pub mod list;
 pub mod man;
 pub mod refresh;
+pub mod sdk_env;
 pub mod service;
 pub mod status;
 pub mod watch;

@@ -210,6 +210,56 @@ fn args(name: &str, format: Format, json: bool, min_valid: Option<u64>, refresh:
         json,
         min_valid: min_valid.map(Duration::from_secs),
         refresh,
+        scopes: Vec::new(),
+    }
+}
+
+/// `--scope` repeats, in any place and spelling, among the other flags.
+#[test]
+fn fast_and_clap_agree_on_scopes() {
+    let taken: &[&[&str]] = &[
+        &["get", "corp", "--scope", "https://vault.azure.net/.default"],
+        &["get", "corp", "--scope=a", "--scope", "b"],
+        &["get", "--scope", "a", "corp", "--json", "--scope=b=c"],
+        &[
+            "--config",
+            "/c.toml",
+            "get",
+            "--scope",
+            "a",
+            "--refresh",
+            "corp",
+        ],
+        &[
+            "get",
+            "corp",
+            "--scope",
+            "a",
+            "--scope",
+            "a",
+            "--min-valid",
+            "5m",
+        ],
+        &["get", "--scope", "a", "--", "corp"],
+    ];
+    for line in taken {
+        let args = argv(line);
+        assert!(agree(&args), "{line:?} falls back");
+    }
+    let Some(Invocation { args, .. }) = parse(argv(&["get", "c", "--scope=a", "--scope", "b"]))
+    else {
+        panic!("not taken")
+    };
+    assert_eq!(args.scopes, ["a", "b"]);
+    let refused: &[&[&str]] = &[
+        &["get", "corp", "--scope"],
+        &["get", "corp", "--scope="],
+        &["get", "corp", "--scope", "--json"],
+        &["get", "corp", "--scope", "-x"],
+    ];
+    for line in refused {
+        let args = argv(line);
+        assert!(!agree(&args), "{line:?} is taken");
     }
 }
 

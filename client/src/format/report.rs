@@ -4,7 +4,7 @@
 //! shapes in [`super`].
 
 use chrono::{DateTime, Utc};
-use credcache_shared::protocol::{CredentialInfo, DaemonStatus};
+use credcache_shared::protocol::{CredentialInfo, DaemonStatus, ScopedInfo};
 use credcache_shared::time::format_rfc3339;
 use serde::Serialize;
 
@@ -31,6 +31,42 @@ struct CredentialJson<'a> {
     consecutive_failures: u32,
     last_error: Option<&'a str>,
     fetches: u64,
+    /// Tokens for other scopes (`get --scope`, the SDK endpoints).
+    scoped: Vec<ScopedJson<'a>>,
+}
+
+/// A credential's token for other scopes, under it in `list --json`.
+#[derive(Serialize)]
+struct ScopedJson<'a> {
+    scopes: &'a [String],
+    state: &'static str,
+    expires_at: Option<String>,
+    fetched_at: Option<String>,
+    fetches: u64,
+}
+
+impl<'a> From<&'a ScopedInfo> for ScopedJson<'a> {
+    fn from(info: &'a ScopedInfo) -> Self {
+        Self {
+            scopes: &info.scopes,
+            state: info.state.as_str(),
+            expires_at: info.expires_at.map(format_rfc3339),
+            fetched_at: info.fetched_at.map(format_rfc3339),
+            fetches: info.fetches,
+        }
+    }
+}
+
+/// An SDK endpoint in `status --json`.
+#[derive(Serialize)]
+struct SdkJson<'a> {
+    name: &'a str,
+    kind: &'a str,
+    port: u16,
+    listening: bool,
+    served: u64,
+    refused: u64,
+    error: Option<&'a str>,
 }
 
 impl<'a> From<&'a CredentialInfo> for CredentialJson<'a> {
@@ -46,6 +82,7 @@ impl<'a> From<&'a CredentialInfo> for CredentialJson<'a> {
             consecutive_failures: info.consecutive_failures,
             last_error: info.last_error.as_deref(),
             fetches: info.fetches,
+            scoped: info.scoped.iter().map(ScopedJson::from).collect(),
         }
     }
 }
@@ -75,6 +112,7 @@ struct StatusJson<'a> {
     cache_key: &'a str,
     dumpable: bool,
     warnings: &'a [String],
+    sdk: Vec<SdkJson<'a>>,
     credentials: Vec<CredentialJson<'a>>,
 }
 
@@ -94,15 +132,28 @@ pub fn credentials_json(credentials: &[CredentialInfo]) -> Result<String, Error>
 /// `list`: NAME KIND STATE EXPIRES-IN.
 pub fn credentials_table(credentials: &[CredentialInfo], now: DateTime<Utc>) -> String {
     let mut rows = vec![row(["NAME", "KIND", "STATE", "EXPIRES-IN"])];
-    rows.extend(credentials.iter().map(|c| {
-        vec![
+    for c in credentials {
+        rows.push(vec![
             c.name.clone(),
             c.kind.clone(),
             c.state.as_str().to_owned(),
             expires_in(c.expires_at, now),
-        ]
-    }));
+        ]);
+        for s in &c.scoped {
+            rows.push(vec![
+                scoped_name(c, s),
+                c.kind.clone(),
+                s.state.as_str().to_owned(),
+                expires_in(s.expires_at, now),
+            ]);
+        }
+    }
     table(&rows)
+}
+
+/// A scoped token's row name: its credential, then its scopes.
+fn scoped_name(c: &CredentialInfo, s: &ScopedInfo) -> String {
+    format!("{} [{}]", c.name, s.scopes.join(" "))
 }
 
 /// `status --json`.
@@ -122,6 +173,19 @@ pub fn status_json(status: &DaemonStatus) -> Result<String, Error> {
         cache_key: &status.cache_key,
         dumpable: status.dumpable,
         warnings: &status.warnings,
+        sdk: status
+            .sdk
+            .iter()
+            .map(|e| SdkJson {
+                name: &e.name,
+                kind: &e.kind,
+                port: e.port,
+                listening: e.listening,
+                served: e.served,
+                refused: e.refused,
+                error: e.error.as_deref(),
+            })
+            .collect(),
         credentials: status
             .credentials
             .iter()
@@ -170,6 +234,16 @@ pub fn status_text(status: &DaemonStatus, now: DateTime<Utc>) -> String {
     for w in &status.warnings {
         facts.push(row(["warning:", w]));
     }
+    for e in &status.sdk {
+        let state = match &e.error {
+            Some(error) if !e.listening => format!("not listening: {error}"),
+            _ => format!("{} served, {} refused", e.served, e.refused),
+        };
+        facts.push(row([
+            "sdk endpoint:",
+            &format!("{} ({}) on 127.0.0.1:{}, {state}", e.name, e.kind, e.port),
+        ]));
+    }
 
     let mut creds = vec![row([
         "NAME",
@@ -179,16 +253,26 @@ pub fn status_text(status: &DaemonStatus, now: DateTime<Utc>) -> String {
         "LAST-REFRESH",
         "LAST-ERROR",
     ])];
-    creds.extend(status.credentials.iter().map(|c| {
-        vec![
+    for c in &status.credentials {
+        creds.push(vec![
             c.name.clone(),
             c.kind.clone(),
             c.state.as_str().to_owned(),
             expires_in(c.expires_at, now),
             ago(c.fetched_at, now),
             c.last_error.clone().unwrap_or_else(|| "-".into()),
-        ]
-    }));
+        ]);
+        for s in &c.scoped {
+            creds.push(vec![
+                scoped_name(c, s),
+                c.kind.clone(),
+                s.state.as_str().to_owned(),
+                expires_in(s.expires_at, now),
+                ago(s.fetched_at, now),
+                "-".into(),
+            ]);
+        }
+    }
     format!("{}\n{}", table(&facts), table(&creds))
 }
 
@@ -297,6 +381,7 @@ mod tests {
             consecutive_failures: 0,
             last_error: None,
             fetches: 1,
+            scoped: Vec::new(),
         }
     }
 
@@ -359,6 +444,7 @@ x              google  expired        expired
                 "name",
                 "next_refresh",
                 "schema_version",
+                "scoped",
                 "state"
             ]
         );
@@ -387,6 +473,7 @@ x              google  expired        expired
             warnings: vec![
                 "/k.json is readable by others (mode 644); it holds a secret: chmod 600 it".into(),
             ],
+            sdk: Vec::new(),
             credentials: vec![info("google", CredentialState::Fresh, Some(at(600, 0)))],
             more_after: None,
         }
@@ -443,7 +530,7 @@ x              google  expired        expired
     /// docs/machine-interface.md.
     #[test]
     fn status_and_list_field_names_are_frozen() {
-        const CREDENTIAL: [&str; 10] = [
+        const CREDENTIAL: [&str; 11] = [
             "auth",
             "consecutive_failures",
             "expires_at",
@@ -453,6 +540,7 @@ x              google  expired        expired
             "last_error",
             "name",
             "next_refresh",
+            "scoped",
             "state",
         ];
         let v: Value = serde_json::from_str(&status_json(&status()).unwrap()).unwrap();
@@ -470,6 +558,7 @@ x              google  expired        expired
                 "protocol_version",
                 "requests_served",
                 "schema_version",
+                "sdk",
                 "socket",
                 "started_at",
                 "uptime_secs",

@@ -115,13 +115,15 @@ impl Engine {
         {
             let old = self.loaded();
             let mut slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots.retain(|name, _| {
+            slots.retain(|key, _| {
+                // A variant (other scopes, an ID token) goes with its credential.
+                let name = super::variant::name_of(key);
                 let same = match (old.entries.get(name), new.entries.get(name)) {
                     (Some(a), Some(b)) => a.fingerprint == b.fingerprint,
                     _ => false,
                 };
                 if !same {
-                    changed.push(name.clone());
+                    changed.push(name.to_owned());
                 }
                 same
             });
@@ -136,11 +138,11 @@ impl Engine {
             .iter()
             .map(|(n, e)| (n.clone(), e.fingerprint.clone()))
             .collect();
-        if let Err(e) = self
-            .0
-            .store
-            .retain(|name, fp| fingerprints.get(name).is_some_and(|f| f == fp))
-        {
+        if let Err(e) = self.0.store.retain(|key, fp| {
+            fingerprints
+                .get(super::variant::name_of(key))
+                .is_some_and(|f| f == fp)
+        }) {
             tracing::warn!("could not prune the cache: {e}");
         }
         *self.0.loaded.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
@@ -163,6 +165,7 @@ impl Engine {
         }
         self.plan_prefetch();
         changed.sort();
+        changed.dedup();
         tracing::info!(dropped = ?changed, "config reloaded");
         for w in &self.loaded().warnings {
             tracing::warn!("{w}");

@@ -1,7 +1,9 @@
 //! What `list` and `status` show: every credential's state, never a token.
 
 use credcache_shared::codec;
-use credcache_shared::protocol::{CredentialInfo, CredentialPage, DaemonStatus, PAGE_BYTES};
+use credcache_shared::protocol::{
+    CredentialInfo, CredentialPage, DaemonStatus, PAGE_BYTES, ScopedInfo,
+};
 
 use std::sync::atomic::Ordering;
 
@@ -68,6 +70,7 @@ impl Engine {
             .cloned()
             .unwrap_or_default();
         let state = slot.state(now);
+        let scoped = self.scoped_info(&name);
         let s = slot.lock();
         CredentialInfo {
             kind: entry.cred.kind().to_owned(),
@@ -79,8 +82,34 @@ impl Engine {
             consecutive_failures: s.consecutive_failures,
             last_error: s.last_error.as_ref().map(|e| e.message.clone()),
             fetches: s.fetches,
+            scoped,
             name,
         }
+    }
+
+    /// The tokens `name` holds for other scopes and audiences.
+    fn scoped_info(&self, name: &str) -> Vec<ScopedInfo> {
+        let now = self.0.clock.now();
+        let keys = self.variant_keys(name);
+        let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter()
+            .filter_map(|key| {
+                let slot = slots.get(key)?;
+                let scopes = match super::variant::want_of(key)? {
+                    super::Want::Scopes(s) => s,
+                    super::Want::IdToken { audience } => vec![format!("audience:{audience}")],
+                };
+                let state = slot.state(now);
+                let s = slot.lock();
+                Some(ScopedInfo {
+                    scopes,
+                    state,
+                    expires_at: s.token.as_ref().map(|t| t.expires_at),
+                    fetched_at: s.token.as_ref().map(|t| t.fetched_at),
+                    fetches: s.fetches,
+                })
+            })
+            .collect()
     }
 
     /// The daemon's own state.
@@ -107,6 +136,7 @@ impl Engine {
             cache_key: self.0.store.key_location().to_owned(),
             dumpable: crate::sys::dumpable(),
             warnings: capped(self.warnings(), WARNING_BYTES),
+            sdk: self.sdk_status(),
             credentials: page.credentials,
             more_after: page.next,
         }

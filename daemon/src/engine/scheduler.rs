@@ -91,10 +91,12 @@ impl Engine {
         // slot, as everywhere else.
         let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
         for (name, slot) in slots.iter() {
-            let Some(entry) = loaded.entries.get(name) else {
+            let Some(entry) = loaded.entries.get(super::variant::name_of(name)) else {
                 continue;
             };
-            let prefetch = entry.cred.prefetch;
+            // A variant (other scopes, an ID token) is kept warm while
+            // asked for, never prefetched.
+            let prefetch = entry.cred.prefetch && !name.contains(' ');
             if slot.is_due(now, prefetch) {
                 slot.lock().next_refresh = None;
                 due.push(name.clone());
@@ -107,12 +109,14 @@ impl Engine {
 
     /// One background refresh. A `Retry-After` still in force moves it
     /// later; a failure is planned again by the backoff in `Slot::finish`.
-    pub(super) async fn background_refresh(&self, name: &str) {
+    pub(super) async fn background_refresh(&self, key: &str) {
         let loaded = self.loaded();
-        let Some(entry) = loaded.entries.get(name) else {
+        let name = key;
+        let Some(entry) = loaded.entries.get(super::variant::name_of(key)) else {
             return;
         };
-        let slot = self.slot(name);
+        let want = super::variant::want_of(key);
+        let slot = self.slot(key);
         let now = self.0.clock.now();
         if slot.held_off(now).is_some() {
             let mut s = slot.lock();
@@ -125,7 +129,10 @@ impl Engine {
             return;
         }
         tracing::debug!(credential = name, "background refresh");
-        if let Err(e) = self.token(&loaded, entry, Duration::ZERO, true).await {
+        if let Err(e) = self
+            .token(&loaded, entry, want.as_ref(), Duration::ZERO, true)
+            .await
+        {
             tracing::debug!(
                 credential = name,
                 "background refresh failed: {}",

@@ -59,6 +59,7 @@ impl Engine {
         let timeout = loaded.config.daemon.http_timeout;
         let cx = FetchContext {
             name: key,
+            want: None,
             deps: self,
             http: &loaded.http,
             now,

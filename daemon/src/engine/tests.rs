@@ -20,14 +20,14 @@ struct Scripted {
     gate: Semaphore,
     answers: Mutex<Vec<Result<i64, FetchError>>>,
     clock: Arc<FakeClock>,
+    /// What each fetch was asked for beyond the credential's own token.
+    wants: Mutex<Vec<Option<Want>>>,
 }
 
 impl Provider for Scripted {
-    fn fetch<'a>(
-        &'a self,
-        _cx: &'a FetchContext<'a>,
-    ) -> BoxFuture<'a, Result<Fetched, FetchError>> {
+    fn fetch<'a>(&'a self, cx: &'a FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
         Box::pin(async move {
+            self.wants.lock().unwrap().push(cx.want.cloned());
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             self.gate.acquire().await.unwrap().forget();
             let answer = self.answers.lock().unwrap().remove(0)?;
@@ -46,13 +46,19 @@ fn start() -> DateTime<Utc> {
 fn engine_with(
     answers: Vec<Result<i64, FetchError>>,
 ) -> (Engine, Arc<Scripted>, Arc<FakeClock>, tempfile::TempDir) {
+    engine_for(
+        "[credentials.v]\nkind = \"command\"\ncommand = [\"false\"]\n",
+        answers,
+    )
+}
+
+fn engine_for(
+    config: &str,
+    answers: Vec<Result<i64, FetchError>>,
+) -> (Engine, Arc<Scripted>, Arc<FakeClock>, tempfile::TempDir) {
     let tmp = tempfile::tempdir().unwrap();
     let config_file = tmp.path().join("config.toml");
-    std::fs::write(
-        &config_file,
-        "[credentials.v]\nkind = \"command\"\ncommand = [\"false\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&config_file, config).unwrap();
     let config = Config::load(&config_file).unwrap();
     let (store, _) = Store::open(
         &tmp.path().join("cache"),
@@ -70,6 +76,7 @@ fn engine_with(
         gate: Semaphore::new(0),
         answers: Mutex::new(answers),
         clock: clock.clone(),
+        wants: Mutex::new(Vec::new()),
     });
     let provider = scripted.clone();
     let engine = Engine::new(config, locations, store, clock.clone(), move |_, _| {
@@ -485,6 +492,7 @@ async fn providers_are_made_at_the_first_fetch_and_credentials_are_shared() {
         gate: Semaphore::new(2),
         answers: Mutex::new(vec![Ok(3600), Ok(3600)]),
         clock: clock.clone(),
+        wants: Mutex::new(Vec::new()),
     });
     let made = Arc::new(AtomicU32::new(0));
     let (provider, counter) = (scripted.clone(), made.clone());
@@ -503,4 +511,166 @@ async fn providers_are_made_at_the_first_fetch_and_credentials_are_shared() {
     engine.get("v", None, true).await.unwrap();
     assert_eq!(scripted.calls.load(Ordering::SeqCst), 2);
     assert_eq!(made.load(Ordering::SeqCst), 1, "one provider per load");
+}
+
+const AZURE: &str = "[credentials.corp]\nkind = \"azure\"\nmethod = \"client-secret\"\n\
+    tenant_id = \"00000000-0000-0000-0000-000000000001\"\n\
+    client_id = \"11111111-1111-1111-1111-111111111111\"\nclient_secret_env = \"CORP_SECRET\"\n";
+
+fn scopes(s: &[&str]) -> Vec<String> {
+    s.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn each_scope_is_its_own_single_flight_token() {
+    let (engine, p, _clock, _tmp) = engine_for(AZURE, vec![Ok(3600), Ok(3600)]);
+    let vault = scopes(&["https://vault.azure.net/.default"]);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let e = engine.clone();
+        let vault = vault.clone();
+        tasks.spawn(async move { e.get_scoped("corp", &vault, None, false).await });
+    }
+    while p.calls.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    p.gate.add_permits(2);
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap().token.expose(), "token-0");
+    }
+    assert_eq!(p.calls.load(Ordering::SeqCst), 1);
+    // The configured scope, asked for by name, is the credential's own token.
+    let own = engine
+        .get_scoped(
+            "corp",
+            &scopes(&["https://management.azure.com/.default"]),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(own.token.expose(), "token-1");
+    assert_eq!(
+        engine
+            .get("corp", None, false)
+            .await
+            .unwrap()
+            .token
+            .expose(),
+        "token-1"
+    );
+    assert_eq!(
+        *p.wants.lock().unwrap(),
+        [Some(Want::Scopes(vault.clone())), None]
+    );
+    let info = engine
+        .list()
+        .into_iter()
+        .find(|c| c.name == "corp")
+        .unwrap();
+    assert_eq!(info.scoped.len(), 1);
+    assert_eq!(info.scoped[0].scopes, vault);
+    assert_eq!(info.scoped[0].fetches, 1);
+}
+
+#[tokio::test]
+async fn scopes_are_refused_for_other_kinds_and_when_malformed() {
+    let (engine, p, _clock, _tmp) = engine_with(vec![]);
+    let e = engine
+        .get_scoped("v", &scopes(&["x"]), None, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config);
+    assert!(e.message.contains("google and azure"), "{}", e.message);
+    let (engine, _, _, _tmp2) = engine_for(AZURE, vec![]);
+    for bad in ["", "a b", "tab\there"] {
+        let e = engine
+            .get_scoped("corp", &scopes(&[bad]), None, false)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Config, "{bad:?}");
+    }
+    assert_eq!(p.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_changed_credential_drops_its_scoped_tokens_from_memory_and_disk() {
+    let (engine, p, _clock, tmp) = engine_for(AZURE, vec![Ok(3600)]);
+    p.gate.add_permits(1);
+    let vault = scopes(&["https://vault.azure.net/.default"]);
+    engine
+        .get_scoped("corp", &vault, None, false)
+        .await
+        .unwrap();
+    assert_eq!(engine.0.store.load_all().len(), 1);
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        AZURE.replace("CORP_SECRET", "OTHER_SECRET"),
+    )
+    .unwrap();
+    let dropped = engine.reload().unwrap();
+    assert_eq!(dropped, ["corp"]);
+    let info = engine
+        .list()
+        .into_iter()
+        .find(|c| c.name == "corp")
+        .unwrap();
+    assert!(info.scoped.is_empty(), "{:?}", info.scoped);
+    assert!(engine.0.store.load_all().is_empty());
+}
+
+#[tokio::test]
+async fn forget_drops_the_scoped_tokens_too() {
+    let (engine, p, _clock, _tmp) = engine_for(AZURE, vec![Ok(3600), Ok(3600), Ok(3600)]);
+    p.gate.add_permits(3);
+    engine
+        .get_scoped("corp", &scopes(&["a/.default"]), None, false)
+        .await
+        .unwrap();
+    engine
+        .get_scoped("corp", &scopes(&["b/.default"]), None, false)
+        .await
+        .unwrap();
+    let corp = |e: &Engine| e.list().into_iter().find(|c| c.name == "corp").unwrap();
+    assert_eq!(corp(&engine).scoped.len(), 2);
+    assert_eq!(engine.forget(Some("corp")).await.unwrap(), ["corp"]);
+    assert!(corp(&engine).scoped.is_empty());
+    assert!(engine.0.store.load_all().is_empty());
+    engine
+        .get_scoped("corp", &scopes(&["a/.default"]), None, false)
+        .await
+        .unwrap();
+    assert_eq!(p.calls.load(Ordering::SeqCst), 3, "fetched anew");
+    // `forget --all` too, though corp itself has no token.
+    assert_eq!(engine.forget(None).await.unwrap(), ["corp"]);
+    assert!(corp(&engine).scoped.is_empty());
+    assert!(engine.0.store.load_all().is_empty());
+}
+
+#[tokio::test]
+async fn a_credential_holds_a_bounded_number_of_scoped_tokens() {
+    let answers = vec![Ok(3600); variant::MAX_VARIANTS];
+    let (engine, p, _clock, _tmp) = engine_for(AZURE, answers);
+    p.gate.add_permits(variant::MAX_VARIANTS);
+    for i in 0..variant::MAX_VARIANTS {
+        engine
+            .get_scoped("corp", &scopes(&[&format!("r{i}/.default")]), None, false)
+            .await
+            .unwrap();
+    }
+    let e = engine
+        .get_scoped("corp", &scopes(&["one-more/.default"]), None, false)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Config);
+    assert!(e.message.contains("credcache forget corp"), "{}", e.message);
+    // One already held is still served.
+    engine
+        .get_scoped("corp", &scopes(&["r0/.default"]), None, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        p.calls.load(Ordering::SeqCst) as usize,
+        variant::MAX_VARIANTS
+    );
 }

@@ -219,7 +219,14 @@ impl Azure {
         cx: &FetchContext<'_>,
         env: Env<'_>,
     ) -> Result<Fetched, FetchError> {
-        let scope = self.settings.scope.as_str();
+        // `get --scope` and the SDK endpoint ask for other scopes.
+        let asked = cx.scopes().map(|s| s.join(" "));
+        let scope = asked.as_deref().unwrap_or(self.settings.scope.as_str());
+        if cx.audience().is_some() {
+            return Err(FetchError::config(
+                "azure credentials make no Google ID tokens",
+            ));
+        }
         match &self.chosen.plan {
             Plan::ClientSecret {
                 tenant_id,

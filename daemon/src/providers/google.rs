@@ -16,7 +16,7 @@ pub use id_token::GoogleIdToken;
 
 use std::path::{Path, PathBuf};
 
-use credcache_shared::config::GoogleSettings;
+use credcache_shared::config::{GoogleIdTokenSettings, GoogleSettings};
 use serde::{Deserialize, Serialize};
 
 use super::{BoxFuture, FetchContext, FetchError, Fetched, Provider, token_response};
@@ -28,8 +28,9 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 pub struct Google {
     settings: GoogleSettings,
-    /// A workforce user's rotated refresh token (`workforce.rs`).
-    rotated: workforce::Rotated,
+    /// A workforce user's rotated refresh token (`workforce.rs`), shared
+    /// with the scoped fetches of the same credential.
+    rotated: std::sync::Arc<workforce::Rotated>,
 }
 
 impl Google {
@@ -44,14 +45,42 @@ impl Google {
 impl Provider for Google {
     fn fetch<'a>(&'a self, cx: &'a FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
         Box::pin(async move {
-            if self.settings.impersonate_service_account.is_some() {
-                return impersonation::access_token(cx, &self.settings).await;
+            if let Some(audience) = cx.audience() {
+                // The SDK endpoint's `identity`: an ID token of this
+                // credential's identity, as a `google-id-token` makes it.
+                let settings = GoogleIdTokenSettings {
+                    auth: cx.name.to_owned(),
+                    audience: audience.to_owned(),
+                    include_email: false,
+                };
+                let id = GoogleIdToken::new(settings, Some(self.settings.clone()));
+                return id.fetch(cx).await;
             }
-            match self.identity_file()? {
-                Some(path) => self.fetch_with_file(cx, &path).await,
-                None => self.fetch_from_metadata(cx).await,
+            if let Some(scopes) = cx.scopes() {
+                let scoped = Google {
+                    settings: GoogleSettings {
+                        scopes: scopes.to_vec(),
+                        ..self.settings.clone()
+                    },
+                    rotated: self.rotated.clone(),
+                };
+                return scoped.fetch_configured(cx).await;
             }
+            self.fetch_configured(cx).await
         })
+    }
+}
+
+impl Google {
+    /// A token for `self.settings.scopes`.
+    async fn fetch_configured(&self, cx: &FetchContext<'_>) -> Result<Fetched, FetchError> {
+        if self.settings.impersonate_service_account.is_some() {
+            return impersonation::access_token(cx, &self.settings).await;
+        }
+        match self.identity_file()? {
+            Some(path) => self.fetch_with_file(cx, &path).await,
+            None => self.fetch_from_metadata(cx).await,
+        }
     }
 }
 

@@ -104,6 +104,7 @@ impl Harness {
     pub fn cx(&self) -> FetchContext<'_> {
         FetchContext {
             name: "test",
+            want: None,
             deps: &self.deps,
             http: &self.http,
             now: now(),

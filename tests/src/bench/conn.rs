@@ -192,6 +192,7 @@ pub fn get_frame(name: &str) -> Vec<u8> {
         name: name.to_owned(),
         min_valid_secs: None,
         refresh: false,
+        scopes: Vec::new(),
     };
     // A short name and two small fields: far below the frame limit.
     codec::encode_frame(&request).unwrap_or_default()
@@ -208,6 +209,7 @@ fn describe(response: &Response) -> &'static str {
         Response::Status(_) => "Status",
         Response::Done { .. } => "Done",
         Response::Error(_) => "Error",
+        Response::SdkEnv(_) => "SdkEnv",
     }
 }
 
@@ -224,7 +226,8 @@ mod tests {
             Request::Get {
                 name: "bench".into(),
                 min_valid_secs: None,
-                refresh: false
+                refresh: false,
+                scopes: Vec::new(),
             }
         );
     }

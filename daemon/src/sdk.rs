@@ -1,0 +1,347 @@
+//! Cloud SDKs through the daemon (docs/cloud-sdks.md): a loopback HTTP
+//! endpoint per exported credential that speaks a protocol the SDKs
+//! already know: Azure App Service managed identity for `azure`
+//! credentials (`azure.rs`), the GCE metadata server for `google` ones
+//! (`google.rs`). Every token they hand out comes from the engine, so
+//! SDK processes share the daemon's cache, single-flight and refresh.
+//!
+//! Each credential keeps its port across restarts (`state.rs` persists
+//! them, with the Azure secret, beside the cache key); an endpoint opens
+//! when a client first asks for its variables (`sdk-env`, `exec --sdk`),
+//! and at start for every credential that had one. `serve.rs` checks the
+//! peer of every connection (`peer_linux.rs`: the kernel's socket table)
+//! and the protocol's header, and counts what it served and refused.
+
+mod azure;
+mod google;
+#[cfg(target_os = "linux")]
+mod peer_linux;
+mod serve;
+mod state;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use credcache_shared::Secret;
+use credcache_shared::config::{Credential, Source};
+use credcache_shared::protocol::{ErrorKind, SdkEndpoint, SdkEndpointStatus, SdkEnv, WireError};
+
+use crate::engine::{Engine, SdkHost};
+use crate::providers::BoxFuture;
+
+/// The protocol an endpoint speaks, from its credential's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Azure,
+    Google,
+}
+
+impl Protocol {
+    fn of(cred: &Credential) -> Result<Self, WireError> {
+        match &cred.source {
+            Source::Azure(_) => Ok(Self::Azure),
+            Source::Google(_) => Ok(Self::Google),
+            _ => Err(WireError::new(
+                ErrorKind::Config,
+                format!(
+                    "{} is {}: SDK endpoints serve google and azure credentials",
+                    cred.name,
+                    cred.kind()
+                ),
+            )),
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Self::Azure => "azure",
+            Self::Google => "google",
+        }
+    }
+}
+
+/// The process on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    /// Its socket's inode, to find its process by (for the log).
+    pub inode: u64,
+}
+
+impl Peer {
+    /// The process holding the peer's socket, if it is one we may see.
+    /// A walk of `/proc/*/fd`: only for a refusal's log line, never on
+    /// the path of a request that is served.
+    fn pid(self) -> Option<u32> {
+        #[cfg(target_os = "linux")]
+        return peer_linux::pid_of(self.inode);
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = self.inode;
+            None
+        }
+    }
+}
+
+/// Who is connecting from `peer` to our `local` address, where the
+/// platform can tell.
+#[cfg(target_os = "linux")]
+fn peer_of(peer: SocketAddr, local: SocketAddr) -> Option<Peer> {
+    peer_linux::lookup(peer, local)
+}
+
+/// Elsewhere the kernel's socket table is not read (yet): no peer is known,
+/// so the Google endpoint refuses every request and says why; the Azure
+/// one still requires its secret.
+#[cfg(not(target_os = "linux"))]
+fn peer_of(_peer: SocketAddr, _local: SocketAddr) -> Option<Peer> {
+    None
+}
+
+/// The daemon's own uid, which a peer must have.
+#[cfg(unix)]
+fn our_uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// No uids here: no peer is ever known (`peer_of`), so this is never met.
+#[cfg(not(unix))]
+fn our_uid() -> u32 {
+    u32::MAX
+}
+
+/// Whether this platform can name the peer of a loopback connection.
+pub const PEER_CHECK: bool = cfg!(target_os = "linux");
+
+/// One credential's endpoint: where it listens and what it did.
+pub struct Endpoint {
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+    listening: AtomicBool,
+    served: AtomicU64,
+    refused: AtomicU64,
+    error: Mutex<Option<String>>,
+}
+
+impl Endpoint {
+    fn status(&self) -> SdkEndpointStatus {
+        SdkEndpointStatus {
+            name: self.name.clone(),
+            kind: self.protocol.kind().to_owned(),
+            port: self.port,
+            listening: self.listening.load(Ordering::Relaxed),
+            served: self.served.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            error: self.error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+}
+
+/// Every SDK endpoint of the daemon.
+pub struct Endpoints {
+    /// Itself, for the servers `open` spawns (the engine holds this as
+    /// `Arc<dyn SdkHost>`).
+    me: Weak<Endpoints>,
+    engine: Engine,
+    state: state::State,
+    /// The secret `X-IDENTITY-HEADER` must carry; replaced by `--rotate`.
+    secret: Mutex<Secret>,
+    open: Mutex<HashMap<String, Arc<Endpoint>>>,
+    /// Serialises opening, so two clients cannot bind twice.
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl Endpoints {
+    /// Loads (or makes) the Azure secret and the ports beside `config_file`,
+    /// hands the engine this, and opens the endpoint of every credential
+    /// that had one. A failure to open one is in its `status`.
+    pub async fn start(engine: Engine, config_file: &Path) -> Arc<Self> {
+        let (state, secret, warnings) = state::State::load(config_file);
+        engine.add_warnings(warnings);
+        let this = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            engine: engine.clone(),
+            state,
+            secret: Mutex::new(secret),
+            open: Mutex::new(HashMap::new()),
+            opening: tokio::sync::Mutex::new(()),
+        });
+        engine.set_sdk(this.clone());
+        for (name, port) in this.state.ports() {
+            let Ok(cred) = engine.credential(&name) else {
+                continue;
+            };
+            let Ok(protocol) = Protocol::of(&cred) else {
+                continue;
+            };
+            if let Err(e) = this.open(&name, protocol, Some(port)).await {
+                tracing::warn!(credential = %name, "SDK endpoint not reopened: {}", e.message);
+            }
+        }
+        this
+    }
+
+    fn secret(&self) -> Secret {
+        self.secret
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The endpoint of `name`, opened on its port (`want`, or a new one).
+    async fn open(
+        self: &Arc<Self>,
+        name: &str,
+        protocol: Protocol,
+        want: Option<u16>,
+    ) -> Result<Arc<Endpoint>, WireError> {
+        let _one = self.opening.lock().await;
+        if let Some(e) = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            && e.listening.load(Ordering::Relaxed)
+            && e.protocol == protocol
+        {
+            return Ok(e.clone());
+        }
+        let port = want.unwrap_or(0);
+        let bound =
+            tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await;
+        let listener = match bound {
+            Ok(l) => l,
+            Err(e) => {
+                let message = if e.kind() == std::io::ErrorKind::AddrInUse {
+                    format!(
+                        "the SDK endpoint of {name} cannot listen on 127.0.0.1:{port}: another process holds it; stop it, or remove {name} from {} to get a new port",
+                        self.state.ports_file().display()
+                    )
+                } else {
+                    format!("the SDK endpoint of {name} cannot listen on 127.0.0.1:{port}: {e}")
+                };
+                let failed = Arc::new(Endpoint {
+                    name: name.to_owned(),
+                    protocol,
+                    port,
+                    listening: AtomicBool::new(false),
+                    served: AtomicU64::new(0),
+                    refused: AtomicU64::new(0),
+                    error: Mutex::new(Some(message.clone())),
+                });
+                self.open
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(name.to_owned(), failed);
+                tracing::warn!("{message}");
+                return Err(WireError::new(ErrorKind::Internal, message));
+            }
+        };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(port);
+        if want != Some(port)
+            && let Err(e) = self.state.set_port(name, port)
+        {
+            tracing::warn!("could not record the SDK port of {name}: {e}");
+        }
+        let endpoint = Arc::new(Endpoint {
+            name: name.to_owned(),
+            protocol,
+            port,
+            listening: AtomicBool::new(true),
+            served: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            error: Mutex::new(None),
+        });
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), endpoint.clone());
+        tracing::info!(
+            credential = name,
+            port,
+            kind = protocol.kind(),
+            "SDK endpoint open"
+        );
+        tokio::spawn(serve::run(listener, self.clone(), endpoint.clone()));
+        Ok(endpoint)
+    }
+
+    async fn env_for(
+        self: &Arc<Self>,
+        names: &[String],
+        rotate: bool,
+    ) -> Result<SdkEnv, WireError> {
+        if rotate {
+            let new = self.state.rotate_secret().map_err(|e| {
+                WireError::new(
+                    ErrorKind::Internal,
+                    format!("cannot write a new SDK secret: {e}"),
+                )
+            })?;
+            *self.secret.lock().unwrap_or_else(|p| p.into_inner()) = new;
+            tracing::info!("SDK secret rotated");
+        }
+        // Every name is checked before any endpoint opens.
+        let mut chosen: Vec<(Arc<Credential>, Protocol)> = Vec::new();
+        for name in names {
+            let cred = self.engine.credential(name)?;
+            let protocol = Protocol::of(&cred)?;
+            if let Some((other, _)) = chosen.iter().find(|(_, p)| *p == protocol) {
+                return Err(WireError::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{} and {name} are both {} credentials: an environment points the SDKs at one of each kind",
+                        other.name,
+                        protocol.kind()
+                    ),
+                ));
+            }
+            chosen.push((cred, protocol));
+        }
+        let mut endpoints = Vec::new();
+        for (cred, protocol) in chosen {
+            let name = &cred.name;
+            let endpoint = self.open(name, protocol, self.state.port(name)).await?;
+            let project = match protocol {
+                Protocol::Google => google::Identity::of(&cred).await.project,
+                Protocol::Azure => None,
+            };
+            endpoints.push(SdkEndpoint {
+                name: name.clone(),
+                kind: protocol.kind().to_owned(),
+                port: endpoint.port,
+                project,
+            });
+        }
+        Ok(SdkEnv {
+            endpoints,
+            identity_header: self.secret(),
+        })
+    }
+}
+
+impl SdkHost for Endpoints {
+    fn env<'a>(
+        &'a self,
+        names: &'a [String],
+        rotate: bool,
+    ) -> BoxFuture<'a, Result<SdkEnv, WireError>> {
+        Box::pin(async move {
+            let this = self.me.upgrade().ok_or_else(|| {
+                WireError::new(ErrorKind::ShuttingDown, "the SDK endpoints are stopping")
+            })?;
+            this.env_for(names, rotate).await
+        })
+    }
+
+    fn status(&self) -> Vec<SdkEndpointStatus> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<SdkEndpointStatus> = open.values().map(|e| e.status()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
