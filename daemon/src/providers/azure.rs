@@ -26,7 +26,7 @@
 //! read afresh on every fetch.
 
 mod azd;
-mod certificate;
+pub(crate) mod certificate;
 pub(crate) mod cli;
 mod client_secret;
 mod managed_identity;
@@ -503,6 +503,118 @@ mod tests {
             }
         );
         assert!(c.because.unwrap().contains("so IMDS was asked"));
+    }
+
+    #[test]
+    fn auto_takes_a_certificate_after_a_secret_and_azd_after_az() {
+        let tmp = tempfile::tempdir().unwrap();
+        for tool in ["az", "azd"] {
+            let p = tmp.path().join(tool);
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let azd = tmp.path().join("azd").display().to_string();
+        let auto = settings(AzureMethod::Auto);
+        let ids = [("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c")];
+        let cert = [
+            ("AZURE_CLIENT_CERTIFICATE_PATH", "/certs/sp.pfx"),
+            ("AZURE_CLIENT_CERTIFICATE_PASSWORD", "pw"),
+            ("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "True"),
+        ];
+        let c = chosen(&auto, &[&ids[..], &cert].concat());
+        assert_eq!(
+            c.plan,
+            Plan::Certificate {
+                tenant_id: Some("t".into()),
+                client_id: Some("c".into()),
+                file: Some("/certs/sp.pfx".into()),
+                password: Some(SecretSource::Env(
+                    "AZURE_CLIENT_CERTIFICATE_PASSWORD".into()
+                )),
+                send_chain: true,
+                authority: DEFAULT_AUTHORITY_HOST.into(),
+            }
+        );
+        assert_eq!(c.because, Some("AZURE_CLIENT_CERTIFICATE_PATH is set"));
+        // A secret comes first; a certificate without the ids is not enough.
+        let c = chosen(
+            &auto,
+            &[&ids[..], &cert, &[("AZURE_CLIENT_SECRET", "s")]].concat(),
+        );
+        assert!(matches!(c.plan, Plan::ClientSecret { .. }), "{c:?}");
+        let c = chosen(
+            &auto,
+            &[&cert[..], &[("MSI_ENDPOINT", "http://127.0.0.1:1/")]].concat(),
+        );
+        assert!(
+            matches!(
+                c.plan,
+                Plan::ManagedIdentity {
+                    endpoint: MiEndpoint::CloudShell { .. },
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
+        assert_eq!(c.because, Some("MSI_ENDPOINT is set"));
+        // A configured certificate file, the chain off by default.
+        let mut s = settings(AzureMethod::Auto);
+        s.certificate_file = Some("/certs/sp.pem".into());
+        let c = chosen(&s, &ids);
+        assert!(
+            matches!(
+                c.plan,
+                Plan::Certificate {
+                    send_chain: false,
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
+        assert_eq!(c.because, Some("a certificate is configured"));
+        // az before azd; azd before IMDS.
+        let path = tmp.path().display().to_string();
+        let c = chosen(&auto, &[("PATH", path.as_str())]);
+        assert!(matches!(c.plan, Plan::Cli { .. }), "{c:?}");
+        let c = chosen(
+            &auto,
+            &[
+                ("CREDCACHE_AZ", "/nonexistent/az"),
+                ("CREDCACHE_AZD", azd.as_str()),
+            ],
+        );
+        assert_eq!(
+            c.plan,
+            Plan::Azd {
+                program: azd.clone(),
+                tenant_id: None
+            }
+        );
+        assert_eq!(c.because, Some("azd is installed"));
+    }
+
+    #[test]
+    fn user_assigned_by_object_or_resource_id() {
+        let mut s = settings(AzureMethod::ManagedIdentity);
+        s.object_id = Some("o-1".into());
+        let c = chosen(&s, &[("AZURE_CLIENT_ID", "c")]);
+        assert!(
+            matches!(c.plan, Plan::ManagedIdentity { identity: Some(UserAssigned::ObjectId(ref o)), .. } if o == "o-1"),
+            "{c:?}"
+        );
+        s.object_id = None;
+        s.mi_res_id = Some("/subscriptions/x/providers/y".into());
+        let c = chosen(&s, &[]);
+        assert!(
+            matches!(
+                c.plan,
+                Plan::ManagedIdentity {
+                    identity: Some(UserAssigned::ResourceId(_)),
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
     }
 
     #[test]

@@ -600,11 +600,8 @@ fn parse_azure(f: &mut Fields<'_>) -> Option<AzureSettings> {
         f.problem("identity_endpoint", format!("{e:?} is not an http(s) URL"));
     }
     let certificate_file = f.opt_str("certificate_file").map(|p| expand_tilde(&p));
-    let certificate_password = secret_source(
-        f,
-        "certificate_password_env",
-        "certificate_password_file",
-    );
+    let certificate_password =
+        secret_source(f, "certificate_password_env", "certificate_password_file");
     let send_certificate_chain = f.opt_bool("send_certificate_chain");
     if method == Some(AzureMethod::Certificate) {
         for (key, missing) in [
@@ -639,7 +636,10 @@ fn parse_azure(f: &mut Fields<'_>) -> Option<AzureSettings> {
         if !f.table.contains_key(key) {
             continue;
         }
-        if !matches!(method, Some(AzureMethod::ManagedIdentity | AzureMethod::Auto)) {
+        if !matches!(
+            method,
+            Some(AzureMethod::ManagedIdentity | AzureMethod::Auto)
+        ) {
             f.problem(key, "is for method \"managed-identity\" only");
         } else if user_assigned.iter().filter(|(_, set)| *set).count() > 1 {
             f.problem(
@@ -694,7 +694,9 @@ fn is_arm_resource_id(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
     lower.starts_with("/subscriptions/")
         && lower.contains("/providers/")
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '&'))
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '&'))
 }
 
 fn parse_gke(f: &mut Fields<'_>) -> Option<GkeClusterSettings> {

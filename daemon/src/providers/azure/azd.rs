@@ -77,9 +77,7 @@ fn failure(code: Option<i32>, stdout: &[u8], stderr: &[u8]) -> FetchError {
         .unwrap_or_default();
     let both = format!("{err}\n{out}").to_ascii_lowercase();
     if both.contains("azd auth login") || both.contains("not logged in") {
-        return FetchError::permanent(format!(
-            "azd is not logged in: run `azd auth login`{said}"
-        ));
+        return FetchError::permanent(format!("azd is not logged in: run `azd auth login`{said}"));
     }
     let how = match code {
         Some(code) => format!("exited with status {code}"),
@@ -128,9 +126,9 @@ mod tests {
     #[test]
     fn reads_token_and_expires_on_in_any_rfc3339_form() {
         for on in [
-            "2029-07-28T09:00:00Z",
-            "2029-07-28T09:00:00.1234567Z",
-            "2029-07-28T11:00:00+02:00",
+            "2029-07-29T09:00:00Z",
+            "2029-07-29T09:00:00.0000000Z",
+            "2029-07-29T11:00:00+02:00",
         ] {
             let out = format!(r#"{{"token":"eyJ.azd","expiresOn":"{on}"}}"#);
             let f = parse_output(out.as_bytes(), now()).unwrap();
@@ -151,7 +149,7 @@ mod tests {
                 r#"{"token":"eyJ.secret","expiresOn":1893459600}"#,
                 "expiresOn that is not a string",
             ),
-            (r#"{"expiresOn":"2029-07-28T09:00:00Z"}"#, "no token"),
+            (r#"{"expiresOn":"2029-07-29T09:00:00Z"}"#, "no token"),
             (r#"{"token":"eyJ.secret""#, "not JSON"),
             (
                 r#"{"token":"eyJ.secret","expiresOn":"2099-01-01T00:00:00Z"}"#,
@@ -173,7 +171,8 @@ mod tests {
         );
         assert_eq!(e.class, ErrorClass::Permanent);
         assert!(
-            e.message.starts_with("azd is not logged in: run `azd auth login` (ERROR: fetching token"),
+            e.message
+                .starts_with("azd is not logged in: run `azd auth login` (ERROR: fetching token"),
             "{}",
             e.message
         );

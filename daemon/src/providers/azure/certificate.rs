@@ -133,7 +133,10 @@ impl Certificate {
             from_pkcs12(bytes, password)?
         };
         let Some(key) = key else {
-            return Err("it holds no private key (PEM: add the key; PKCS#12: export it with the key)".into());
+            return Err(
+                "it holds no private key (PEM: add the key; PKCS#12: export it with the key)"
+                    .into(),
+            );
         };
         if certs.is_empty() {
             return Err("it holds no certificate".into());
@@ -164,10 +167,8 @@ impl Certificate {
 
     /// The certificate's `x5t`: base64url SHA-1 of its DER.
     pub fn thumbprint(&self) -> String {
-        let digest = aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
-            &self.chain[0],
-        );
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &self.chain[0]);
         URL_SAFE_NO_PAD.encode(digest.as_ref())
     }
 
@@ -240,12 +241,17 @@ fn from_pem(bytes: &[u8]) -> Result<Parts, String> {
             "PRIVATE KEY" => KeyDer::Pkcs8(contents),
             "RSA PRIVATE KEY" => KeyDer::Pkcs1(contents),
             "ENCRYPTED PRIVATE KEY" => {
-                return Err("its private key is encrypted, which PEM files here may not be: \
+                return Err(
+                    "its private key is encrypted, which PEM files here may not be: \
                             decrypt it (`openssl pkey`) or use a password-protected PKCS#12 file"
-                    .into());
+                        .into(),
+                );
             }
             "EC PRIVATE KEY" => {
-                return Err("its private key is not an RSA key (Entra certificate credentials are RSA)".into());
+                return Err(
+                    "its private key is not an RSA key (Entra certificate credentials are RSA)"
+                        .into(),
+                );
             }
             _ => continue,
         };
@@ -263,19 +269,19 @@ fn from_pkcs12(bytes: &[u8], password: Option<&str>) -> Result<Parts, String> {
 
     let store = KeyStore::from_pkcs12(bytes, password.unwrap_or(""), Pkcs12ImportPolicy::Relaxed)
         .map_err(|e| match e {
-            P12Error::MacError(_) | P12Error::UnpadError if password.is_some() => {
-                "the certificate password is wrong".to_owned()
-            }
-            P12Error::MacError(_) | P12Error::UnpadError => {
-                "it is a password-protected PKCS#12 file: set certificate_password_env or \
+        P12Error::MacError(_) | P12Error::UnpadError if password.is_some() => {
+            "the certificate password is wrong".to_owned()
+        }
+        P12Error::MacError(_) | P12Error::UnpadError => {
+            "it is a password-protected PKCS#12 file: set certificate_password_env or \
                  certificate_password_file"
-                    .to_owned()
-            }
-            P12Error::DerError(_) | P12Error::InvalidVersion | P12Error::InvalidData => {
-                "it is neither PEM nor a PKCS#12 (.pfx/.p12) file".to_owned()
-            }
-            other => format!("cannot read it as PKCS#12 ({other})"),
-        })?;
+                .to_owned()
+        }
+        P12Error::DerError(_) | P12Error::InvalidVersion | P12Error::InvalidData => {
+            "it is neither PEM nor a PKCS#12 (.pfx/.p12) file".to_owned()
+        }
+        other => format!("cannot read it as PKCS#12 ({other})"),
+    })?;
     let mut key = None;
     let mut certs = Vec::new();
     if let Some((_, chain)) = store.private_key_chain() {
@@ -334,4 +340,333 @@ fn jti() -> Result<String, FetchError> {
         &hex[16..20],
         &hex[20..]
     ))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::fetch_error::ErrorClass;
+    use crate::loopback::{Peer, Reply};
+    use crate::providers::testing::Harness;
+
+    /// Runs `openssl` in `dir`, as a user would make these files.
+    fn openssl(dir: &Path, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Key and certificate files made by openssl in a temp dir: `key.pem`
+    /// (PKCS#8), `rsa.pem` (PKCS#1), `cert.pem` (valid `days` from now),
+    /// `other.pem` (another key), `modern.pfx` and `legacy.pfx` (password
+    /// "pw"), `nokey.pfx`.
+    pub(crate) struct Files {
+        pub dir: tempfile::TempDir,
+    }
+
+    impl Files {
+        pub(crate) fn new(days: u32) -> Files {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let days = days.to_string();
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    "key.pem",
+                    "-out",
+                    "cert.pem",
+                    "-subj",
+                    "/CN=credcache-test",
+                    "-days",
+                    &days,
+                ],
+            );
+            openssl(
+                d,
+                &["rsa", "-in", "key.pem", "-traditional", "-out", "rsa.pem"],
+            );
+            openssl(
+                d,
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                    "-out",
+                    "other.pem",
+                ],
+            );
+            openssl(
+                d,
+                &[
+                    "pkcs12",
+                    "-export",
+                    "-inkey",
+                    "key.pem",
+                    "-in",
+                    "cert.pem",
+                    "-out",
+                    "modern.pfx",
+                    "-passout",
+                    "pass:pw",
+                ],
+            );
+            openssl(
+                d,
+                &[
+                    "pkcs12",
+                    "-export",
+                    "-legacy",
+                    "-inkey",
+                    "key.pem",
+                    "-in",
+                    "cert.pem",
+                    "-out",
+                    "legacy.pfx",
+                    "-passout",
+                    "pass:pw",
+                ],
+            );
+            openssl(
+                d,
+                &[
+                    "pkcs12",
+                    "-export",
+                    "-nokeys",
+                    "-in",
+                    "cert.pem",
+                    "-out",
+                    "nokey.pfx",
+                    "-passout",
+                    "pass:pw",
+                ],
+            );
+            Files { dir }
+        }
+
+        pub(crate) fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        pub(crate) fn bytes(&self, name: &str) -> Vec<u8> {
+            std::fs::read(self.path(name)).unwrap()
+        }
+
+        /// The concatenation of these files.
+        pub(crate) fn joined(&self, names: &[&str]) -> Vec<u8> {
+            names.iter().flat_map(|n| self.bytes(n)).collect()
+        }
+
+        /// The certificate's DER.
+        fn cert_der(&self) -> Vec<u8> {
+            let pem = x509_parser::pem::Pem::iter_from_buffer(&self.bytes("cert.pem"))
+                .next()
+                .unwrap()
+                .unwrap();
+            pem.contents
+        }
+    }
+
+    fn decode(part: &str) -> Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    }
+
+    /// Checks `jwt` is signed by the certificate's key and returns its
+    /// header and claims.
+    fn verified(jwt: &str, cert_der: &[u8]) -> (Value, Value) {
+        let (signed, signature) = jwt.rsplit_once('.').unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(cert_der).unwrap();
+        let public = cert.public_key().subject_public_key.data.to_vec();
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public)
+            .verify(
+                signed.as_bytes(),
+                &URL_SAFE_NO_PAD.decode(signature).unwrap(),
+            )
+            .expect("the assertion verifies with the certificate's key");
+        let (header, claims) = signed.split_once('.').unwrap();
+        (decode(header), decode(claims))
+    }
+
+    #[test]
+    fn pem_with_a_pkcs8_or_pkcs1_key_in_either_order_signs_assertions() {
+        let f = Files::new(3650);
+        let der = f.cert_der();
+        let now = crate::providers::testing::now();
+        for names in [
+            ["key.pem", "cert.pem"],
+            ["cert.pem", "key.pem"],
+            ["rsa.pem", "cert.pem"],
+        ] {
+            let cert = Certificate::load(&f.joined(&names), None).unwrap();
+            let jwt = cert
+                .assertion(
+                    "client-1",
+                    "https://login.example/t/oauth2/v2.0/token",
+                    now,
+                    false,
+                )
+                .unwrap();
+            let (header, claims) = verified(&jwt, &der);
+            assert_eq!(header["alg"], "RS256");
+            assert_eq!(header["typ"], "JWT");
+            assert!(header.get("x5c").is_none(), "{header}");
+            // x5t is SHA-1 of the DER, as `openssl x509 -fingerprint -sha1` prints it.
+            let x5t = URL_SAFE_NO_PAD
+                .decode(header["x5t"].as_str().unwrap())
+                .unwrap();
+            let sha1 =
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
+            assert_eq!(x5t, sha1.as_ref());
+            assert_eq!(claims["aud"], "https://login.example/t/oauth2/v2.0/token");
+            assert_eq!(
+                (&claims["iss"], &claims["sub"]),
+                (&Value::from("client-1"), &Value::from("client-1"))
+            );
+            assert_eq!(claims["iat"], now.timestamp());
+            assert_eq!(claims["nbf"], now.timestamp());
+            assert_eq!(claims["exp"], now.timestamp() + 600);
+            assert_eq!(claims["jti"].as_str().unwrap().len(), 36);
+        }
+    }
+
+    #[test]
+    fn pkcs12_in_both_encryptions_with_its_password() {
+        let f = Files::new(3650);
+        let der = f.cert_der();
+        let now = crate::providers::testing::now();
+        for name in ["modern.pfx", "legacy.pfx"] {
+            let cert = Certificate::load(&f.bytes(name), Some("pw"))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let jwt = cert.assertion("c", "aud", now, true).unwrap();
+            let (header, _) = verified(&jwt, &der);
+            assert_eq!(
+                header["x5c"],
+                serde_json::json!([STANDARD.encode(&der)]),
+                "{name}"
+            );
+            let wrong = Certificate::load(&f.bytes(name), Some("nope"))
+                .err()
+                .unwrap();
+            assert_eq!(wrong, "the certificate password is wrong", "{name}");
+            let none = Certificate::load(&f.bytes(name), None).err().unwrap();
+            assert!(
+                none.starts_with(
+                    "it is a password-protected PKCS#12 file: set certificate_password_env"
+                ),
+                "{name}: {none}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_bad_file_is_one_clear_line() {
+        let f = Files::new(3650);
+        let cases: Vec<(Vec<u8>, Option<&str>, &str)> = vec![
+            (f.bytes("cert.pem"), None, "it holds no private key"),
+            (f.bytes("nokey.pfx"), Some("pw"), "it holds no private key"),
+            (f.bytes("key.pem"), None, "it holds no certificate"),
+            (f.joined(&["other.pem", "cert.pem"]), None, "the private key does not match the certificate"),
+            (f.joined(&["key.pem", "other.pem", "cert.pem"]), None, "more than one private key"),
+            (b"not a certificate at all".to_vec(), None, "neither PEM nor a PKCS#12"),
+            (b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n".to_vec(), None, "encrypted"),
+        ];
+        for (bytes, password, want) in cases {
+            let e = Certificate::load(&bytes, password).err().unwrap();
+            assert!(e.contains(want), "wanted {want:?}, got {e:?}");
+            assert!(!e.contains('\n'), "{e:?}");
+        }
+    }
+
+    async fn fetch_with(file: &Path, peer: &Peer, send_chain: bool) -> Result<Fetched, FetchError> {
+        let h = Harness::new();
+        let authority = peer.url();
+        let r = Request {
+            tenant: "tenant-1",
+            client_id: "client-1",
+            file,
+            password: None,
+            send_chain,
+            authority: &authority,
+            scope: "https://management.azure.com/.default",
+        };
+        fetch(r, &h.cx()).await
+    }
+
+    #[tokio::test]
+    async fn fetch_posts_the_assertion_for_the_client() {
+        let f = Files::new(3650);
+        let file = f.path("both.pem");
+        std::fs::write(&file, f.joined(&["key.pem", "cert.pem"])).unwrap();
+        let peer = Peer::start(vec![Reply::json(
+            200,
+            r#"{"access_token":"eyJ.cert","expires_in":3599,"token_type":"Bearer"}"#,
+        )])
+        .await;
+        let got = fetch_with(&file, &peer, false).await.unwrap();
+        assert_eq!(got.token.expose(), "eyJ.cert");
+        let r = &peer.requests()[0];
+        assert_eq!(r.path(), "/tenant-1/oauth2/v2.0/token");
+        assert_eq!(
+            r.form("client_assertion_type").as_deref(),
+            Some(JWT_ASSERTION)
+        );
+        assert_eq!(r.form("grant_type").as_deref(), Some("client_credentials"));
+        assert_eq!(r.form("client_id").as_deref(), Some("client-1"));
+        let (_, claims) = verified(&r.form("client_assertion").unwrap(), &f.cert_der());
+        assert_eq!(
+            claims["aud"],
+            format!("{}/tenant-1/oauth2/v2.0/token", peer.url())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_file_sends_nothing_and_an_expired_certificate_is_tried() {
+        let f = Files::new(1);
+        let peer = Peer::start(vec![Reply::json(401, r#"{"error":"invalid_client","error_description":"AADSTS700027: Client assertion contains an invalid signature."}"#)]).await;
+        let mismatched = f.path("mismatched.pem");
+        std::fs::write(&mismatched, f.joined(&["other.pem", "cert.pem"])).unwrap();
+        let e = fetch_with(&mismatched, &peer, false).await.unwrap_err();
+        assert_eq!(e.class, ErrorClass::Config);
+        assert_eq!(
+            e.message,
+            format!(
+                "certificate_file {}: the private key does not match the certificate",
+                mismatched.display()
+            )
+        );
+        assert!(peer.requests().is_empty());
+
+        // The harness's clock is in 2030: this certificate expired then.
+        let expired = f.path("expired.pem");
+        std::fs::write(&expired, f.joined(&["key.pem", "cert.pem"])).unwrap();
+        let e = fetch_with(&expired, &peer, false).await.unwrap_err();
+        assert_eq!(peer.requests().len(), 1, "tried all the same");
+        assert!(
+            e.message.starts_with("the certificate expired at 20"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("AADSTS700027"), "{}", e.message);
+    }
 }

@@ -183,7 +183,13 @@ pub async fn fetch(
                 other => other.key(),
             });
             let header = ("X-IDENTITY-HEADER", value);
-            ("App Service identity endpoint", url.clone(), APP_SERVICE_API_VERSION, header, key)
+            (
+                "App Service identity endpoint",
+                url.clone(),
+                APP_SERVICE_API_VERSION,
+                header,
+                key,
+            )
         }
         MiEndpoint::AppService2017 { url } => {
             let key = match identity {
@@ -196,8 +202,15 @@ pub async fn fetch(
                 .http
                 .direct()
                 .get(url)
-                .query(&[("api-version", APP_SERVICE_2017_API_VERSION), ("resource", resource)])
-                .query(&key.zip(identity.map(UserAssigned::value)).into_iter().collect::<Vec<_>>())
+                .query(&[
+                    ("api-version", APP_SERVICE_2017_API_VERSION),
+                    ("resource", resource),
+                ])
+                .query(
+                    &key.zip(identity.map(UserAssigned::value))
+                        .into_iter()
+                        .collect::<Vec<_>>(),
+                )
                 .header("secret", value);
             let answer = http::send("App Service (2017) identity endpoint", request).await?;
             if !answer.is_success() {
@@ -340,9 +353,11 @@ async fn arc(
             })?,
     );
     let key = Zeroizing::new(String::from_utf8_lossy(&key).trim().to_owned());
-    let mut authorization = HeaderValue::from_str(&format!("Basic {}", key.as_str()))
-        .map_err(|_| {
-            FetchError::permanent(format!("{WHAT}: the challenge file's content is not a header value"))
+    let mut authorization =
+        HeaderValue::from_str(&format!("Basic {}", key.as_str())).map_err(|_| {
+            FetchError::permanent(format!(
+                "{WHAT}: the challenge file's content is not a header value"
+            ))
         })?;
     authorization.set_sensitive(true);
     let answer = http::send(WHAT, ask().header("Authorization", authorization)).await?;
@@ -556,5 +571,256 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn every_host_is_told_by_its_variables_in_the_sdk_order() {
+        let host = |vars: &[(&str, &str)]| {
+            let vars: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            endpoint(&settings(None), &|n: &str| vars.get(n).cloned(), false)
+        };
+        let url = "http://127.0.0.1:1/x";
+        assert_eq!(
+            host(&[("MSI_ENDPOINT", url), ("MSI_SECRET", "s")]),
+            MiEndpoint::AppService2017 { url: url.into() }
+        );
+        assert_eq!(
+            host(&[("MSI_ENDPOINT", url)]),
+            MiEndpoint::CloudShell { url: url.into() }
+        );
+        assert_eq!(
+            host(&[
+                ("IDENTITY_ENDPOINT", url),
+                ("IMDS_ENDPOINT", "http://127.0.0.1:2")
+            ]),
+            MiEndpoint::Arc {
+                url: url.into(),
+                token_dir: DEFAULT_ARC_TOKEN_DIR.into()
+            }
+        );
+        // App Service's 2019 API wins over the 2017 one, as in the SDKs.
+        assert_eq!(
+            host(&[
+                ("IDENTITY_ENDPOINT", url),
+                ("IDENTITY_HEADER", "h"),
+                ("MSI_ENDPOINT", "http://o"),
+                ("MSI_SECRET", "s")
+            ]),
+            MiEndpoint::AppService { url: url.into() }
+        );
+        let mut s = settings(None);
+        s.arc_token_dir = Some("/tmp/arc".into());
+        let arc: HashMap<&str, &str> = [("IDENTITY_ENDPOINT", url), ("IMDS_ENDPOINT", url)].into();
+        assert_eq!(
+            endpoint(&s, &|n: &str| arc.get(n).map(|v| v.to_string()), false),
+            MiEndpoint::Arc {
+                url: url.into(),
+                token_dir: "/tmp/arc".into()
+            }
+        );
+    }
+
+    #[test]
+    fn app_service_2017_dates_in_each_form() {
+        let want = DateTime::parse_from_rfc3339("2017-09-14T17:24:12Z").unwrap();
+        for s in [
+            "09/14/2017 05:24:12 PM +00:00",
+            "09/14/2017 17:24:12 +00:00",
+            "09/14/2017 07:24:12 PM +02:00",
+            "09/14/2017 17:24:12",
+        ] {
+            assert_eq!(app_service_2017_time(s), Some(want.to_utc()), "{s}");
+        }
+        for s in [
+            "1506484173",
+            "",
+            "14/09/2017 17:24:12 +00:00",
+            "09/14/2017 25:00:00 +00:00",
+        ] {
+            assert_eq!(app_service_2017_time(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn the_arc_challenge_is_read_only_from_the_token_dir() {
+        assert_eq!(
+            challenge_path("Basic realm=/var/opt/azcmagent/tokens/a.key").as_deref(),
+            Some("/var/opt/azcmagent/tokens/a.key")
+        );
+        assert_eq!(
+            challenge_path("basic  realm=\"/t/a.key\"").as_deref(),
+            Some("/t/a.key")
+        );
+        assert_eq!(challenge_path("Bearer realm=/t/a.key"), None);
+        assert_eq!(challenge_path("Basic realm="), None);
+        assert_eq!(challenge_path("Basic"), None);
+        let dir = Path::new("/var/opt/azcmagent/tokens");
+        assert!(checked_challenge_file("/var/opt/azcmagent/tokens/abc.key", dir).is_ok());
+        for (bad, why) in [
+            (
+                "/home/u/.ssh/id_rsa.key",
+                "not under the Arc agent's token directory",
+            ),
+            ("/var/opt/azcmagent/tokens/../../../../etc/x.key", "`..`"),
+            ("/var/opt/azcmagent/tokens/abc.txt", "not a .key file"),
+            ("/var/opt/azcmagent/tokens", "not a .key file"),
+            ("/var/opt/azcmagent/tokens2/a.key", "not under"),
+            ("tokens/a.key", "not an absolute path"),
+        ] {
+            let e = checked_challenge_file(bad, dir).unwrap_err();
+            assert!(e.message.contains(why), "{bad}: {}", e.message);
+            assert_eq!(e.class, ErrorClass::Permanent);
+        }
+    }
+
+    mod fetch {
+        use super::*;
+        use crate::loopback::{Peer, Reply};
+        use crate::providers::testing::Harness;
+
+        const TOKEN: &str = r#"{"access_token":"eyJ.mi","expires_in":"3600","expires_on":"1893459600","resource":"https://management.azure.com","token_type":"Bearer"}"#;
+
+        #[tokio::test]
+        async fn cloud_shell_posts_the_resource_as_a_form() {
+            let peer = Peer::start(vec![Reply::json(200, TOKEN)]).await;
+            let h = Harness::new();
+            let url = format!("{}/oauth2/token", peer.url());
+            let f = fetch(
+                &MiEndpoint::CloudShell { url },
+                None,
+                DEFAULT_AZURE_SCOPE,
+                &h.cx(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(f.token.expose(), "eyJ.mi");
+            let r = &peer.requests()[0];
+            assert_eq!((r.method.as_str(), r.path()), ("POST", "/oauth2/token"));
+            assert_eq!(r.header("metadata"), Some("true"));
+            assert_eq!(
+                r.form("resource").as_deref(),
+                Some("https://management.azure.com")
+            );
+            let e = fetch(
+                &MiEndpoint::CloudShell { url: peer.url() },
+                Some(&UserAssigned::ClientId("c".into())),
+                DEFAULT_AZURE_SCOPE,
+                &h.cx(),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(e.class, ErrorClass::Config);
+            assert_eq!(
+                peer.requests().len(),
+                1,
+                "nothing sent for a user-assigned identity"
+            );
+        }
+
+        #[tokio::test]
+        async fn imds_and_app_service_name_user_assigned_identities_their_way() {
+            let peer = Peer::start(vec![Reply::json(200, TOKEN), Reply::json(200, TOKEN)]).await;
+            let h = Harness::new();
+            let imds = MiEndpoint::Imds {
+                base: peer.url(),
+                guessed: false,
+            };
+            let res = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id";
+            fetch(
+                &imds,
+                Some(&UserAssigned::ResourceId(res.into())),
+                DEFAULT_AZURE_SCOPE,
+                &h.cx(),
+            )
+            .await
+            .unwrap();
+            fetch(
+                &imds,
+                Some(&UserAssigned::ObjectId("o-1".into())),
+                DEFAULT_AZURE_SCOPE,
+                &h.cx(),
+            )
+            .await
+            .unwrap();
+            let r = peer.requests();
+            assert_eq!(r[0].query("msi_res_id").as_deref(), Some(res));
+            assert_eq!(r[1].query("object_id").as_deref(), Some("o-1"));
+            assert_eq!(r[1].query("client_id"), None);
+        }
+
+        #[tokio::test]
+        async fn arc_answers_its_challenge_with_the_key_file() {
+            let dir = tempfile::tempdir().unwrap();
+            let tokens = dir.path().join("tokens");
+            std::fs::create_dir(&tokens).unwrap();
+            let key = tokens.join("challenge.key");
+            std::fs::write(&key, "arc-secret-key").unwrap();
+            let realm = format!("Basic realm={}", key.display());
+            let peer = Peer::start(vec![
+                Reply::json(401, "{}").header("WWW-Authenticate", &realm),
+                Reply::json(200, TOKEN),
+            ])
+            .await;
+            let h = Harness::new();
+            let arc = MiEndpoint::Arc {
+                url: format!("{}/metadata/identity/oauth2/token", peer.url()),
+                token_dir: tokens.clone(),
+            };
+            let f = fetch(&arc, None, DEFAULT_AZURE_SCOPE, &h.cx())
+                .await
+                .unwrap();
+            assert_eq!(f.token.expose(), "eyJ.mi");
+            let r = peer.requests();
+            assert_eq!(r[0].query("api-version").as_deref(), Some("2020-06-01"));
+            assert_eq!(r[0].header("authorization"), None);
+            assert_eq!(r[1].header("authorization"), Some("Basic arc-secret-key"));
+            assert_eq!(r[1].header("metadata"), Some("true"));
+        }
+
+        #[tokio::test]
+        async fn arc_refuses_a_challenge_outside_the_token_dir_or_too_big() {
+            let dir = tempfile::tempdir().unwrap();
+            let tokens = dir.path().join("tokens");
+            std::fs::create_dir(&tokens).unwrap();
+            let outside = dir.path().join("private.key");
+            std::fs::write(&outside, "not-for-the-endpoint").unwrap();
+            let link = tokens.join("link.key");
+            std::os::unix::fs::symlink(&outside, &link).unwrap();
+            let big = tokens.join("big.key");
+            std::fs::write(&big, vec![b'k'; MAX_ARC_KEY + 1]).unwrap();
+            for (file, why) in [
+                (&outside, "not under the Arc agent's token directory"),
+                (&link, "it is not under"),
+                (&big, ""),
+            ] {
+                let peer = Peer::start(vec![
+                    Reply::json(401, "{}").header(
+                        "WWW-Authenticate",
+                        &format!("Basic realm={}", file.display()),
+                    ),
+                    Reply::json(200, TOKEN),
+                ])
+                .await;
+                let h = Harness::new();
+                let arc = MiEndpoint::Arc {
+                    url: peer.url(),
+                    token_dir: tokens.clone(),
+                };
+                let e = fetch(&arc, None, DEFAULT_AZURE_SCOPE, &h.cx())
+                    .await
+                    .unwrap_err();
+                assert!(e.message.contains("challenge file"), "{}", e.message);
+                assert!(e.message.contains(why), "{why}: {}", e.message);
+                assert_eq!(
+                    peer.requests().len(),
+                    1,
+                    "{}: never answered",
+                    file.display()
+                );
+            }
+        }
     }
 }
