@@ -19,6 +19,7 @@ mod container_app;
 mod demo;
 mod docker;
 mod emulator_cli;
+mod entra;
 mod fast_get;
 mod faults;
 mod federation;
