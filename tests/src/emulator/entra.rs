@@ -450,4 +450,150 @@ mod tests {
             (401, json!([7000215]))
         );
     }
+
+    /// A key and self-signed certificate with common name `cn`, made by
+    /// `openssl`: (key PEM, certificate PEM).
+    fn openssl_certificate(dir: &std::path::Path, cn: &str) -> (String, Vec<u8>) {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out",
+                "c.pem", "-days", "2", "-subj",
+            ])
+            .arg(format!("/CN={cn}"))
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            std::fs::read_to_string(dir.join("k.pem")).unwrap(),
+            std::fs::read(dir.join("c.pem")).unwrap(),
+        )
+    }
+
+    fn der(pem: &[u8]) -> Vec<u8> {
+        x509_parser::pem::Pem::iter_from_buffer(pem)
+            .next()
+            .unwrap()
+            .unwrap()
+            .contents
+    }
+
+    fn assertion(key: &str, header: Value, claims: Value) -> String {
+        let head = URL_SAFE_NO_PAD.encode(header.to_string());
+        let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let input = format!("{head}.{body}");
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(key.as_bytes()).unwrap();
+        let sig =
+            jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::RS256)
+                .unwrap();
+        format!("{input}.{sig}")
+    }
+
+    #[test]
+    fn certificate_assertions_are_checked_by_thumbprint_key_and_claims() {
+        let emu = Emulator::start();
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = openssl_certificate(dir.path(), "app");
+        emu.register_certificate(TENANT, CLIENT_ID, &cert);
+        let x5t = super::certificate_key(&der(&cert)).unwrap().x5t;
+        let aud = format!("{}/{TENANT}/oauth2/v2.0/token", emu.url());
+        let now = Utc::now().timestamp();
+        let claims = json!({"aud": aud, "iss": CLIENT_ID, "sub": CLIENT_ID, "jti": "j-1", "nbf": now, "iat": now, "exp": now + 600});
+        let grant = |jwt: &str| {
+            entra_grant(
+                &emu,
+                TENANT,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", CLIENT_ID),
+                    ("client_assertion_type", JWT_ASSERTION_TYPE),
+                    ("client_assertion", jwt),
+                    ("scope", MANAGEMENT),
+                ],
+            )
+        };
+        let header = json!({"alg": "RS256", "typ": "JWT", "x5t": x5t});
+        let (status, body) = grant(&assertion(&key, header.clone(), claims.clone()));
+        assert_eq!(status, 200, "{body}");
+
+        let (_, other_cert) = {
+            let other = tempfile::tempdir().unwrap();
+            openssl_certificate(other.path(), "other")
+        };
+        let other_x5t = super::certificate_key(&der(&other_cert)).unwrap().x5t;
+        let (status, body) = grant(&assertion(
+            &key,
+            json!({"alg": "RS256", "x5t": other_x5t}),
+            claims.clone(),
+        ));
+        assert_eq!(
+            (status, body["error_codes"].clone()),
+            (401, json!([700027])),
+            "{body}"
+        );
+
+        let other_dir = tempfile::tempdir().unwrap();
+        let (other_key, _) = openssl_certificate(other_dir.path(), "x");
+        let (status, body) = grant(&assertion(&other_key, header.clone(), claims.clone()));
+        assert_eq!(status, 401);
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("invalid signature"),
+            "{body}"
+        );
+
+        for (field, value, code) in [
+            (
+                "aud",
+                json!("https://login.microsoftonline.com/t/oauth2/v2.0/token"),
+                700016,
+            ),
+            ("iss", json!("someone-else"), 700021),
+            ("exp", json!(now - 3600), 700024),
+        ] {
+            let mut c = claims.clone();
+            c[field] = value;
+            let (status, body) = grant(&assertion(&key, header.clone(), c));
+            assert_eq!(
+                (status, body["error_codes"].clone()),
+                (401, json!([code])),
+                "{field}: {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn subject_name_registration_needs_the_chain() {
+        let emu = Emulator::start();
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = openssl_certificate(dir.path(), "sni-app");
+        emu.register_certificate_subject(TENANT, CLIENT_ID, "sni-app");
+        let leaf = der(&cert);
+        let x5t = super::certificate_key(&leaf).unwrap().x5t;
+        let now = Utc::now().timestamp();
+        let claims = json!({"aud": format!("{}/{TENANT}/oauth2/v2.0/token", emu.url()), "iss": CLIENT_ID, "sub": CLIENT_ID, "jti": "j", "nbf": now, "exp": now + 600});
+        let grant = |header: Value| {
+            entra_grant(
+                &emu,
+                TENANT,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", CLIENT_ID),
+                    ("client_assertion_type", JWT_ASSERTION_TYPE),
+                    ("client_assertion", &assertion(&key, header, claims.clone())),
+                    ("scope", MANAGEMENT),
+                ],
+            )
+        };
+        assert_eq!(grant(json!({"alg": "RS256", "x5t": x5t})).0, 401);
+        let (status, body) =
+            grant(json!({"alg": "RS256", "x5t": x5t, "x5c": [STANDARD.encode(&leaf)]}));
+        assert_eq!(status, 200, "{body}");
+    }
 }

@@ -388,4 +388,101 @@ mod tests {
         );
         assert_eq!(emu.calls(Endpoint::AppServiceMsi), 3);
     }
+
+    #[test]
+    fn arc_challenges_with_a_key_file_and_takes_it_back() {
+        let emu = Emulator::start();
+        let url = format!(
+            "{}/arc/metadata/identity/oauth2/token?api-version=2020-06-01&resource={RESOURCE}",
+            emu.url()
+        );
+        let response = client()
+            .get(&url)
+            .header("Metadata", "true")
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+        let realm = response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let path = realm.strip_prefix("Basic realm=").unwrap();
+        assert!(
+            path.starts_with(&emu.arc_token_dir().display().to_string()),
+            "{path}"
+        );
+        assert!(path.ends_with(".key"));
+        let key = std::fs::read_to_string(path).unwrap();
+        let ask = |auth: &str| {
+            status_json(
+                client()
+                    .get(&url)
+                    .header("Metadata", "true")
+                    .header("Authorization", auth)
+                    .send()
+                    .unwrap(),
+            )
+        };
+        assert_eq!(ask("Basic wrong").0, 401);
+        let (status, body) = ask(&format!("Basic {key}"));
+        assert_eq!(status, 200, "{body}");
+        assert!(body["expires_on"].is_string());
+
+        emu.set_arc_challenge_path(Some("/etc/passwd"));
+        let response = client()
+            .get(&url)
+            .header("Metadata", "true")
+            .send()
+            .unwrap();
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Basic realm=/etc/passwd"
+        );
+    }
+
+    #[test]
+    fn cloud_shell_and_app_service_2017() {
+        let emu = Emulator::start();
+        let (status, body) = status_json(
+            client()
+                .post(format!("{}/oauth2/token", emu.url()))
+                .header("Metadata", "true")
+                .form(&[("resource", RESOURCE)])
+                .send()
+                .unwrap(),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["resource"], RESOURCE);
+        assert!(body["expires_in"].is_string());
+
+        emu.set_msi_secret("s");
+        let url = format!(
+            "{}/MSI/token/?api-version=2017-09-01&resource={RESOURCE}&clientid=c-1",
+            emu.url()
+        );
+        let (status, body) = status_json(client().get(&url).header("secret", "s").send().unwrap());
+        assert_eq!(status, 200, "{body}");
+        let on = body["expires_on"].as_str().unwrap();
+        let parsed =
+            chrono::NaiveDateTime::parse_from_str(on, "%m/%d/%Y %I:%M:%S %p +00:00").unwrap();
+        let issued = emu.last_token(Endpoint::AppService2017Msi).unwrap();
+        assert_eq!(parsed.and_utc().timestamp(), issued.expires_at.timestamp());
+        assert_eq!(body["client_id"], "c-1");
+        assert_eq!(
+            client()
+                .get(&url)
+                .header("secret", "t")
+                .send()
+                .unwrap()
+                .status()
+                .as_u16(),
+            401
+        );
+        emu.set_msi_2017_form(Msi2017Form::TwentyFourHour);
+        let (_, body) = status_json(client().get(&url).header("secret", "s").send().unwrap());
+        assert!(
+            !body["expires_on"].as_str().unwrap().contains('M'),
+            "{body}"
+        );
+    }
 }
