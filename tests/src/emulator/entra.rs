@@ -133,7 +133,9 @@ fn authenticate(
         }
         if let Some(certificates) = inner.registry.entra_certificates.get(client_id) {
             let audience = format!("{}/{tenant}/oauth2/v2.0/token", inner.base);
-            return certificate_assertion(assertion, certificates, client_id, &audience).err();
+            return certificate_assertion(assertion, certificates, client_id, &audience)
+                .err()
+                .map(|refused| *refused);
         }
         let accepted = match &inner.registry.federated_token {
             None => !assertion.trim().is_empty(),
@@ -180,9 +182,10 @@ fn certificate_assertion(
     certificates: &[RegisteredCertificate],
     client_id: &str,
     audience: &str,
-) -> Result<(), Response> {
-    let refuse =
-        |code: u32, message: &str| error(StatusCode::UNAUTHORIZED, "invalid_client", code, message);
+) -> Result<(), Box<Response>> {
+    let refuse = |code: u32, message: &str| {
+        Box::new(error(StatusCode::UNAUTHORIZED, "invalid_client", code, message))
+    };
     let malformed = || refuse(50027, "JWT token is invalid or malformed.");
     let mut parts = assertion.split('.');
     let (Some(h), Some(c), Some(sig), None) =
