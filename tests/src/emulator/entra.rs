@@ -184,7 +184,12 @@ fn certificate_assertion(
     audience: &str,
 ) -> Result<(), Box<Response>> {
     let refuse = |code: u32, message: &str| {
-        Box::new(error(StatusCode::UNAUTHORIZED, "invalid_client", code, message))
+        Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            code,
+            message,
+        ))
     };
     let malformed = || refuse(50027, "JWT token is invalid or malformed.");
     let mut parts = assertion.split('.');
