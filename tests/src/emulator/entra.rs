@@ -311,6 +311,21 @@ pub(crate) fn certificate_key(der: &[u8]) -> Option<RegisteredCertificate> {
     })
 }
 
+/// The thumbprint and key of a PEM or DER certificate, to register it by
+/// thumbprint; `None` if it is neither, or not RSA.
+pub(crate) fn registered_certificate(certificate: &[u8]) -> Option<RegisteredCertificate> {
+    let der = match x509_parser::pem::Pem::iter_from_buffer(certificate)
+        .filter_map(Result::ok)
+        .find(|p| p.label == "CERTIFICATE")
+    {
+        Some(pem) => pem.contents,
+        None => certificate.to_vec(),
+    };
+    let mut registered = certificate_key(&der)?;
+    registered.subject = None;
+    Some(registered)
+}
+
 fn missing_parameter(name: &str) -> Response {
     error(
         StatusCode::BAD_REQUEST,

@@ -168,7 +168,8 @@ impl Emulator {
     /// or DER: client assertions whose `x5t` is its thumbprint and whose
     /// signature its key verifies are accepted.
     pub fn register_certificate(&self, tenant: &str, client_id: &str, certificate: &[u8]) {
-        let registered = registered_certificate(certificate);
+        let registered = super::entra::registered_certificate(certificate)
+            .expect("an RSA certificate, PEM or DER, to register");
         let mut inner = self.shared.lock();
         inner.registry.register_client(tenant, client_id, None);
         inner
@@ -277,19 +278,4 @@ impl Emulator {
     pub fn set_sts_subject(&self, token: Option<&str>) {
         self.shared.lock().registry.sts_subject = token.map(str::to_owned);
     }
-}
-
-/// The thumbprint, key and subject of a PEM or DER certificate.
-fn registered_certificate(certificate: &[u8]) -> RegisteredCertificate {
-    let der = match x509_parser::pem::Pem::iter_from_buffer(certificate)
-        .filter_map(Result::ok)
-        .find(|p| p.label == "CERTIFICATE")
-    {
-        Some(pem) => pem.contents,
-        None => certificate.to_vec(),
-    };
-    let mut registered =
-        super::entra::certificate_key(&der).expect("an RSA certificate to register");
-    registered.subject = None;
-    registered
 }
