@@ -54,8 +54,15 @@ pub async fn fetch(r: Request<'_>, cx: &FetchContext<'_>) -> Result<Fetched, Fet
         Some(source) => Some(read_password(source).await?),
         None => None,
     };
-    let cert = Certificate::load(&bytes, password.as_ref().map(|p| p.as_str()))
-        .map_err(|why| FetchError::config(format!("certificate_file {shown}: {why}")))?;
+    // PKCS#12 decryption is PBKDF2 work (tens of milliseconds): off the
+    // runtime's threads.
+    let loaded = tokio::task::spawn_blocking(move || {
+        Certificate::load(&bytes, password.as_ref().map(|p| p.as_str()))
+    })
+    .await
+    .map_err(|e| FetchError::transient(format!("reading the certificate failed: {e}")))?;
+    let cert =
+        loaded.map_err(|why| FetchError::config(format!("certificate_file {shown}: {why}")))?;
     let expired = cert.not_after.filter(|at| *at <= cx.now);
     if let Some(at) = expired {
         tracing::warn!(
