@@ -40,8 +40,7 @@ use serde::Serialize;
 use super::{BoxFuture, FetchContext, FetchError, Fetched, Provider, token_response};
 use crate::http;
 
-pub use certificate::Certificate;
-pub use managed_identity::{MiEndpoint, UserAssigned, app_service_2017_time};
+pub use managed_identity::{MiEndpoint, UserAssigned};
 
 /// Reads an environment variable; `None` when unset or empty.
 pub type Env<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);

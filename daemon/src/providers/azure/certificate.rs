@@ -469,6 +469,20 @@ pub(crate) mod tests {
                     "pass:pw",
                 ],
             );
+            // What `openssl pkcs12 -nodes` prints: bag attributes around the blocks.
+            openssl(
+                d,
+                &[
+                    "pkcs12",
+                    "-in",
+                    "modern.pfx",
+                    "-nodes",
+                    "-passin",
+                    "pass:pw",
+                    "-out",
+                    "bags.pem",
+                ],
+            );
             Files { dir }
         }
 
@@ -520,6 +534,9 @@ pub(crate) mod tests {
         let f = Files::new(3650);
         let der = f.cert_der();
         let now = crate::providers::testing::now();
+        let bags = Certificate::load(&f.bytes("bags.pem"), None).unwrap();
+        let jwt = bags.assertion("c", "aud", now, false).unwrap();
+        verified(&jwt, &der);
         for names in [
             ["key.pem", "cert.pem"],
             ["cert.pem", "key.pem"],
