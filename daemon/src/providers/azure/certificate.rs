@@ -469,6 +469,21 @@ pub(crate) mod tests {
                     "pass:pw",
                 ],
             );
+            openssl(
+                d,
+                &[
+                    "pkcs12",
+                    "-export",
+                    "-inkey",
+                    "key.pem",
+                    "-in",
+                    "cert.pem",
+                    "-out",
+                    "empty.pfx",
+                    "-passout",
+                    "pass:",
+                ],
+            );
             // What `openssl pkcs12 -nodes` prints: bag attributes around the blocks.
             openssl(
                 d,
@@ -534,6 +549,8 @@ pub(crate) mod tests {
         let f = Files::new(3650);
         let der = f.cert_der();
         let now = crate::providers::testing::now();
+        // A PKCS#12 file exported with an empty password needs none.
+        Certificate::load(&f.bytes("empty.pfx"), None).unwrap();
         let bags = Certificate::load(&f.bytes("bags.pem"), None).unwrap();
         let jwt = bags.assertion("c", "aud", now, false).unwrap();
         verified(&jwt, &der);
