@@ -25,11 +25,11 @@
 //! token, `IDENTITY_HEADER`, `MSI_SECRET`) are not part of a plan: they are
 //! read afresh on every fetch.
 
-mod azd;
+pub(crate) mod azd;
 pub(crate) mod certificate;
 pub(crate) mod cli;
 mod client_secret;
-mod managed_identity;
+pub(crate) mod managed_identity;
 mod workload_identity;
 
 use std::path::PathBuf;

@@ -368,7 +368,7 @@ async fn arc(
 }
 
 /// The path in `Basic realm=PATH` (quotes allowed).
-fn challenge_path(header: &str) -> Option<String> {
+pub(crate) fn challenge_path(header: &str) -> Option<String> {
     let (scheme, rest) = header.trim().split_once(char::is_whitespace)?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -385,7 +385,7 @@ fn challenge_path(header: &str) -> Option<String> {
 /// `.key` file directly or deeper under `token_dir`. Checked on the text
 /// alone, before anything is opened; `files::read_under` checks again
 /// where the opened file really is.
-fn checked_challenge_file(realm: &str, token_dir: &Path) -> Result<PathBuf, FetchError> {
+pub(crate) fn checked_challenge_file(realm: &str, token_dir: &Path) -> Result<PathBuf, FetchError> {
     let path = PathBuf::from(realm);
     let refuse = |why: &str| {
         FetchError::permanent(format!(
@@ -418,7 +418,7 @@ fn checked_challenge_file(realm: &str, token_dir: &Path) -> Result<PathBuf, Fetc
 /// ("09/14/2017 05:24:12 PM +00:00" on Windows hosts, 24-hour on Linux
 /// hosts) or epoch seconds; it is rewritten as epoch seconds for
 /// [`token_response::parse`].
-fn parse_2017(mut answer: Answer, now: DateTime<Utc>) -> Result<Fetched, FetchError> {
+pub(crate) fn parse_2017(mut answer: Answer, now: DateTime<Utc>) -> Result<Fetched, FetchError> {
     let mut v: Value = answer.json()?;
     if let Some(Value::String(on)) = v.get("expires_on")
         && let Some(at) = app_service_2017_time(on)
