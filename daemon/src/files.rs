@@ -5,10 +5,10 @@
 //! thread with a timeout, so a hung network mount costs one blocked
 //! thread and an error, never the daemon's only worker.
 //!
-//! No path read today comes from the network: every one is in the config
-//! or the daemon's environment. [`read_under`] is for the day one does
-//! (an upstream answer naming a file to read, as Azure Arc's challenge
-//! does): the file must then resolve to somewhere under a fixed directory.
+//! Every path read comes from the config or the daemon's environment, but
+//! one: Azure Arc's challenge, an upstream answer naming a file to read.
+//! That goes through [`read_under`]: the file must resolve to somewhere
+//! under a fixed directory.
 
 use std::path::Path;
 use std::time::Duration;
@@ -48,11 +48,12 @@ pub fn read_blocking(path: &Path, max: usize, timeout: Duration) -> Result<Vec<u
 }
 
 /// [`read`], but only if `path` resolves (symlinks followed, checked on
-/// the opened descriptor) to a file under `dir`: for paths that come from
-/// outside, which must not name `~/.ssh/id_ed25519`.
-pub async fn read_under(path: &Path, dir: &Path) -> Result<Vec<u8>, ReadError> {
+/// the opened descriptor) to a file under `dir`, and is at most `max`
+/// bytes: for paths that come from outside, which must not name
+/// `~/.ssh/id_ed25519`.
+pub async fn read_under(path: &Path, dir: &Path, max: usize) -> Result<Vec<u8>, ReadError> {
     let (path, dir) = (path.to_path_buf(), dir.to_path_buf());
-    let job = tokio::task::spawn_blocking(move || read_under_blocking(&path, &dir));
+    let job = tokio::task::spawn_blocking(move || read_under_blocking(&path, &dir, max));
     match tokio::time::timeout(READ_TIMEOUT, job).await {
         Ok(Ok(read)) => read,
         Ok(Err(e)) => Err(ReadError::Io(std::io::Error::other(e.to_string()))),
@@ -60,7 +61,7 @@ pub async fn read_under(path: &Path, dir: &Path) -> Result<Vec<u8>, ReadError> {
     }
 }
 
-fn read_under_blocking(path: &Path, dir: &Path) -> Result<Vec<u8>, ReadError> {
+fn read_under_blocking(path: &Path, dir: &Path, max: usize) -> Result<Vec<u8>, ReadError> {
     let outside = || ReadError::Outside(dir.display().to_string());
     let dir = std::fs::canonicalize(dir)?;
     let file = credcache_shared::files::open_regular(path)?;
@@ -69,7 +70,7 @@ fn read_under_blocking(path: &Path, dir: &Path) -> Result<Vec<u8>, ReadError> {
     if real.parent().is_none_or(|p| !p.starts_with(&dir)) {
         return Err(outside());
     }
-    credcache_shared::files::read_capped(file, MAX_FILE)
+    credcache_shared::files::read_capped(file, max.min(MAX_FILE))
 }
 
 #[cfg(all(test, unix))] // /dev/zero and symlinks
@@ -90,7 +91,7 @@ mod tests {
             Err(ReadError::NotRegular(_))
         ));
         assert_eq!(
-            read_under(&inside.join("challenge.key"), &inside)
+            read_under(&inside.join("challenge.key"), &inside, MAX_FILE)
                 .await
                 .unwrap(),
             b"k"
@@ -98,7 +99,7 @@ mod tests {
         for escape in [inside.join("link"), inside.join("../secret")] {
             assert!(
                 matches!(
-                    read_under(&escape, &inside).await,
+                    read_under(&escape, &inside, MAX_FILE).await,
                     Err(ReadError::Outside(_))
                 ),
                 "{}",

@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 use self::checks::{assert_no_token, assert_one_line, is_layout_control};
 use crate::http::{self, Answer};
-use crate::providers::azure::cli;
+use crate::providers::azure::{azd, cli, managed_identity};
 use crate::providers::google::{executable, external};
 use crate::providers::{
     ErrorClass, FetchError, Fetched, MAX_LIFETIME, apim, command, container_app, gke,
@@ -51,6 +51,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("error_answer", error_answer),
     ("sanitize", sanitize),
     ("external_account", external_account),
+    ("azd_output", azd_output),
+    ("managed_identity_answer", managed_identity_answer),
 ];
 
 /// The instant the provider parsers run at: fixed, so a corpus file means
@@ -278,6 +280,40 @@ pub fn apim_answer(data: &[u8]) {
 /// The input as what `az account get-access-token -o json` printed.
 pub fn azure_cli_output(data: &[u8]) {
     fetched(data, cli::parse_output(data, now()));
+}
+
+/// The input as what `azd auth token --output json` printed.
+pub fn azd_output(data: &[u8]) {
+    fetched(data, azd::parse_output(data, now()));
+}
+
+/// The input as a managed-identity endpoint's words: a first line as
+/// Azure Arc's `WWW-Authenticate` challenge (the path it names is read
+/// only if it is a `.key` file under the token directory, with no `..`),
+/// the rest as the body of a 200 from App Service's 2017 API (its
+/// `expires_on` a date).
+pub fn managed_identity_answer(data: &[u8]) {
+    let (head, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    let dir = Path::new(managed_identity::DEFAULT_ARC_TOKEN_DIR);
+    let header = String::from_utf8_lossy(head);
+    if let Some(realm) = managed_identity::challenge_path(&header) {
+        match managed_identity::checked_challenge_file(&realm, dir) {
+            Ok(path) => {
+                assert!(path.starts_with(dir), "{} is outside", path.display());
+                assert!(path.extension().is_some_and(|e| e == "key"));
+                assert!(!path.components().any(|c| matches!(
+                    c,
+                    std::path::Component::ParentDir | std::path::Component::CurDir
+                )));
+            }
+            Err(e) => assert_one_line("arc refusal", &e.message, 1024),
+        }
+    }
+    let result = managed_identity::parse_2017(success("app service 2017", body), now());
+    fetched(body, result);
 }
 
 /// The input as what a `command` credential's program printed. A first

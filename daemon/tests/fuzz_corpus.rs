@@ -67,6 +67,8 @@ replay_each!(
     error_answer,
     sanitize,
     external_account,
+    azd_output,
+    managed_identity_answer,
 );
 
 /// Every target in `fuzzing::TARGETS` is replayed here, has a fuzz target

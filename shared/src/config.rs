@@ -185,6 +185,41 @@ pub struct AzureSettings {
     pub authority_host: Option<String>,
     pub scope: String,
     pub identity_endpoint: Option<String>,
+    /// `method = "certificate"`: a PEM (key + certificate) or PKCS#12 file.
+    pub certificate_file: Option<PathBuf>,
+    /// The PKCS#12 file's password; never inline.
+    pub certificate_password: Option<SecretSource>,
+    /// Send the `x5c` chain (subject-name/issuer authentication); `None`:
+    /// `AZURE_CLIENT_SEND_CERTIFICATE_CHAIN` under `auto`, else no.
+    pub send_certificate_chain: Option<bool>,
+    /// A user-assigned managed identity by its object (principal) id.
+    pub object_id: Option<String>,
+    /// A user-assigned managed identity by its ARM resource id.
+    pub mi_res_id: Option<String>,
+    /// Where Azure Arc's challenge files must lie; `None`: the platform's
+    /// agent token directory.
+    pub arc_token_dir: Option<PathBuf>,
+}
+
+impl Default for AzureSettings {
+    /// The built-in `azure`: `auto`, every setting left to the environment.
+    fn default() -> Self {
+        Self {
+            method: AzureMethod::Auto,
+            tenant_id: None,
+            client_id: None,
+            client_secret: None,
+            authority_host: None,
+            scope: DEFAULT_AZURE_SCOPE.to_owned(),
+            identity_endpoint: None,
+            certificate_file: None,
+            certificate_password: None,
+            send_certificate_chain: None,
+            object_id: None,
+            mi_res_id: None,
+            arc_token_dir: None,
+        }
+    }
 }
 
 /// How an Entra token is obtained.
@@ -194,6 +229,8 @@ pub enum AzureMethod {
     WorkloadIdentity,
     ManagedIdentity,
     Cli,
+    Certificate,
+    Azd,
     Auto,
 }
 
@@ -204,6 +241,8 @@ impl AzureMethod {
             Self::WorkloadIdentity => "workload-identity",
             Self::ManagedIdentity => "managed-identity",
             Self::Cli => "cli",
+            Self::Certificate => "certificate",
+            Self::Azd => "azd",
             Self::Auto => "auto",
         }
     }

@@ -18,7 +18,8 @@
 //!    (`PYTHON*`, `PERL*`, `RUBY*`, `NODE_*`, `LUA_*`, `JAVA_TOOL_OPTIONS`,
 //!    `_JAVA_OPTIONS`, `JDK_JAVA_OPTIONS`), programs other programs start
 //!    (`EDITOR`, `VISUAL`, `PAGER`, `MANPAGER`, `BROWSER`, `*ASKPASS`,
-//!    `CREDCACHE_AZ`, `CLOUDSDK_PYTHON`) and git's own (`GIT_*`);
+//!    `CREDCACHE_AZ`, `CREDCACHE_AZD`, `CLOUDSDK_PYTHON`) and git's own
+//!    (`GIT_*`);
 //! 2. a place to find code, libraries or configuration: `PATH`, `LD_*`,
 //!    `DYLD_*`, `GLIBC_TUNABLES`, `GCONV_PATH`, `LOCPATH`, `NLSPATH`,
 //!    `CLASSPATH`, `HOME`, `SHELL`, `TMPDIR`, `CDPATH`, `FPATH`, `XDG_*`,
@@ -30,7 +31,9 @@
 //!    `ALL_PROXY`, `NO_PROXY`, `SSL_CERT_FILE`, `SSL_CERT_DIR`,
 //!    `CURL_CA_BUNDLE`, `REQUESTS_CA_BUNDLE`, `DOCKER_HOST`, `SSH_*`,
 //!    `AZURE_AUTHORITY_HOST`, `IDENTITY_ENDPOINT`, `IDENTITY_HEADER`,
-//!    `GCE_METADATA_HOST`, `GCE_METADATA_IP`.
+//!    `IMDS_ENDPOINT`, `MSI_ENDPOINT`, `MSI_SECRET`,
+//!    `AZURE_CLIENT_CERTIFICATE_PATH`, `GCE_METADATA_HOST`,
+//!    `GCE_METADATA_IP`.
 //!
 //! Names are compared ignoring case (curl reads `http_proxy`, zsh ties
 //! `path` to `PATH`). The default names, `CREDCACHE_<NAME>_TOKEN`, never
@@ -64,6 +67,7 @@ const EXACT: &[(&str, &str)] = &[
     ("MANPAGER", "programs run it"),
     ("BROWSER", "programs run it"),
     ("CREDCACHE_AZ", "credcached runs it"),
+    ("CREDCACHE_AZD", "credcached runs it"),
     ("CLOUDSDK_PYTHON", "gcloud runs it"),
     ("PATH", "programs are looked up in it"),
     ("GLIBC_TUNABLES", "the C library reads settings from it"),
@@ -112,6 +116,13 @@ const EXACT: &[(&str, &str)] = &[
     ("AZURE_AUTHORITY_HOST", "Azure SDKs send secrets to it"),
     ("IDENTITY_ENDPOINT", "Azure SDKs take tokens from it"),
     ("IDENTITY_HEADER", "Azure SDKs send it with token requests"),
+    ("IMDS_ENDPOINT", "Azure SDKs take tokens from it"),
+    ("MSI_ENDPOINT", "Azure SDKs take tokens from it"),
+    ("MSI_SECRET", "Azure SDKs send it with token requests"),
+    (
+        "AZURE_CLIENT_CERTIFICATE_PATH",
+        "Azure SDKs sign in with the key it names",
+    ),
     ("GCE_METADATA_HOST", "Google SDKs take tokens from it"),
     ("GCE_METADATA_IP", "Google SDKs take tokens from it"),
 ];

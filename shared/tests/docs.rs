@@ -75,9 +75,11 @@ fn every_kind_and_azure_method_is_documented() {
     let azure = section(&doc, "kind = \"azure\"").unwrap();
     for method in [
         "client-secret",
+        "certificate",
         "workload-identity",
         "managed-identity",
         "cli",
+        "azd",
         "auto",
     ] {
         assert!(

@@ -27,6 +27,8 @@ mod demo;
 mod docker;
 #[cfg(unix)] // signals (SIGTERM to the emulator)
 mod emulator_cli;
+#[cfg(unix)] // openssl-made certificates, sh stand-ins for azd
+mod entra;
 #[cfg(unix)] // Unix socket and argv byte strings
 mod fast_get;
 #[cfg(target_os = "linux")] // signals, sh scripts, mkfifoat and pidfd_open

@@ -9,20 +9,27 @@
 //! |---|---|
 //! | `AZURE_TENANT_ID`, `AZURE_CLIENT_ID` | tenant and app when the config has no `tenant_id`/`client_id` (client secret, workload identity); under `auto`, also the user-assigned managed identity, as `DefaultAzureCredential` does |
 //! | `AZURE_CLIENT_SECRET` | `auto`'s client secret |
+//! | `AZURE_CLIENT_CERTIFICATE_PATH`, `AZURE_CLIENT_CERTIFICATE_PASSWORD`, `AZURE_CLIENT_SEND_CERTIFICATE_CHAIN` | the certificate (`auto`'s, or when the config names none) |
 //! | `AZURE_FEDERATED_TOKEN_FILE` | workload identity's assertion, re-read on every fetch |
 //! | `AZURE_AUTHORITY_HOST` | the Entra host when the config has no `authority_host` |
 //! | `IDENTITY_ENDPOINT`, `IDENTITY_HEADER` | App Service managed identity |
+//! | `MSI_ENDPOINT`, `MSI_SECRET` | Cloud Shell, App Service's 2017 API |
+//! | `IDENTITY_ENDPOINT`, `IMDS_ENDPOINT` | Azure Arc |
 //! | `CREDCACHE_AZ` | the Azure CLI program (default `az` from `PATH`) |
+//! | `CREDCACHE_AZD` | the Azure Developer CLI program (default `azd` from `PATH`) |
 //!
 //! What the environment decides is resolved once, into a [`Plan`], when the
 //! config is loaded: the provider fetches by it and the settings fingerprint
 //! hashes it, so the two always agree on which identity a credential is.
-//! Secrets (the client secret, the federated token, `IDENTITY_HEADER`) are
-//! not part of a plan: they are read afresh on every fetch.
+//! Secrets (the client secret, the certificate's password, the federated
+//! token, `IDENTITY_HEADER`, `MSI_SECRET`) are not part of a plan: they are
+//! read afresh on every fetch.
 
+pub(crate) mod azd;
+pub(crate) mod certificate;
 pub(crate) mod cli;
 mod client_secret;
-mod managed_identity;
+pub(crate) mod managed_identity;
 mod workload_identity;
 
 use std::path::PathBuf;
@@ -33,7 +40,7 @@ use serde::Serialize;
 use super::{BoxFuture, FetchContext, FetchError, Fetched, Provider, token_response};
 use crate::http;
 
-pub use managed_identity::MiEndpoint;
+pub use managed_identity::{MiEndpoint, UserAssigned};
 
 /// Reads an environment variable; `None` when unset or empty.
 pub type Env<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
@@ -61,12 +68,26 @@ pub enum Plan {
         client_id: Option<String>,
         authority: String,
     },
+    /// The certificate file is part of the identity (its content is
+    /// fingerprinted); its password is read at fetch.
+    Certificate {
+        tenant_id: Option<String>,
+        client_id: Option<String>,
+        file: Option<PathBuf>,
+        password: Option<SecretSource>,
+        send_chain: bool,
+        authority: String,
+    },
     ManagedIdentity {
         endpoint: MiEndpoint,
         /// A user-assigned identity; `None` is the system-assigned one.
-        client_id: Option<String>,
+        identity: Option<UserAssigned>,
     },
     Cli {
+        program: String,
+        tenant_id: Option<String>,
+    },
+    Azd {
         program: String,
         tenant_id: Option<String>,
     },
@@ -77,9 +98,11 @@ impl Plan {
     pub fn describe(&self) -> &'static str {
         match self {
             Plan::ClientSecret { .. } => "client secret",
+            Plan::Certificate { .. } => "certificate",
             Plan::WorkloadIdentity { .. } => "workload identity",
             Plan::ManagedIdentity { .. } => "managed identity",
             Plan::Cli { .. } => "the Azure CLI",
+            Plan::Azd { .. } => "the Azure Developer CLI",
         }
     }
 }
@@ -117,18 +140,42 @@ pub fn plan(settings: &AzureSettings, env: Env<'_>) -> Chosen {
             client_id: or_env(&settings.client_id, "AZURE_CLIENT_ID"),
             authority,
         },
+        AzureMethod::Certificate => Plan::Certificate {
+            tenant_id: or_env(&settings.tenant_id, "AZURE_TENANT_ID"),
+            client_id: or_env(&settings.client_id, "AZURE_CLIENT_ID"),
+            file: settings
+                .certificate_file
+                .clone()
+                .or_else(|| env("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from)),
+            password: settings.certificate_password.clone().or_else(|| {
+                env("AZURE_CLIENT_CERTIFICATE_PASSWORD")
+                    .map(|_| SecretSource::Env("AZURE_CLIENT_CERTIFICATE_PASSWORD".into()))
+            }),
+            send_chain: settings.send_certificate_chain.unwrap_or_else(|| {
+                env("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN")
+                    .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true"))
+            }),
+            authority,
+        },
         AzureMethod::ManagedIdentity | AzureMethod::Auto => Plan::ManagedIdentity {
             endpoint: managed_identity::endpoint(settings, env, because.is_some()),
             // `ManagedIdentityCredential` alone takes no client id from the
             // environment; `DefaultAzureCredential` passes AZURE_CLIENT_ID.
-            client_id: if because.is_some() {
-                or_env(&settings.client_id, "AZURE_CLIENT_ID")
-            } else {
-                settings.client_id.clone()
-            },
+            identity: UserAssigned::from_settings(
+                settings,
+                if because.is_some() {
+                    or_env(&settings.client_id, "AZURE_CLIENT_ID")
+                } else {
+                    settings.client_id.clone()
+                },
+            ),
         },
         AzureMethod::Cli => Plan::Cli {
             program: cli::program(env),
+            tenant_id: settings.tenant_id.clone(),
+        },
+        AzureMethod::Azd => Plan::Azd {
+            program: azd::program(env),
             tenant_id: settings.tenant_id.clone(),
         },
     };
@@ -136,9 +183,10 @@ pub fn plan(settings: &AzureSettings, env: Env<'_>) -> Chosen {
 }
 
 /// `auto`: client secret (configured, or all three of AZURE_TENANT_ID,
-/// AZURE_CLIENT_ID and AZURE_CLIENT_SECRET), then workload identity, then a
-/// managed identity whose endpoint is set, then the Azure CLI if installed,
-/// and last IMDS, as on an Azure VM.
+/// AZURE_CLIENT_ID and AZURE_CLIENT_SECRET), then a certificate (configured,
+/// or AZURE_CLIENT_CERTIFICATE_PATH, with both ids), then workload identity,
+/// then a managed identity whose endpoint is set, then the Azure CLI if
+/// installed, then azd if installed, and last IMDS, as on an Azure VM.
 fn choose(settings: &AzureSettings, env: Env<'_>) -> (AzureMethod, &'static str) {
     let known = |configured: &Option<String>, var: &str| configured.is_some() || env(var).is_some();
     let secret = settings.client_secret.is_some() || env("AZURE_CLIENT_SECRET").is_some();
@@ -153,6 +201,19 @@ fn choose(settings: &AzureSettings, env: Env<'_>) -> (AzureMethod, &'static str)
         };
         return (AzureMethod::ClientSecret, why);
     }
+    let certificate =
+        settings.certificate_file.is_some() || env("AZURE_CLIENT_CERTIFICATE_PATH").is_some();
+    if certificate
+        && known(&settings.tenant_id, "AZURE_TENANT_ID")
+        && known(&settings.client_id, "AZURE_CLIENT_ID")
+    {
+        let why = if settings.certificate_file.is_some() {
+            "a certificate is configured"
+        } else {
+            "AZURE_CLIENT_CERTIFICATE_PATH is set"
+        };
+        return (AzureMethod::Certificate, why);
+    }
     if env("AZURE_FEDERATED_TOKEN_FILE").is_some() {
         return (
             AzureMethod::WorkloadIdentity,
@@ -165,15 +226,19 @@ fn choose(settings: &AzureSettings, env: Env<'_>) -> (AzureMethod, &'static str)
             "identity_endpoint is configured",
         );
     }
-    if env("IDENTITY_ENDPOINT").is_some() {
-        return (AzureMethod::ManagedIdentity, "IDENTITY_ENDPOINT is set");
+    if let Some(why) = managed_identity::known_in(env) {
+        return (AzureMethod::ManagedIdentity, why);
     }
     if cli::locate(&cli::program(env), env).is_some() {
         return (AzureMethod::Cli, "az is installed");
     }
+    if cli::locate(&azd::program(env), env).is_some() {
+        return (AzureMethod::Azd, "azd is installed");
+    }
     (
         AzureMethod::ManagedIdentity,
-        "no client secret, AZURE_FEDERATED_TOKEN_FILE, IDENTITY_ENDPOINT or az was found, so IMDS was asked",
+        "no client secret, certificate, AZURE_FEDERATED_TOKEN_FILE, IDENTITY_ENDPOINT, \
+         MSI_ENDPOINT, az or azd was found, so IMDS was asked",
     )
 }
 
@@ -189,10 +254,12 @@ fn authority_host(settings: &AzureSettings, env: Env<'_>) -> String {
         .to_owned()
 }
 
-/// Files whose content decides the identity: the Azure CLI's profile (which
-/// account and subscription `az login` / `az account set` chose).
+/// Files whose content decides the identity: the certificate, and the
+/// Azure CLI's profile (which account and subscription `az login` /
+/// `az account set` chose).
 pub fn identity_files(settings: &AzureSettings, env: Env<'_>) -> Vec<PathBuf> {
     match plan(settings, env).plan {
+        Plan::Certificate { file, .. } => file.into_iter().collect(),
         Plan::Cli { .. } => cli::profile_file(env).into_iter().collect(),
         _ => Vec::new(),
     }
@@ -250,12 +317,41 @@ impl Azure {
                 let client = required(client_id.as_deref(), "client_id", "AZURE_CLIENT_ID")?;
                 workload_identity::fetch(tenant, client, authority, scope, env, cx).await
             }
-            Plan::ManagedIdentity {
-                endpoint,
+            Plan::Certificate {
+                tenant_id,
                 client_id,
-            } => managed_identity::fetch(endpoint, client_id.as_deref(), scope, cx).await,
+                file,
+                password,
+                send_chain,
+                authority,
+            } => {
+                let tenant = required(tenant_id.as_deref(), "tenant_id", "AZURE_TENANT_ID")?;
+                let client = required(client_id.as_deref(), "client_id", "AZURE_CLIENT_ID")?;
+                let file = file.as_deref().ok_or_else(|| {
+                    FetchError::config(
+                        "certificate_file is not configured and AZURE_CLIENT_CERTIFICATE_PATH is \
+                         not set in the daemon's environment",
+                    )
+                })?;
+                let request = certificate::Request {
+                    tenant,
+                    client_id: client,
+                    file,
+                    password: password.as_ref(),
+                    send_chain: *send_chain,
+                    authority,
+                    scope,
+                };
+                certificate::fetch(request, cx).await
+            }
+            Plan::ManagedIdentity { endpoint, identity } => {
+                managed_identity::fetch(endpoint, identity.as_ref(), scope, cx).await
+            }
             Plan::Cli { program, tenant_id } => {
                 cli::fetch(program, tenant_id.as_deref(), scope, cx).await
+            }
+            Plan::Azd { program, tenant_id } => {
+                azd::fetch(program, tenant_id.as_deref(), scope, cx).await
             }
         }
     }
@@ -315,12 +411,7 @@ mod tests {
     fn settings(method: AzureMethod) -> AzureSettings {
         AzureSettings {
             method,
-            tenant_id: None,
-            client_id: None,
-            client_secret: None,
-            authority_host: None,
-            scope: DEFAULT_AZURE_SCOPE.into(),
-            identity_endpoint: None,
+            ..AzureSettings::default()
         }
     }
 
@@ -385,12 +476,12 @@ mod tests {
                 endpoint: MiEndpoint::AppService {
                     url: "http://127.0.0.1:1/msi/token".into()
                 },
-                client_id: None,
+                identity: None,
             }
         );
         let c = chosen(&auto, &[&ids[1..], &app_service].concat());
         assert!(
-            matches!(c.plan, Plan::ManagedIdentity { client_id: Some(ref id), .. } if id == "c"),
+            matches!(c.plan, Plan::ManagedIdentity { identity: Some(UserAssigned::ClientId(ref id)), .. } if id == "c"),
             "{c:?}"
         );
         // Then the CLI, if found; IMDS last, marked as a guess.
@@ -415,10 +506,124 @@ mod tests {
                     base: "http://169.254.169.254".into(),
                     guessed: true
                 },
-                client_id: None,
+                identity: None,
             }
         );
         assert!(c.because.unwrap().contains("so IMDS was asked"));
+    }
+
+    #[test]
+    #[cfg(unix)] // executable stand-ins for az and azd
+    fn auto_takes_a_certificate_after_a_secret_and_azd_after_az() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        for tool in ["az", "azd"] {
+            let p = tmp.path().join(tool);
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let azd = tmp.path().join("azd").display().to_string();
+        let auto = settings(AzureMethod::Auto);
+        let ids = [("AZURE_TENANT_ID", "t"), ("AZURE_CLIENT_ID", "c")];
+        let cert = [
+            ("AZURE_CLIENT_CERTIFICATE_PATH", "/certs/sp.pfx"),
+            ("AZURE_CLIENT_CERTIFICATE_PASSWORD", "pw"),
+            ("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "True"),
+        ];
+        let c = chosen(&auto, &[&ids[..], &cert].concat());
+        assert_eq!(
+            c.plan,
+            Plan::Certificate {
+                tenant_id: Some("t".into()),
+                client_id: Some("c".into()),
+                file: Some("/certs/sp.pfx".into()),
+                password: Some(SecretSource::Env(
+                    "AZURE_CLIENT_CERTIFICATE_PASSWORD".into()
+                )),
+                send_chain: true,
+                authority: DEFAULT_AUTHORITY_HOST.into(),
+            }
+        );
+        assert_eq!(c.because, Some("AZURE_CLIENT_CERTIFICATE_PATH is set"));
+        // A secret comes first; a certificate without the ids is not enough.
+        let c = chosen(
+            &auto,
+            &[&ids[..], &cert, &[("AZURE_CLIENT_SECRET", "s")]].concat(),
+        );
+        assert!(matches!(c.plan, Plan::ClientSecret { .. }), "{c:?}");
+        let c = chosen(
+            &auto,
+            &[&cert[..], &[("MSI_ENDPOINT", "http://127.0.0.1:1/")]].concat(),
+        );
+        assert!(
+            matches!(
+                c.plan,
+                Plan::ManagedIdentity {
+                    endpoint: MiEndpoint::CloudShell { .. },
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
+        assert_eq!(c.because, Some("MSI_ENDPOINT is set"));
+        // A configured certificate file, the chain off by default.
+        let mut s = settings(AzureMethod::Auto);
+        s.certificate_file = Some("/certs/sp.pem".into());
+        let c = chosen(&s, &ids);
+        assert!(
+            matches!(
+                c.plan,
+                Plan::Certificate {
+                    send_chain: false,
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
+        assert_eq!(c.because, Some("a certificate is configured"));
+        // az before azd; azd before IMDS.
+        let path = tmp.path().display().to_string();
+        let c = chosen(&auto, &[("PATH", path.as_str())]);
+        assert!(matches!(c.plan, Plan::Cli { .. }), "{c:?}");
+        let c = chosen(
+            &auto,
+            &[
+                ("CREDCACHE_AZ", "/nonexistent/az"),
+                ("CREDCACHE_AZD", azd.as_str()),
+            ],
+        );
+        assert_eq!(
+            c.plan,
+            Plan::Azd {
+                program: azd.clone(),
+                tenant_id: None
+            }
+        );
+        assert_eq!(c.because, Some("azd is installed"));
+    }
+
+    #[test]
+    fn user_assigned_by_object_or_resource_id() {
+        let mut s = settings(AzureMethod::ManagedIdentity);
+        s.object_id = Some("o-1".into());
+        let c = chosen(&s, &[("AZURE_CLIENT_ID", "c")]);
+        assert!(
+            matches!(c.plan, Plan::ManagedIdentity { identity: Some(UserAssigned::ObjectId(ref o)), .. } if o == "o-1"),
+            "{c:?}"
+        );
+        s.object_id = None;
+        s.mi_res_id = Some("/subscriptions/x/providers/y".into());
+        let c = chosen(&s, &[]);
+        assert!(
+            matches!(
+                c.plan,
+                Plan::ManagedIdentity {
+                    identity: Some(UserAssigned::ResourceId(_)),
+                    ..
+                }
+            ),
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -439,7 +644,7 @@ mod tests {
                     base: "http://127.0.0.1:9".into(),
                     guessed: false
                 },
-                client_id: None,
+                identity: None,
             }
         );
         assert_eq!(c.because, Some("identity_endpoint is configured"));
@@ -486,7 +691,7 @@ mod tests {
                     guessed: false
                 },
                 // ManagedIdentityCredential alone: system-assigned.
-                client_id: None,
+                identity: None,
             }
         );
         assert_eq!(

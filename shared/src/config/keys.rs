@@ -47,6 +47,13 @@ pub const AZURE: &[&str] = &[
     "authority_host",
     "scope",
     "identity_endpoint",
+    "certificate_file",
+    "certificate_password_env",
+    "certificate_password_file",
+    "send_certificate_chain",
+    "object_id",
+    "mi_res_id",
+    "arc_token_dir",
 ];
 
 /// `kind = "gke-cluster"`.

@@ -533,8 +533,10 @@ fn parse_azure(f: &mut Fields<'_>) -> Option<AzureSettings> {
         Some("workload-identity") => Some(AzureMethod::WorkloadIdentity),
         Some("managed-identity") => Some(AzureMethod::ManagedIdentity),
         Some("cli") => Some(AzureMethod::Cli),
+        Some("certificate") => Some(AzureMethod::Certificate),
+        Some("azd") => Some(AzureMethod::Azd),
         Some(other) => {
-            f.problem("method", format!("unknown method {other:?}: expected client-secret, workload-identity, managed-identity, cli or auto"));
+            f.problem("method", format!("unknown method {other:?}: expected client-secret, certificate, workload-identity, managed-identity, cli, azd or auto"));
             None
         }
     };
@@ -597,6 +599,64 @@ fn parse_azure(f: &mut Fields<'_>) -> Option<AzureSettings> {
     {
         f.problem("identity_endpoint", format!("{e:?} is not an http(s) URL"));
     }
+    let certificate_file = f.opt_str("certificate_file").map(|p| expand_tilde(&p));
+    let certificate_password =
+        secret_source(f, "certificate_password_env", "certificate_password_file");
+    let send_certificate_chain = f.opt_bool("send_certificate_chain");
+    if method == Some(AzureMethod::Certificate) {
+        for (key, missing) in [
+            ("tenant_id", tenant_id.is_none()),
+            ("client_id", client_id.is_none()),
+            ("certificate_file", certificate_file.is_none()),
+        ] {
+            if missing && !f.table.contains_key(key) {
+                f.problem(key, format!("{key} is required for method \"certificate\""));
+            }
+        }
+    }
+    let object_id = f.opt_uuid("object_id", "azure", false);
+    let mi_res_id = f.opt_str("mi_res_id");
+    if let Some(id) = &mi_res_id
+        && !is_arm_resource_id(id)
+    {
+        f.problem(
+            "mi_res_id",
+            format!(
+                "{id:?} is not an ARM resource id (/subscriptions/SUB/resourceGroups/RG/providers/\
+                 Microsoft.ManagedIdentity/userAssignedIdentities/NAME)"
+            ),
+        );
+    }
+    let user_assigned = [
+        ("client_id", f.table.contains_key("client_id")),
+        ("object_id", f.table.contains_key("object_id")),
+        ("mi_res_id", f.table.contains_key("mi_res_id")),
+    ];
+    for key in ["object_id", "mi_res_id"] {
+        if !f.table.contains_key(key) {
+            continue;
+        }
+        if !matches!(
+            method,
+            Some(AzureMethod::ManagedIdentity | AzureMethod::Auto)
+        ) {
+            f.problem(key, "is for method \"managed-identity\" only");
+        } else if user_assigned.iter().filter(|(_, set)| *set).count() > 1 {
+            f.problem(
+                key,
+                "name the user-assigned identity once: client_id, object_id or mi_res_id",
+            );
+        }
+    }
+    let arc_token_dir = f.opt_str("arc_token_dir").map(|p| expand_tilde(&p));
+    if let Some(dir) = &arc_token_dir
+        && !dir.is_absolute()
+    {
+        f.problem(
+            "arc_token_dir",
+            format!("{:?} is not an absolute path", dir.display().to_string()),
+        );
+    }
     let method = method?;
     Some(AzureSettings {
         method,
@@ -606,7 +666,37 @@ fn parse_azure(f: &mut Fields<'_>) -> Option<AzureSettings> {
         authority_host,
         scope,
         identity_endpoint,
+        certificate_file,
+        certificate_password,
+        send_certificate_chain,
+        object_id,
+        mi_res_id,
+        arc_token_dir,
     })
+}
+
+/// A secret named by `env_key` (a variable) or `file_key` (a file), not
+/// both; never inline.
+fn secret_source(f: &mut Fields<'_>, env_key: &str, file_key: &str) -> Option<SecretSource> {
+    match (f.opt_str(env_key), f.opt_str(file_key)) {
+        (Some(_), Some(_)) => {
+            f.problem(file_key, format!("set {env_key} or {file_key}, not both"));
+            None
+        }
+        (Some(var), None) => Some(SecretSource::Env(var)),
+        (None, Some(path)) => Some(SecretSource::File(expand_tilde(&path))),
+        (None, None) => None,
+    }
+}
+
+/// `/subscriptions/…/providers/…`: the shape of an ARM resource id.
+fn is_arm_resource_id(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    lower.starts_with("/subscriptions/")
+        && lower.contains("/providers/")
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#' | '&'))
 }
 
 fn parse_gke(f: &mut Fields<'_>) -> Option<GkeClusterSettings> {

@@ -65,7 +65,7 @@ const fn control(
 
 /// Every route of [`routes`], in the order `serve --help` lists them. A test
 /// checks that each one is routed.
-pub const CONTROL_ENDPOINTS: [ControlEndpoint; 18] = [
+pub const CONTROL_ENDPOINTS: [ControlEndpoint; 20] = [
     control(
         "GET",
         "/__emulator/calls",
@@ -140,6 +140,18 @@ pub const CONTROL_ENDPOINTS: [ControlEndpoint; 18] = [
     ),
     control(
         "POST",
+        "/__emulator/entra-certificate",
+        r#"{"tenant","client_id","certificate"}"#,
+        "register an Entra app with this certificate (PEM text): its client assertions are accepted",
+    ),
+    control(
+        "POST",
+        "/__emulator/msi-secret",
+        r#"{"value"}"#,
+        "the secret header App Service's 2017 identity endpoint requires",
+    ),
+    control(
+        "POST",
         "/__emulator/federated-token",
         r#"{"token"}"#,
         "the only federated assertion Entra accepts (null: any)",
@@ -190,6 +202,8 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/authorized-user", post(authorized_user))
         .route("/revoke-refresh-token", post(revoke_refresh_token))
         .route("/entra-client", post(entra_client))
+        .route("/entra-certificate", post(entra_certificate))
+        .route("/msi-secret", post(msi_secret))
         .route("/federated-token", post(federated_token))
         .route("/identity-header", post(identity_header))
         .route("/cluster", post(cluster))
@@ -460,6 +474,46 @@ async fn entra_client(State(shared): State<Shared>, body: Bytes) -> Response {
     with(&body, |r: EntraClient| {
         let registry = &mut shared.lock().registry;
         registry.register_client(&r.tenant, &r.client_id, r.secret.as_deref());
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntraCertificate {
+    tenant: String,
+    client_id: String,
+    /// PEM text.
+    certificate: String,
+}
+
+async fn entra_certificate(State(shared): State<Shared>, body: Bytes) -> Response {
+    let request: EntraCertificate = match parse(&body) {
+        Ok(request) => request,
+        Err(message) => return bad_request(&message),
+    };
+    let Some(registered) = super::entra::registered_certificate(request.certificate.as_bytes())
+    else {
+        return bad_request("certificate is not an RSA certificate in PEM");
+    };
+    let registry = &mut shared.lock().registry;
+    registry.register_client(&request.tenant, &request.client_id, None);
+    registry
+        .entra_certificates
+        .entry(request.client_id)
+        .or_default()
+        .push(registered);
+    ok()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MsiSecret {
+    value: String,
+}
+
+async fn msi_secret(State(shared): State<Shared>, body: Bytes) -> Response {
+    with(&body, |r: MsiSecret| {
+        shared.lock().registry.msi_secret = Some(r.value);
     })
 }
 
@@ -822,5 +876,33 @@ mod tests {
         let inner = emu.shared.lock();
         assert_eq!(inner.registry.identity_header.as_deref(), Some("h"));
         assert!(inner.registry.container_apps.contains("s/r/a"));
+    }
+
+    #[test]
+    fn registers_certificates_and_the_msi_secret() {
+        let emu = Emulator::start();
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem",
+            ])
+            .args(["-out", "c.pem", "-days", "1", "-subj", "/CN=c"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let pem = std::fs::read_to_string(dir.path().join("c.pem")).unwrap();
+        let body = serde_json::json!({"tenant": "t", "client_id": "c", "certificate": pem});
+        assert_eq!(control(&emu, "entra-certificate", body).0, 200);
+        let body = serde_json::json!({"tenant": "t", "client_id": "d", "certificate": "nope"});
+        assert_eq!(control(&emu, "entra-certificate", body).0, 400);
+        assert_eq!(
+            control(&emu, "msi-secret", serde_json::json!({"value": "m"})).0,
+            200
+        );
+        let inner = emu.shared.lock();
+        assert_eq!(inner.registry.entra_certificates["c"].len(), 1);
+        assert!(!inner.registry.entra_certificates.contains_key("d"));
+        assert_eq!(inner.registry.msi_secret.as_deref(), Some("m"));
     }
 }

@@ -33,11 +33,19 @@ pub enum Endpoint {
     IamIdToken,
     /// Google STS `POST /v1/token` (token exchange).
     StsToken,
+    /// Cloud Shell managed identity: `POST /oauth2/token` (`MSI_ENDPOINT`).
+    CloudShellMsi,
+    /// App Service's 2017 managed-identity API: `GET /MSI/token/`
+    /// (`MSI_ENDPOINT` + `MSI_SECRET`).
+    AppService2017Msi,
+    /// Azure Arc managed identity, with its challenge:
+    /// `GET /arc/metadata/identity/oauth2/token` (`IDENTITY_ENDPOINT`).
+    ArcMsi,
 }
 
 impl Endpoint {
     /// Every endpoint, in a stable order.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::GoogleToken,
         Endpoint::GoogleMetadata,
         Endpoint::EntraToken,
@@ -49,6 +57,9 @@ impl Endpoint {
         Endpoint::IamAccessToken,
         Endpoint::IamIdToken,
         Endpoint::StsToken,
+        Endpoint::CloudShellMsi,
+        Endpoint::AppService2017Msi,
+        Endpoint::ArcMsi,
     ];
 
     /// The stable name used by the control API and in the call log.
@@ -65,6 +76,9 @@ impl Endpoint {
             Endpoint::IamAccessToken => "iam-access-token",
             Endpoint::IamIdToken => "iam-id-token",
             Endpoint::StsToken => "sts-token",
+            Endpoint::CloudShellMsi => "cloud-shell-msi",
+            Endpoint::AppService2017Msi => "app-service-2017-msi",
+            Endpoint::ArcMsi => "arc-msi",
         }
     }
 
@@ -136,6 +150,9 @@ pub struct Call {
     pub key_type: Option<String>,
     /// APIM `properties.expiry`, as sent.
     pub expiry: Option<String>,
+    /// A user-assigned managed identity named otherwise than by client id:
+    /// `object_id=…`, `principal_id=…`, `msi_res_id=…` or `mi_res_id=…`.
+    pub identity: Option<String>,
 }
 
 impl Call {
@@ -155,6 +172,7 @@ impl Call {
             bearer: None,
             key_type: None,
             expiry: None,
+            identity: None,
         }
     }
 }

@@ -1,19 +1,24 @@
 //! Microsoft Entra's v2.0 token endpoint, client-credentials grant, with a
-//! client secret or a federated (workload identity) assertion.
+//! client secret, a federated (workload identity) assertion, or a
+//! certificate's client assertion (an RS256 JWT whose `x5t` names a
+//! registered certificate and whose signature its public key verifies).
 
 use std::collections::HashMap;
 
+use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD, URL_SAFE_NO_PAD_INDIFFERENT};
 use chrono::Utc;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::endpoint::{Call, Endpoint};
 use super::google::{expires_in, number_or_string, parse_form};
 use super::reply;
-use super::state::{Inner, Shared, random_uuid};
+use super::state::{Inner, RegisteredCertificate, Shared, random_uuid};
 
 pub(crate) const JWT_ASSERTION_TYPE: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -95,7 +100,7 @@ fn answer(inner: &mut Inner, tenant: &str, form: &HashMap<String, String>) -> Re
             ),
         );
     }
-    if let Some(refused) = authenticate(inner, client_id, secret.as_deref(), form) {
+    if let Some(refused) = authenticate(inner, tenant, client_id, secret.as_deref(), form) {
         return refused;
     }
     let issued = inner.issue(Endpoint::EntraToken, "eyJ.emu-", Some(scope.clone()));
@@ -117,6 +122,7 @@ fn answer(inner: &mut Inner, tenant: &str, form: &HashMap<String, String>) -> Re
 /// Checks the client's secret or federated assertion; `Some` is the refusal.
 fn authenticate(
     inner: &Inner,
+    tenant: &str,
     client_id: &str,
     secret: Option<&str>,
     form: &HashMap<String, String>,
@@ -124,6 +130,12 @@ fn authenticate(
     if let Some(assertion) = form.get("client_assertion") {
         if form.get("client_assertion_type").map(String::as_str) != Some(JWT_ASSERTION_TYPE) {
             return Some(missing_parameter("client_assertion_type"));
+        }
+        if let Some(certificates) = inner.registry.entra_certificates.get(client_id) {
+            let audience = format!("{}/{tenant}/oauth2/v2.0/token", inner.base);
+            return certificate_assertion(assertion, certificates, client_id, &audience)
+                .err()
+                .map(|refused| *refused);
         }
         let accepted = match &inner.registry.federated_token {
             None => !assertion.trim().is_empty(),
@@ -159,6 +171,159 @@ fn authenticate(
             ),
         )
     })
+}
+
+/// Checks a certificate's client assertion as Entra does: the `x5t` names
+/// a registered certificate (or, for subject-name/issuer registration, the
+/// leaf of the `x5c` chain has the registered subject), the signature
+/// verifies with its key, and the claims are for this app and endpoint.
+fn certificate_assertion(
+    assertion: &str,
+    certificates: &[RegisteredCertificate],
+    client_id: &str,
+    audience: &str,
+) -> Result<(), Box<Response>> {
+    let refuse = |code: u32, message: &str| {
+        Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            code,
+            message,
+        ))
+    };
+    let malformed = || refuse(50027, "JWT token is invalid or malformed.");
+    let mut parts = assertion.split('.');
+    let (Some(h), Some(c), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed());
+    };
+    let header = decode_json(h).ok_or_else(malformed)?;
+    let claims = decode_json(c).ok_or_else(malformed)?;
+    let signature = URL_SAFE_NO_PAD_INDIFFERENT
+        .decode(sig)
+        .map_err(|_| malformed())?;
+    if header.get("alg").and_then(Value::as_str) != Some("RS256") {
+        return Err(refuse(
+            5002738,
+            "Invalid JWT token. 'alg' is not supported.",
+        ));
+    }
+    let x5t = header.get("x5t").and_then(Value::as_str).unwrap_or("");
+    let x5c_leaf = header
+        .get("x5c")
+        .and_then(Value::as_array)
+        .and_then(|chain| chain.first())
+        .and_then(Value::as_str)
+        .and_then(|der| STANDARD.decode(der).ok());
+    let not_registered = || {
+        refuse(
+            700027,
+            &format!(
+                "The certificate with identifier used to sign the client assertion is not \
+                 registered on application. [Reason - The key was not found., Thumbprint of key \
+                 used by client: '{x5t}', Please visit the Azure Portal, Graph Explorer or \
+                 directly use MS Graph to see configured keys for app Id '{client_id}'.]"
+            ),
+        )
+    };
+    let key = certificates
+        .iter()
+        .find_map(|registered| match &registered.subject {
+            None => (registered.x5t == x5t).then(|| registered.public_key_der.clone()),
+            Some(subject) => {
+                let leaf = x5c_leaf.as_ref()?;
+                let parsed = certificate_key(leaf)?;
+                (parsed.x5t == x5t && parsed.subject.as_deref() == Some(subject.as_str()))
+                    .then_some(parsed.public_key_der)
+            }
+        })
+        .ok_or_else(not_registered)?;
+    let signed = &assertion[..h.len() + 1 + c.len()];
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &key)
+        .verify(signed.as_bytes(), &signature)
+        .map_err(|_| {
+            refuse(
+                700027,
+                "Client assertion contains an invalid signature. [Reason - The key was not found.]",
+            )
+        })?;
+    let text = |name: &str| claims.get(name).and_then(Value::as_str);
+    if text("iss") != Some(client_id) || text("sub") != Some(client_id) {
+        return Err(refuse(
+            700021,
+            "Client assertion application identifier doesn't match 'client_id' parameter.",
+        ));
+    }
+    if text("aud") != Some(audience) {
+        return Err(refuse(
+            700016,
+            &format!(
+                "Client assertion audience claim does not match Realm issuer: expected '{audience}'."
+            ),
+        ));
+    }
+    if text("jti").is_none_or(str::is_empty) {
+        return Err(refuse(700023, "Client assertion has no jti claim."));
+    }
+    let now = Utc::now().timestamp();
+    let number = |name: &str| claims.get(name).and_then(Value::as_i64);
+    let in_time = match (number("nbf").or(number("iat")), number("exp")) {
+        (Some(nbf), Some(exp)) => nbf <= now + 300 && exp > now - 300 && exp > nbf,
+        _ => false,
+    };
+    if !in_time {
+        return Err(refuse(
+            700024,
+            "Client assertion is not within its valid time range.",
+        ));
+    }
+    Ok(())
+}
+
+fn decode_json(part: &str) -> Option<serde_json::Map<String, Value>> {
+    let bytes = URL_SAFE_NO_PAD_INDIFFERENT.decode(part).ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// A certificate's thumbprint, key and subject CN, for registration and
+/// for an assertion's `x5c` leaf; `None` if it is not an RSA certificate.
+pub(crate) fn certificate_key(der: &[u8]) -> Option<RegisteredCertificate> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let spki = cert.public_key();
+    if spki.algorithm.algorithm != x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION {
+        return None;
+    }
+    let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
+    let subject = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned);
+    Some(RegisteredCertificate {
+        x5t: URL_SAFE_NO_PAD.encode(sha1.as_ref()),
+        public_key_der: spki.subject_public_key.data.to_vec(),
+        subject,
+    })
+}
+
+/// The thumbprint and key of a PEM or DER certificate, to register it by
+/// thumbprint; `None` if it is neither, or not RSA.
+pub(crate) fn registered_certificate(certificate: &[u8]) -> Option<RegisteredCertificate> {
+    let der = match x509_parser::pem::Pem::iter_from_buffer(certificate)
+        .filter_map(Result::ok)
+        .find(|p| p.label == "CERTIFICATE")
+    {
+        Some(pem) => pem.contents,
+        None => certificate.to_vec(),
+    };
+    let mut registered = certificate_key(&der)?;
+    registered.subject = None;
+    Some(registered)
 }
 
 fn missing_parameter(name: &str) -> Response {
@@ -307,5 +472,151 @@ mod tests {
             (status, body["error_codes"].clone()),
             (401, json!([7000215]))
         );
+    }
+
+    /// A key and self-signed certificate with common name `cn`, made by
+    /// `openssl`: (key PEM, certificate PEM).
+    fn openssl_certificate(dir: &std::path::Path, cn: &str) -> (String, Vec<u8>) {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out",
+                "c.pem", "-days", "2", "-subj",
+            ])
+            .arg(format!("/CN={cn}"))
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            std::fs::read_to_string(dir.join("k.pem")).unwrap(),
+            std::fs::read(dir.join("c.pem")).unwrap(),
+        )
+    }
+
+    fn der(pem: &[u8]) -> Vec<u8> {
+        x509_parser::pem::Pem::iter_from_buffer(pem)
+            .next()
+            .unwrap()
+            .unwrap()
+            .contents
+    }
+
+    fn assertion(key: &str, header: Value, claims: Value) -> String {
+        let head = URL_SAFE_NO_PAD.encode(header.to_string());
+        let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let input = format!("{head}.{body}");
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(key.as_bytes()).unwrap();
+        let sig =
+            jsonwebtoken::crypto::sign(input.as_bytes(), &key, jsonwebtoken::Algorithm::RS256)
+                .unwrap();
+        format!("{input}.{sig}")
+    }
+
+    #[test]
+    fn certificate_assertions_are_checked_by_thumbprint_key_and_claims() {
+        let emu = Emulator::start();
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = openssl_certificate(dir.path(), "app");
+        emu.register_certificate(TENANT, CLIENT_ID, &cert);
+        let x5t = super::certificate_key(&der(&cert)).unwrap().x5t;
+        let aud = format!("{}/{TENANT}/oauth2/v2.0/token", emu.url());
+        let now = Utc::now().timestamp();
+        let claims = json!({"aud": aud, "iss": CLIENT_ID, "sub": CLIENT_ID, "jti": "j-1", "nbf": now, "iat": now, "exp": now + 600});
+        let grant = |jwt: &str| {
+            entra_grant(
+                &emu,
+                TENANT,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", CLIENT_ID),
+                    ("client_assertion_type", JWT_ASSERTION_TYPE),
+                    ("client_assertion", jwt),
+                    ("scope", MANAGEMENT),
+                ],
+            )
+        };
+        let header = json!({"alg": "RS256", "typ": "JWT", "x5t": x5t});
+        let (status, body) = grant(&assertion(&key, header.clone(), claims.clone()));
+        assert_eq!(status, 200, "{body}");
+
+        let (_, other_cert) = {
+            let other = tempfile::tempdir().unwrap();
+            openssl_certificate(other.path(), "other")
+        };
+        let other_x5t = super::certificate_key(&der(&other_cert)).unwrap().x5t;
+        let (status, body) = grant(&assertion(
+            &key,
+            json!({"alg": "RS256", "x5t": other_x5t}),
+            claims.clone(),
+        ));
+        assert_eq!(
+            (status, body["error_codes"].clone()),
+            (401, json!([700027])),
+            "{body}"
+        );
+
+        let other_dir = tempfile::tempdir().unwrap();
+        let (other_key, _) = openssl_certificate(other_dir.path(), "x");
+        let (status, body) = grant(&assertion(&other_key, header.clone(), claims.clone()));
+        assert_eq!(status, 401);
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("invalid signature"),
+            "{body}"
+        );
+
+        for (field, value, code) in [
+            (
+                "aud",
+                json!("https://login.microsoftonline.com/t/oauth2/v2.0/token"),
+                700016,
+            ),
+            ("iss", json!("someone-else"), 700021),
+            ("exp", json!(now - 3600), 700024),
+        ] {
+            let mut c = claims.clone();
+            c[field] = value;
+            let (status, body) = grant(&assertion(&key, header.clone(), c));
+            assert_eq!(
+                (status, body["error_codes"].clone()),
+                (401, json!([code])),
+                "{field}: {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn subject_name_registration_needs_the_chain() {
+        let emu = Emulator::start();
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = openssl_certificate(dir.path(), "sni-app");
+        emu.register_certificate_subject(TENANT, CLIENT_ID, "sni-app");
+        let leaf = der(&cert);
+        let x5t = super::certificate_key(&leaf).unwrap().x5t;
+        let now = Utc::now().timestamp();
+        let claims = json!({"aud": format!("{}/{TENANT}/oauth2/v2.0/token", emu.url()), "iss": CLIENT_ID, "sub": CLIENT_ID, "jti": "j", "nbf": now, "exp": now + 600});
+        let grant = |header: Value| {
+            entra_grant(
+                &emu,
+                TENANT,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", CLIENT_ID),
+                    ("client_assertion_type", JWT_ASSERTION_TYPE),
+                    ("client_assertion", &assertion(&key, header, claims.clone())),
+                    ("scope", MANAGEMENT),
+                ],
+            )
+        };
+        assert_eq!(grant(json!({"alg": "RS256", "x5t": x5t})).0, 401);
+        let (status, body) =
+            grant(json!({"alg": "RS256", "x5t": x5t, "x5c": [STANDARD.encode(&leaf)]}));
+        assert_eq!(status, 200, "{body}");
     }
 }

@@ -131,7 +131,11 @@ impl Fault {
             Endpoint::EntraToken => {
                 r#"{"token_type":"Bearer","expires_in":"soon","ext_expires_in":"soon","access_token":"eyJ.emu-wrong-types"}"#
             }
-            Endpoint::Imds | Endpoint::AppServiceMsi => {
+            Endpoint::Imds
+            | Endpoint::AppServiceMsi
+            | Endpoint::CloudShellMsi
+            | Endpoint::AppService2017Msi
+            | Endpoint::ArcMsi => {
                 r#"{"access_token":"eyJ.emu-wrong-types","expires_in":"soon","expires_on":true,"resource":"https://management.azure.com/","token_type":"Bearer"}"#
             }
             Endpoint::GkeToken => {
@@ -157,7 +161,11 @@ impl Fault {
                 r#"{"access_token":"ya29.emu-no-expiry","token_type":"Bearer"}"#
             }
             Endpoint::EntraToken => r#"{"token_type":"Bearer","access_token":"eyJ.emu-no-expiry"}"#,
-            Endpoint::Imds | Endpoint::AppServiceMsi => {
+            Endpoint::Imds
+            | Endpoint::AppServiceMsi
+            | Endpoint::CloudShellMsi
+            | Endpoint::AppService2017Msi
+            | Endpoint::ArcMsi => {
                 r#"{"access_token":"eyJ.emu-no-expiry","resource":"https://management.azure.com/","token_type":"Bearer"}"#
             }
             Endpoint::GkeToken => r#"{"accessToken":"gke-emu-no-expiry"}"#,

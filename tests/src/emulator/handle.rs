@@ -9,7 +9,7 @@ use super::credentials::{self, AuthorizedUser, ServiceAccount};
 use super::endpoint::{Call, Endpoint};
 use super::fault::Fault;
 use super::server::Emulator;
-use super::state::IssuedToken;
+use super::state::{IssuedToken, Msi2017Form, RegisteredCertificate};
 use super::timestamp::TimestampForm;
 
 impl Emulator {
@@ -162,6 +162,63 @@ impl Emulator {
             .lock()
             .registry
             .register_client(tenant, client_id, None);
+    }
+
+    /// Registers an Entra app (no secret) with a certificate, given as PEM
+    /// or DER: client assertions whose `x5t` is its thumbprint and whose
+    /// signature its key verifies are accepted.
+    pub fn register_certificate(&self, tenant: &str, client_id: &str, certificate: &[u8]) {
+        let registered = super::entra::registered_certificate(certificate)
+            .expect("an RSA certificate, PEM or DER, to register");
+        let mut inner = self.shared.lock();
+        inner.registry.register_client(tenant, client_id, None);
+        inner
+            .registry
+            .entra_certificates
+            .entry(client_id.to_owned())
+            .or_default()
+            .push(registered);
+    }
+
+    /// Registers an Entra app for subject-name/issuer authentication: an
+    /// assertion is accepted only with an `x5c` chain whose leaf has
+    /// common name `subject` (and signed by that leaf's key).
+    pub fn register_certificate_subject(&self, tenant: &str, client_id: &str, subject: &str) {
+        let mut inner = self.shared.lock();
+        inner.registry.register_client(tenant, client_id, None);
+        inner
+            .registry
+            .entra_certificates
+            .entry(client_id.to_owned())
+            .or_default()
+            .push(RegisteredCertificate {
+                x5t: String::new(),
+                public_key_der: Vec::new(),
+                subject: Some(subject.to_owned()),
+            });
+    }
+
+    /// The `secret` header App Service's 2017 API requires (until set, any
+    /// non-empty value is accepted).
+    pub fn set_msi_secret(&self, value: &str) {
+        self.shared.lock().registry.msi_secret = Some(value.to_owned());
+    }
+
+    /// How App Service's 2017 API writes `expires_on`.
+    pub fn set_msi_2017_form(&self, form: Msi2017Form) {
+        self.shared.lock().registry.msi_2017_form = form;
+    }
+
+    /// The scratch directory the Arc endpoint writes its challenge files
+    /// in: the `arc_token_dir` to configure.
+    pub fn arc_token_dir(&self) -> std::path::PathBuf {
+        super::managed_identity::arc_dir(&mut self.shared.lock())
+    }
+
+    /// Makes the Arc endpoint name `path` in its challenge instead of a
+    /// file of its own, as a hostile local endpoint would; `None` undoes it.
+    pub fn set_arc_challenge_path(&self, path: Option<&str>) {
+        self.shared.lock().registry.arc_realm_override = path.map(str::to_owned);
     }
 
     /// Which federated assertions Entra accepts: `None` = any non-empty one

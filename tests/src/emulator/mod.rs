@@ -33,5 +33,5 @@ pub use credentials::{AuthorizedUser, PROJECT_ID, ServiceAccount};
 pub use endpoint::{Call, Endpoint};
 pub use fault::Fault;
 pub use server::Emulator;
-pub use state::{DEFAULT_LIFETIME_SECS, IssuedToken};
+pub use state::{DEFAULT_LIFETIME_SECS, IssuedToken, Msi2017Form};
 pub use timestamp::TimestampForm;

@@ -151,6 +151,12 @@ pub(crate) fn router(shared: Shared) -> Router {
             get(managed_identity::imds),
         )
         .route("/msi/token", get(managed_identity::app_service))
+        .route("/MSI/token/", get(managed_identity::app_service_2017))
+        .route("/oauth2/token", post(managed_identity::cloud_shell))
+        .route(
+            "/arc/metadata/identity/oauth2/token",
+            get(managed_identity::arc),
+        )
         .route("/v1/{*rest}", any(iam::dispatch))
         .route("/oidc/token", get(iam::oidc_subject))
         .nest("/__emulator", control::routes())

@@ -70,7 +70,14 @@ impl EndpointState {
             same_token: false,
             last: None,
             timestamp_form: TimestampForm::default_for(endpoint),
-            expiry_strings: matches!(endpoint, Endpoint::Imds | Endpoint::AppServiceMsi),
+            expiry_strings: matches!(
+                endpoint,
+                Endpoint::Imds
+                    | Endpoint::AppServiceMsi
+                    | Endpoint::CloudShellMsi
+                    | Endpoint::AppService2017Msi
+                    | Endpoint::ArcMsi
+            ),
         }
     }
 }
@@ -120,6 +127,42 @@ pub(crate) struct Registry {
     pub(crate) lifetime_extension: HashSet<String>,
     /// The only subject token STS accepts; `None`: any non-empty one.
     pub(crate) sts_subject: Option<String>,
+    /// Client id → the certificates registered on that Entra app.
+    pub(crate) entra_certificates: HashMap<String, Vec<RegisteredCertificate>>,
+    /// App Service 2017's `secret` header value; `None` accepts any non-empty one.
+    pub(crate) msi_secret: Option<String>,
+    /// How App Service 2017 writes `expires_on`.
+    pub(crate) msi_2017_form: Msi2017Form,
+    /// Azure Arc: the scratch directory challenge files are written in
+    /// (made on first use), the keys it wrote and still accepts, and a
+    /// path to name in the challenge instead (a hostile endpoint).
+    pub(crate) arc_dir: Option<tempfile::TempDir>,
+    pub(crate) arc_keys: HashSet<String>,
+    pub(crate) arc_realm_override: Option<String>,
+}
+
+/// A certificate on an Entra app: by thumbprint, or (subject name and
+/// issuer authentication) by subject, when the assertion brings its `x5c`.
+#[derive(Debug, Clone)]
+pub(crate) struct RegisteredCertificate {
+    /// base64url SHA-1 of the DER (the JWT `x5t`).
+    pub(crate) x5t: String,
+    /// RFC 8017 `RSAPublicKey` DER.
+    pub(crate) public_key_der: Vec<u8>,
+    /// `Some(CN)`: accepted only with an `x5c` chain whose leaf has this CN.
+    pub(crate) subject: Option<String>,
+}
+
+/// The forms App Service's 2017 API writes `expires_on` in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Msi2017Form {
+    /// `09/14/2017 05:24:12 PM +00:00` (Windows hosts).
+    #[default]
+    TwelveHour,
+    /// `09/14/2017 17:24:12 +00:00` (Linux hosts).
+    TwentyFourHour,
+    /// `1505409852`.
+    Epoch,
 }
 
 impl Registry {

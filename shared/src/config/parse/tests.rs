@@ -473,3 +473,98 @@ delegates = ["hop@p.iam.gserviceaccount.com"]
         "credentials.b.delegates: applies only with impersonate_service_account",
     );
 }
+
+#[test]
+fn certificate_method_needs_its_fields_and_one_password_source() {
+    let p = problems("[credentials.sp]\nkind = \"azure\"\nmethod = \"certificate\"\n");
+    has(
+        &p,
+        "credentials.sp.tenant_id: tenant_id is required for method \"certificate\"",
+    );
+    has(&p, "credentials.sp.client_id: client_id is required");
+    has(
+        &p,
+        "credentials.sp.certificate_file: certificate_file is required",
+    );
+    let p = problems(
+        "[credentials.sp]\nkind = \"azure\"\nmethod = \"certificate\"\n\
+         tenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"11111111-1111-1111-1111-111111111111\"\n\
+         certificate_file = \"~/sp.pfx\"\ncertificate_password_env = \"P\"\ncertificate_password_file = \"/p\"\n",
+    );
+    has(
+        &p,
+        "credentials.sp.certificate_password_file: set certificate_password_env or certificate_password_file, not both",
+    );
+    let c = ok(
+        "[credentials.sp]\nkind = \"azure\"\nmethod = \"certificate\"\n\
+         tenant_id = \"contoso.onmicrosoft.com\"\nclient_id = \"11111111-1111-1111-1111-111111111111\"\n\
+         certificate_file = \"/certs/sp.pem\"\ncertificate_password_file = \"/p\"\nsend_certificate_chain = true\n",
+    );
+    let Source::Azure(a) = &c.credential("sp").unwrap().source else {
+        panic!("not azure")
+    };
+    assert_eq!(a.method, AzureMethod::Certificate);
+    assert_eq!(
+        a.certificate_file.as_deref(),
+        Some(Path::new("/certs/sp.pem"))
+    );
+    assert_eq!(
+        a.certificate_password,
+        Some(SecretSource::File("/p".into()))
+    );
+    assert_eq!(a.send_certificate_chain, Some(true));
+}
+
+#[test]
+fn user_assigned_identities_and_the_arc_directory() {
+    let base = "[credentials.mi]\nkind = \"azure\"\nmethod = \"managed-identity\"\n";
+    let res = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ua";
+    let c = ok(&format!(
+        "{base}mi_res_id = \"{res}\"\narc_token_dir = \"/var/opt/azcmagent/tokens\"\n\
+         [credentials.o]\nkind = \"azure\"\nmethod = \"managed-identity\"\nobject_id = \"AAAAAAAA-1111-1111-1111-111111111111\"\n\
+         [credentials.dev]\nkind = \"azure\"\nmethod = \"azd\"\n"
+    ));
+    let Source::Azure(a) = &c.credential("mi").unwrap().source else {
+        panic!("not azure")
+    };
+    assert_eq!(a.mi_res_id.as_deref(), Some(res));
+    assert_eq!(
+        a.arc_token_dir.as_deref(),
+        Some(Path::new("/var/opt/azcmagent/tokens"))
+    );
+    let Source::Azure(o) = &c.credential("o").unwrap().source else {
+        panic!("not azure")
+    };
+    assert_eq!(
+        o.object_id.as_deref(),
+        Some("aaaaaaaa-1111-1111-1111-111111111111")
+    );
+    let p = problems(&format!(
+        "{base}object_id = \"nope\"\nmi_res_id = \"rg/ua\"\narc_token_dir = \"tokens\"\n\
+         [credentials.two]\nkind = \"azure\"\nmethod = \"managed-identity\"\n\
+         client_id = \"11111111-1111-1111-1111-111111111111\"\nobject_id = \"11111111-1111-1111-1111-111111111111\"\n\
+         [credentials.cs]\nkind = \"azure\"\nmethod = \"client-secret\"\nobject_id = \"11111111-1111-1111-1111-111111111111\"\n"
+    ));
+    has(&p, "credentials.mi.object_id: \"nope\" is not a UUID");
+    has(
+        &p,
+        "credentials.mi.mi_res_id: \"rg/ua\" is not an ARM resource id",
+    );
+    has(
+        &p,
+        "credentials.mi.arc_token_dir: \"tokens\" is not an absolute path",
+    );
+    has(
+        &p,
+        "credentials.two.object_id: name the user-assigned identity once",
+    );
+    has(
+        &p,
+        "credentials.cs.object_id: is for method \"managed-identity\" only",
+    );
+    let p = problems("[credentials.x]\nkind = \"azure\"\nmethod = \"azdd\"\n");
+    has(
+        &p,
+        "expected client-secret, certificate, workload-identity, managed-identity, cli, azd or auto",
+    );
+}
