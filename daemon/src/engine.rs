@@ -646,6 +646,37 @@ impl Dependencies for Engine {
     ) -> BoxFuture<'a, Result<AuthToken, FetchError>> {
         Box::pin(self.source_token(key, source))
     }
+
+    fn refresh_token<'a>(
+        &'a self,
+        name: &'a str,
+        identity: &'a str,
+    ) -> BoxFuture<'a, Option<Secret>> {
+        Box::pin(async move {
+            let store = self.0.store.clone();
+            let (name, identity) = (name.to_owned(), identity.to_owned());
+            tokio::task::spawn_blocking(move || store.refresh_token(&name, &identity))
+                .await
+                .ok()
+                .flatten()
+        })
+    }
+
+    fn keep_refresh_token<'a>(
+        &'a self,
+        name: &'a str,
+        identity: &'a str,
+        token: Secret,
+    ) -> BoxFuture<'a, Result<(), FetchError>> {
+        Box::pin(async move {
+            let store = self.0.store.clone();
+            let (name, identity) = (name.to_owned(), identity.to_owned());
+            tokio::task::spawn_blocking(move || store.put_refresh_token(&name, &identity, &token))
+                .await
+                .map_err(|e| FetchError::transient(format!("keeping the refresh token: {e}")))?
+                .map_err(|e| FetchError::transient(format!("keeping the refresh token: {e}")))
+        })
+    }
 }
 
 /// The refresh policy of credential `name` under `loaded`.

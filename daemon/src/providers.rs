@@ -119,6 +119,20 @@ pub trait Dependencies: Send + Sync {
         key: &'a str,
         source: &'a dyn Provider,
     ) -> BoxFuture<'a, Result<AuthToken, FetchError>>;
+
+    /// The refresh token kept (sealed, on disk) for credential `name`
+    /// signed in as `identity`, if any.
+    fn refresh_token<'a>(&'a self, name: &'a str, identity: &'a str)
+    -> BoxFuture<'a, Option<Secret>>;
+
+    /// Keeps `token` as the refresh token of `name` under `identity`, on
+    /// disk before this returns, replacing the one it rotated.
+    fn keep_refresh_token<'a>(
+        &'a self,
+        name: &'a str,
+        identity: &'a str,
+        token: Secret,
+    ) -> BoxFuture<'a, Result<(), FetchError>>;
 }
 
 /// What a provider may use while fetching.
