@@ -7,6 +7,7 @@
 //! core.
 
 mod loaded;
+mod login;
 mod names;
 mod reload;
 mod report;
@@ -82,6 +83,8 @@ struct Inner {
     wake: tokio::sync::Notify,
     /// Names of credentials that just got a new token (for `watch`).
     changes: broadcast::Sender<String>,
+    /// Sign-ins under way (`credcache login`), by credential.
+    logins: Mutex<HashMap<String, crate::providers::signed_in::flow::Session>>,
 }
 
 impl Engine {
@@ -168,6 +171,7 @@ impl Engine {
             startup_warnings: Mutex::new(Vec::new()),
             wake: tokio::sync::Notify::new(),
             changes: broadcast::channel(64).0,
+            logins: Mutex::new(HashMap::new()),
         })))
     }
 
@@ -503,7 +507,20 @@ impl Engine {
             ))),
         };
         let policy = policy_for(loaded, name).expect("entry is in loaded");
+        let needed_login = slot
+            .lock()
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.class == ErrorClass::NeedsLogin);
         slot.finish(&outcome, now, policy);
+        // Once per event: a credential that already needed a person does
+        // not run `on_reauth` again until it is signed in anew.
+        if let Err(e) = &outcome
+            && e.class == ErrorClass::NeedsLogin
+            && !needed_login
+        {
+            self.on_reauth(name, e);
+        }
         self.0.wake.notify_one();
         match &outcome {
             Ok(t) => {
@@ -695,7 +712,8 @@ fn wire_fetch_error(e: &FetchError) -> WireError {
         ErrorClass::Transient
         | ErrorClass::Permanent
         | ErrorClass::Rejected
-        | ErrorClass::Unauthorized => ErrorKind::Upstream,
+        | ErrorClass::Unauthorized
+        | ErrorClass::NeedsLogin => ErrorKind::Upstream,
     };
     WireError::new(kind, e.message.clone())
 }

@@ -9,7 +9,8 @@ pub mod command;
 pub mod container_app;
 pub mod gke;
 pub mod google;
-mod process;
+pub mod signed_in;
+pub(crate) mod process;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod token_response;

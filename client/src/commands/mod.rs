@@ -8,6 +8,8 @@ pub mod daemon;
 pub mod docker_credential;
 pub mod exec;
 pub mod forget;
+pub mod login;
+pub mod logout;
 pub mod get;
 pub mod git_credential;
 pub mod kubeconfig;

@@ -70,6 +70,9 @@ pub enum Plan {
         program: String,
         tenant_id: Option<String>,
     },
+    /// A user signed in with `credcache login` (`signed_in.rs`): tenant,
+    /// client and authority are in the sign-in, derived from the settings.
+    SignedIn,
 }
 
 impl Plan {
@@ -80,6 +83,7 @@ impl Plan {
             Plan::WorkloadIdentity { .. } => "workload identity",
             Plan::ManagedIdentity { .. } => "managed identity",
             Plan::Cli { .. } => "the Azure CLI",
+            Plan::SignedIn => "a signed-in user",
         }
     }
 }
@@ -131,6 +135,7 @@ pub fn plan(settings: &AzureSettings, env: Env<'_>) -> Chosen {
             program: cli::program(env),
             tenant_id: settings.tenant_id.clone(),
         },
+        AzureMethod::DeviceCode | AzureMethod::Browser => Plan::SignedIn,
     };
     Chosen { plan, because }
 }
@@ -179,7 +184,7 @@ fn choose(settings: &AzureSettings, env: Env<'_>) -> (AzureMethod, &'static str)
 
 /// `authority_host` from the config, else `AZURE_AUTHORITY_HOST`, else
 /// the public cloud.
-fn authority_host(settings: &AzureSettings, env: Env<'_>) -> String {
+pub(crate) fn authority_host(settings: &AzureSettings, env: Env<'_>) -> String {
     settings
         .authority_host
         .clone()
@@ -201,6 +206,8 @@ pub fn identity_files(settings: &AzureSettings, env: Env<'_>) -> Vec<PathBuf> {
 pub struct Azure {
     settings: AzureSettings,
     chosen: Chosen,
+    /// Set for `device-code` and `browser`.
+    sign_in: Option<super::signed_in::SignIn>,
 }
 
 impl Azure {
@@ -209,7 +216,12 @@ impl Azure {
     /// `credcache daemon reload`.
     pub fn new(settings: AzureSettings) -> Self {
         let chosen = plan(&settings, &process_env);
-        Self { settings, chosen }
+        let sign_in = super::signed_in::SignIn::entra(&settings);
+        Self {
+            settings,
+            chosen,
+            sign_in,
+        }
     }
 
     /// Fetches by the plan; `env` is read for what is read at fetch (the
@@ -250,6 +262,10 @@ impl Azure {
             Plan::Cli { program, tenant_id } => {
                 cli::fetch(program, tenant_id.as_deref(), scope, cx).await
             }
+            Plan::SignedIn => match &self.sign_in {
+                Some(sign_in) => super::signed_in::entra(cx, sign_in, scope).await,
+                None => Err(FetchError::config("this method does not sign a user in")),
+            },
         }
     }
 }

@@ -44,6 +44,13 @@ impl Google {
 impl Provider for Google {
     fn fetch<'a>(&'a self, cx: &'a FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
         Box::pin(async move {
+            if let Some(client_file) = &self.settings.oauth_client_file {
+                let sign_in = super::signed_in::SignIn::Google {
+                    client_file: client_file.clone(),
+                    scopes: self.settings.scopes.clone(),
+                };
+                return super::signed_in::mint(cx, &sign_in, None).await;
+            }
             if self.settings.impersonate_service_account.is_some() {
                 return impersonation::access_token(cx, &self.settings).await;
             }
@@ -339,6 +346,7 @@ mod tests {
             delegates: Vec::new(),
             lifetime: None,
             iam_endpoint: None,
+            oauth_client_file: None,
         }
     }
 
