@@ -29,6 +29,7 @@ mod hostile;
 mod id_token;
 mod impersonation;
 mod kubeconfig;
+mod login;
 mod machine_interface;
 mod pacing;
 mod packaging;

@@ -208,6 +208,7 @@ fn describe(response: &Response) -> &'static str {
         Response::Status(_) => "Status",
         Response::Done { .. } => "Done",
         Response::Error(_) => "Error",
+        Response::Login(_) => "Login",
     }
 }
 

@@ -33,11 +33,16 @@ pub enum Endpoint {
     IamIdToken,
     /// Google STS `POST /v1/token` (token exchange).
     StsToken,
+    /// Entra `POST /{tenant}/oauth2/v2.0/devicecode` (device code sign-in).
+    EntraDeviceCode,
+    /// The sign-in pages: Entra `GET /{tenant}/oauth2/v2.0/authorize`,
+    /// Google `GET /o/oauth2/auth`; each redirects with a code.
+    Authorize,
 }
 
 impl Endpoint {
     /// Every endpoint, in a stable order.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::GoogleToken,
         Endpoint::GoogleMetadata,
         Endpoint::EntraToken,
@@ -49,6 +54,8 @@ impl Endpoint {
         Endpoint::IamAccessToken,
         Endpoint::IamIdToken,
         Endpoint::StsToken,
+        Endpoint::EntraDeviceCode,
+        Endpoint::Authorize,
     ];
 
     /// The stable name used by the control API and in the call log.
@@ -65,6 +72,8 @@ impl Endpoint {
             Endpoint::IamAccessToken => "iam-access-token",
             Endpoint::IamIdToken => "iam-id-token",
             Endpoint::StsToken => "sts-token",
+            Endpoint::EntraDeviceCode => "entra-devicecode",
+            Endpoint::Authorize => "authorize",
         }
     }
 
