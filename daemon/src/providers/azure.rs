@@ -538,7 +538,11 @@ mod tests {
 
         fn azure(settings: AzureSettings, vars: &[(&str, &str)]) -> Azure {
             let chosen = chosen(&settings, vars);
-            Azure { settings, chosen }
+            Azure {
+                sign_in: crate::providers::signed_in::SignIn::entra(&settings),
+                settings,
+                chosen,
+            }
         }
 
         fn with_ids(method: AzureMethod, authority: &Peer) -> AzureSettings {
