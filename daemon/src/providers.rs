@@ -9,8 +9,8 @@ pub mod command;
 pub mod container_app;
 pub mod gke;
 pub mod google;
-pub mod signed_in;
 pub(crate) mod process;
+pub mod signed_in;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod token_response;
@@ -123,8 +123,11 @@ pub trait Dependencies: Send + Sync {
 
     /// The refresh token kept (sealed, on disk) for credential `name`
     /// signed in as `identity`, if any.
-    fn refresh_token<'a>(&'a self, name: &'a str, identity: &'a str)
-    -> BoxFuture<'a, Option<Secret>>;
+    fn refresh_token<'a>(
+        &'a self,
+        name: &'a str,
+        identity: &'a str,
+    ) -> BoxFuture<'a, Option<Secret>>;
 
     /// Keeps `token` as the refresh token of `name` under `identity`, on
     /// disk before this returns, replacing the one it rotated.

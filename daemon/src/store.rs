@@ -362,6 +362,19 @@ impl Store {
         Ok(())
     }
 
+    /// Whether any refresh token of `name` is kept, under any identity.
+    pub fn has_refresh_token(&self, name: &str) -> bool {
+        let Ok(tree) = self
+            .db()
+            .and_then(|db| db.open_tree(REFRESH_TREE).map_err(|e| self.err(e)))
+        else {
+            return false;
+        };
+        let mut prefix = name.as_bytes().to_vec();
+        prefix.push(0);
+        tree.scan_prefix(&prefix).next().is_some()
+    }
+
     /// Removes every refresh token of `name` (`logout`). True if there was one.
     pub fn remove_refresh_tokens(&self, name: &str) -> Result<bool, StoreError> {
         let tree = self

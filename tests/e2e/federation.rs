@@ -397,7 +397,11 @@ fn a_workforce_users_rotated_refresh_token_survives_a_daemon_restart() {
     let mut unique = sent.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), sent.len(), "a refresh token was sent twice: {sent:?}");
+    assert_eq!(
+        unique.len(),
+        sent.len(),
+        "a refresh token was sent twice: {sent:?}"
+    );
     // Nothing of it in the data directory's plaintext.
     for token in &sent {
         assert!(!crate::harness::dir_contains(&sb.data, token.as_bytes()));

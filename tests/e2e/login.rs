@@ -154,7 +154,10 @@ fn device_code_slow_down_adds_five_seconds_to_the_interval() {
     assert_eq!(p[1].status, 200);
     // Interval 1 s plus slow_down's 5 s before the next poll.
     let gap = p[1].at - p[0].at;
-    assert!(gap >= chrono::TimeDelta::seconds(6), "polled again after {gap}");
+    assert!(
+        gap >= chrono::TimeDelta::seconds(6),
+        "polled again after {gap}"
+    );
 }
 
 #[test]
@@ -201,8 +204,10 @@ exec curl -sS -o /dev/null "$(printf '%s' "$loc" | sed 's/state=[^&]*/state=forg
         .filter(|c| c.grant_type.as_deref() == Some("authorization_code"))
         .count();
     assert_eq!(redeemed, 1, "no second code was redeemed");
-    sb.run(["get", "me"])
-        .upstream_failure("credcache: cannot get a token for me: ", "run `credcache login me`");
+    sb.run(["get", "me"]).upstream_failure(
+        "credcache: cannot get a token for me: ",
+        "run `credcache login me`",
+    );
 }
 
 #[test]
@@ -217,8 +222,14 @@ fn a_google_desktop_client_signs_in_in_the_browser() {
     ));
     let follow = browser_script(&sb, r#"exec curl -sS -L -o /dev/null "$1""#);
     sb.env("BROWSER", &follow);
+    // Never signed in: `status` says so before any `get`.
+    let status = sb.run(["status", "--json"]);
+    assert!(status.ok().contains("\"needs login\""), "{status:?}");
     let get = sb.run(["get", "me-google"]);
-    get.upstream_failure("credcache: cannot get a token for me-google: ", "not signed in");
+    get.upstream_failure(
+        "credcache: cannot get a token for me-google: ",
+        "not signed in",
+    );
     let out = sb.run(["login", "me-google"]);
     out.ok();
     assert!(out.stderr.contains("/o/oauth2/auth?"), "{out:?}");
@@ -235,8 +246,10 @@ fn a_google_desktop_client_signs_in_in_the_browser() {
     assert!(!dir_contains(&sb.data, client.client_secret.as_bytes()));
     // logout drops the refresh token and the tokens minted from it.
     sb.run(["logout", "me-google"]).ok();
-    sb.run(["get", "me-google"])
-        .upstream_failure("credcache: cannot get a token for me-google: ", "not signed in");
+    sb.run(["get", "me-google"]).upstream_failure(
+        "credcache: cannot get a token for me-google: ",
+        "not signed in",
+    );
 }
 
 #[test]

@@ -117,7 +117,9 @@ fn device_code(
             name: name.to_owned(),
         };
         match call(endpoint, &poll, context)? {
-            LoginStep::Pending { interval_secs: next } => interval_secs = next,
+            LoginStep::Pending {
+                interval_secs: next,
+            } => interval_secs = next,
             LoginStep::Done { expires_at } => return Ok(expires_at),
             other => return Err(unexpected_step(&other)),
         }
@@ -152,12 +154,7 @@ fn browser(
             respond(&mut stream, "404 Not Found", "Not the sign-in redirect.");
             continue;
         };
-        let param = |key: &str| {
-            query
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-        };
+        let param = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
         if let Some(error) = param("error") {
             let why = param("error_description").unwrap_or_default();
             respond(

@@ -182,7 +182,11 @@ impl Engine {
     /// arguments with `{name}` replaced, no shell, killed after 10 s.
     pub(super) fn on_reauth(&self, name: &str, error: &FetchError) {
         let command = self.loaded().config.daemon.on_reauth.clone();
-        tracing::warn!(credential = name, "needs a person to sign in: {}", error.message);
+        tracing::warn!(
+            credential = name,
+            "needs a person to sign in: {}",
+            error.message
+        );
         let Some((program, args)) = command.split_first() else {
             return;
         };
@@ -191,14 +195,11 @@ impl Engine {
         let name = name.to_owned();
         tokio::spawn(async move {
             let what = format!("on_reauth {program:?}");
-            let ran = crate::providers::process::run(
-                &program,
-                &args,
-                &what,
-                ON_REAUTH_TIMEOUT,
-                |e| FetchError::config(format!("{what} cannot be started: {e}")),
-            )
-            .await;
+            let ran =
+                crate::providers::process::run(&program, &args, &what, ON_REAUTH_TIMEOUT, |e| {
+                    FetchError::config(format!("{what} cannot be started: {e}"))
+                })
+                .await;
             match ran {
                 Ok((status, _, _)) if status.success() => {
                     tracing::info!(credential = name, "ran on_reauth")

@@ -1,7 +1,9 @@
 //! What `list` and `status` show: every credential's state, never a token.
 
 use credcache_shared::codec;
-use credcache_shared::protocol::{CredentialInfo, CredentialPage, DaemonStatus, PAGE_BYTES};
+use credcache_shared::protocol::{
+    CredentialInfo, CredentialPage, CredentialState, DaemonStatus, PAGE_BYTES,
+};
 
 use std::sync::atomic::Ordering;
 
@@ -67,7 +69,14 @@ impl Engine {
             .get(&name)
             .cloned()
             .unwrap_or_default();
-        let state = slot.state(now);
+        let mut state = slot.state(now);
+        // A person must sign in before the first fetch could succeed.
+        if state == CredentialState::NeverFetched
+            && crate::providers::signed_in::SignIn::of(&entry.cred).is_some()
+            && !self.0.store.has_refresh_token(&name)
+        {
+            state = CredentialState::NeedsLogin;
+        }
         let s = slot.lock();
         CredentialInfo {
             kind: entry.cred.kind().to_owned(),

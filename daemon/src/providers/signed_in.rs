@@ -297,6 +297,7 @@ pub(crate) fn rotated(body: &[u8], old: &Secret) -> Option<Secret> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Dependencies as _;
 
     #[test]
     fn a_desktop_client_file_is_read_and_a_wrong_one_named() {
@@ -327,6 +328,66 @@ mod tests {
                 .expose(),
             "rt-2"
         );
+    }
+
+    #[tokio::test]
+    async fn a_refresh_keeps_the_rotated_token_and_invalid_grant_needs_login() {
+        use crate::fetch_error::ErrorClass;
+        use crate::loopback::{Peer, Reply};
+        use crate::providers::testing::Harness;
+        let peer = Peer::start(vec![
+            Reply::json(
+                200,
+                r#"{"token_type":"Bearer","expires_in":3600,"access_token":"eyJ.a","refresh_token":"rt-2"}"#,
+            ),
+            Reply::json(
+                400,
+                r#"{"error":"invalid_grant","error_description":"AADSTS700082: The refresh token has expired due to inactivity."}"#,
+            ),
+        ])
+        .await;
+        let sign_in = SignIn::Entra {
+            authority: peer.url(),
+            tenant: "organizations".into(),
+            client_id: DEFAULT_LOGIN_CLIENT_ID.into(),
+            scope: "https://management.azure.com/.default".into(),
+            method: LoginMethod::DeviceCode,
+        };
+        let h = Harness::new();
+        // Never signed in: needs login, nothing sent.
+        let e = mint(&h.cx(), &sign_in, None).await.unwrap_err();
+        assert_eq!(e.class, ErrorClass::NeedsLogin);
+        assert_eq!(e.message, "not signed in: run `credcache login test`");
+        assert!(peer.requests().is_empty());
+        let identity = sign_in.identity(None);
+        h.deps
+            .keep_refresh_token("test", &identity, Secret::new("rt-1"))
+            .await
+            .unwrap();
+        // Another scope, as `get --scope` will ask.
+        let got = mint(&h.cx(), &sign_in, Some("https://vault.azure.net/.default"))
+            .await
+            .unwrap();
+        assert_eq!(got.token.expose(), "eyJ.a");
+        let sent = &peer.requests()[0];
+        assert_eq!(sent.path(), "/organizations/oauth2/v2.0/token");
+        assert_eq!(sent.form("refresh_token").as_deref(), Some("rt-1"));
+        assert_eq!(
+            sent.form("scope").as_deref(),
+            Some("https://vault.azure.net/.default offline_access")
+        );
+        // The rotated one is kept, and sent next.
+        let kept = h.deps.refresh_token("test", &identity).await.unwrap();
+        assert_eq!(kept.expose(), "rt-2");
+        let e = mint(&h.cx(), &sign_in, None).await.unwrap_err();
+        assert_eq!(
+            peer.requests()[1].form("refresh_token").as_deref(),
+            Some("rt-2")
+        );
+        assert_eq!(e.class, ErrorClass::NeedsLogin);
+        assert!(e.message.contains("AADSTS700082"), "{e}");
+        assert!(e.message.ends_with("run `credcache login test`"), "{e}");
+        assert!(!e.message.contains("rt-2"), "{e}");
     }
 
     #[test]

@@ -478,7 +478,11 @@ async fn device_code(State(shared): State<Shared>, body: Bytes) -> Response {
         Ok(request) => request,
         Err(message) => return bad_request(&message),
     };
-    let outcome = match request.outcome.as_deref().map(super::signin::DeviceOutcome::from_name) {
+    let outcome = match request
+        .outcome
+        .as_deref()
+        .map(super::signin::DeviceOutcome::from_name)
+    {
         Some(None) => {
             return bad_request(
                 "unknown outcome: expected pending, approve, decline, expire or slow-down",

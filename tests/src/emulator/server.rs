@@ -146,7 +146,10 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/computeMetadata/v1/{*rest}", get(google::metadata_probe))
         .route("/", get(google::metadata_root))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
-        .route("/{tenant}/oauth2/v2.0/devicecode", post(signin::device_code))
+        .route(
+            "/{tenant}/oauth2/v2.0/devicecode",
+            post(signin::device_code),
+        )
         .route("/{tenant}/oauth2/v2.0/authorize", get(signin::authorize))
         .route("/o/oauth2/auth", get(signin::authorize))
         .route(

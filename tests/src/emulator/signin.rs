@@ -97,7 +97,12 @@ pub(crate) async fn device_code(
     uri: Uri,
     body: axum::body::Bytes,
 ) -> Response {
-    let tenant = uri.path().split('/').nth(1).unwrap_or("").to_ascii_lowercase();
+    let tenant = uri
+        .path()
+        .split('/')
+        .nth(1)
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let form = parse_form(&body);
     let mut call = Call::new(Endpoint::EntraDeviceCode, &method, &uri);
     call.client_id = form.get("client_id").cloned();
@@ -141,7 +146,13 @@ pub(crate) async fn device_code(
 pub(crate) async fn authorize(State(shared): State<Shared>, method: Method, uri: Uri) -> Response {
     let query = parse_form(uri.query().unwrap_or("").as_bytes());
     let google = uri.path().starts_with("/o/");
-    let tenant = (!google).then(|| uri.path().split('/').nth(1).unwrap_or("").to_ascii_lowercase());
+    let tenant = (!google).then(|| {
+        uri.path()
+            .split('/')
+            .nth(1)
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    });
     let mut call = Call::new(Endpoint::Authorize, &method, &uri);
     call.client_id = query.get("client_id").cloned();
     call.scope = query.get("scope").cloned();
@@ -216,26 +227,50 @@ pub(crate) fn entra_grant(
         DEVICE_CODE_GRANT => {
             let code = form.get("device_code").cloned().unwrap_or_default();
             let Some((t, c, scope)) = inner.signins.device_codes.get(&code).cloned() else {
-                return Some(entra_error("invalid_grant", 70000, "The provided value for the input parameter 'device_code' is not valid."));
+                return Some(entra_error(
+                    "invalid_grant",
+                    70000,
+                    "The provided value for the input parameter 'device_code' is not valid.",
+                ));
             };
             if t != tenant || c != client_id {
-                return Some(entra_error("invalid_grant", 70000, "The device code was issued to another client."));
+                return Some(entra_error(
+                    "invalid_grant",
+                    70000,
+                    "The device code was issued to another client.",
+                ));
             }
             match inner.signins.outcome {
                 DeviceOutcome::Pending => {
-                    return Some(entra_error("authorization_pending", 70016, "OAuth 2.0 device flow error. Authorization is pending. Continue polling."));
+                    return Some(entra_error(
+                        "authorization_pending",
+                        70016,
+                        "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+                    ));
                 }
                 DeviceOutcome::SlowDown => {
                     inner.signins.outcome = DeviceOutcome::Pending;
-                    return Some(entra_error("slow_down", 70016, "OAuth 2.0 device flow error. Slow down."));
+                    return Some(entra_error(
+                        "slow_down",
+                        70016,
+                        "OAuth 2.0 device flow error. Slow down.",
+                    ));
                 }
                 DeviceOutcome::Decline => {
                     inner.signins.device_codes.remove(&code);
-                    return Some(entra_error("authorization_declined", 70000, "The user declined the sign-in request."));
+                    return Some(entra_error(
+                        "authorization_declined",
+                        70000,
+                        "The user declined the sign-in request.",
+                    ));
                 }
                 DeviceOutcome::Expire => {
                     inner.signins.device_codes.remove(&code);
-                    return Some(entra_error("expired_token", 70020, "The provided authorization code or refresh token has expired due to it being shown to the user too long. Start a new sign-in."));
+                    return Some(entra_error(
+                        "expired_token",
+                        70020,
+                        "The provided authorization code or refresh token has expired due to it being shown to the user too long. Start a new sign-in.",
+                    ));
                 }
                 DeviceOutcome::Approve => {
                     inner.signins.device_codes.remove(&code);
@@ -245,7 +280,7 @@ pub(crate) fn entra_grant(
         }
         "authorization_code" => match redeem(inner, form, Some(&tenant)) {
             Ok(grant) => grant.scope,
-            Err(refused) => return Some(refused),
+            Err(why) => return Some(invalid_grant(why)),
         },
         _ => {
             let sent = form.get("refresh_token").cloned().unwrap_or_default();
@@ -271,7 +306,11 @@ pub(crate) fn entra_grant(
         .find(|s| s.ends_with("/.default"))
         .unwrap_or("https://management.azure.com/.default")
         .to_owned();
-    let issued = inner.issue(Endpoint::EntraToken, "eyJ.emu-user-", Some(resource_scope.clone()));
+    let issued = inner.issue(
+        Endpoint::EntraToken,
+        "eyJ.emu-user-",
+        Some(resource_scope.clone()),
+    );
     let seconds = number_or_string(
         expires_in(&issued),
         inner.expiry_strings(Endpoint::EntraToken),
@@ -306,13 +345,17 @@ pub(crate) fn google_code(inner: &mut Inner, form: &HashMap<String, String>) -> 
     }
     let grant = match redeem(inner, form, None) {
         Ok(grant) => grant,
-        Err(refused) => return refused,
+        Err(why) => return invalid_grant(why),
     };
     let refresh_token = format!("1//emu-user-{}", random_token(36));
     if let Some(client) = inner.registry.authorized_users.get_mut(&client_id) {
         client.refresh_tokens.insert(refresh_token.clone());
     }
-    let issued = inner.issue(Endpoint::GoogleToken, "ya29.emu-", Some(grant.scope.clone()));
+    let issued = inner.issue(
+        Endpoint::GoogleToken,
+        "ya29.emu-",
+        Some(grant.scope.clone()),
+    );
     inner.attribute(&issued.token, &format!("user:{client_id}"));
     reply::json(
         StatusCode::OK,
@@ -332,30 +375,39 @@ fn redeem(
     inner: &mut Inner,
     form: &HashMap<String, String>,
     tenant: Option<&str>,
-) -> Result<CodeGrant, Response> {
-    let invalid = |description: &str| {
-        reply::json(
-            StatusCode::BAD_REQUEST,
-            &json!({"error": "invalid_grant", "error_description": description}),
-        )
-    };
+) -> Result<CodeGrant, &'static str> {
+    let invalid = |description: &'static str| description;
     let code = form.get("code").cloned().unwrap_or_default();
     let Some(grant) = inner.signins.codes.remove(&code) else {
-        return Err(invalid("The authorization code is invalid or has been used."));
+        return Err(invalid(
+            "The authorization code is invalid or has been used.",
+        ));
     };
     if Some(&grant.client_id) != form.get("client_id") || grant.tenant.as_deref() != tenant {
         return Err(invalid("The code was issued to another client."));
     }
     if Some(&grant.redirect_uri) != form.get("redirect_uri") {
-        return Err(invalid("redirect_uri does not match the one the code was issued for."));
+        return Err(invalid(
+            "redirect_uri does not match the one the code was issued for.",
+        ));
     }
     let verifier = form.get("code_verifier").cloned().unwrap_or_default();
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
     if challenge != grant.challenge {
-        return Err(invalid("The code_verifier does not match the code_challenge."));
+        return Err(invalid(
+            "The code_verifier does not match the code_challenge.",
+        ));
     }
     Ok(grant)
+}
+
+/// The OAuth `invalid_grant` answer.
+fn invalid_grant(description: &str) -> Response {
+    reply::json(
+        StatusCode::BAD_REQUEST,
+        &json!({"error": "invalid_grant", "error_description": description}),
+    )
 }
 
 /// `Some(refusal)` unless `client_id` is registered in `tenant`.

@@ -9,8 +9,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
-use credcache_shared::protocol::LoginStep;
 use credcache_shared::protocol::LoginMethod;
+use credcache_shared::protocol::LoginStep;
 use serde_json::Value;
 
 use super::{GoogleClient, SignIn, google_client, oauth_error_code};
