@@ -244,6 +244,18 @@ fn a_google_desktop_client_signs_in_in_the_browser() {
     assert_eq!(live.len(), 1);
     assert!(!dir_contains(&sb.data, live[0].as_bytes()));
     assert!(!dir_contains(&sb.data, client.client_secret.as_bytes()));
+    // Revoked at Google: the next fetch needs a person.
+    assert_eq!(emu.revoke_sign_ins(&client.client_id), 1);
+    sb.run(["forget", "me-google"]).ok();
+    let out = sb.run(["get", "me-google"]);
+    out.upstream_failure(
+        "credcache: cannot get a token for me-google: ",
+        "invalid_grant",
+    );
+    assert!(
+        out.stderr.contains("run `credcache login me-google`"),
+        "{out:?}"
+    );
     // logout drops the refresh token and the tokens minted from it.
     sb.run(["logout", "me-google"]).ok();
     sb.run(["get", "me-google"]).upstream_failure(
