@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     completions, config, daemon, docker_credential, exec, forget, get, git_credential, kubeconfig,
-    list, man, refresh, sdk_env, status, watch,
+    list, login, logout, man, refresh, sdk_env, status, watch,
 };
 use crate::exit::{self, Error};
 
@@ -48,6 +48,11 @@ pub enum Command {
     Watch(watch::Args),
     /// Drop tokens from the cache (memory and disk).
     Forget(forget::Args),
+    /// Sign a person in (device code or browser); the daemon keeps the
+    /// refresh token.
+    Login(login::Args),
+    /// Forget a signed-in credential's refresh token and its tokens.
+    Logout(logout::Args),
     /// Check the config file, or show where it is.
     #[command(subcommand)]
     Config(config::Command),

@@ -143,7 +143,14 @@ impl Connection {
     pub fn call(&mut self, request: &Request, context: &str) -> Result<Response, Error> {
         check_name(request)?;
         codec::write_frame(&mut self.stream, request).map_err(|e| self.transport_error(e))?;
-        let may_fetch = matches!(request, Request::Get { .. } | Request::Refresh { .. });
+        let may_fetch = matches!(
+            request,
+            Request::Get { .. }
+                | Request::Refresh { .. }
+                | Request::Login { .. }
+                | Request::LoginPoll { .. }
+                | Request::LoginCode { .. }
+        );
         // `Some(limit)`: nothing came within it.
         let unanswered = if !may_fetch {
             (!self.readable_within(QUICK_REQUEST_TIMEOUT)?).then_some(QUICK_REQUEST_TIMEOUT)
@@ -303,7 +310,12 @@ fn transport_error(e: CodecError, log_file: &Path) -> Error {
 /// with a clear error, instead of a frame the daemon would drop.
 fn check_name(request: &Request) -> Result<(), Error> {
     let name = match request {
-        Request::Get { name, .. } | Request::Watch { name } => Some(name),
+        Request::Get { name, .. }
+        | Request::Watch { name }
+        | Request::Login { name, .. }
+        | Request::LoginPoll { name }
+        | Request::LoginCode { name, .. }
+        | Request::Logout { name } => Some(name),
         Request::Refresh { name } | Request::Forget { name } => name.as_ref(),
         _ => None,
     };
@@ -329,6 +341,7 @@ pub fn unexpected(response: &Response) -> Error {
         Response::Done { .. } => "Done",
         Response::Error(_) => "Error",
         Response::SdkEnv(_) => "SdkEnv",
+        Response::Login(_) => "Login",
     };
     Error::Other(format!(
         "unexpected answer from the daemon: {what}; run `credcache daemon restart`"

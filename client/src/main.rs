@@ -89,6 +89,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Command::Refresh(args) => commands::refresh::run(&endpoint()?, &args).map(|()| exit::OK),
         Command::Watch(args) => commands::watch::run(&endpoint()?, &args).map(|()| exit::OK),
         Command::Forget(args) => commands::forget::run(&endpoint()?, &args).map(|()| exit::OK),
+        Command::Login(args) => commands::login::run(&endpoint()?, &args).map(|()| exit::OK),
+        Command::Logout(args) => commands::logout::run(&endpoint()?, &args).map(|()| exit::OK),
         Command::Config(command) => {
             commands::config::run(&endpoint()?, &command).map(|()| exit::OK)
         }

@@ -7,6 +7,7 @@
 //! core.
 
 mod loaded;
+mod login;
 mod names;
 mod reload;
 mod report;
@@ -89,6 +90,8 @@ struct Inner {
     wake: tokio::sync::Notify,
     /// Names of credentials that just got a new token (for `watch`).
     changes: broadcast::Sender<String>,
+    /// Sign-ins under way (`credcache login`), by credential.
+    logins: Mutex<HashMap<String, crate::providers::signed_in::flow::Session>>,
     /// The SDK endpoints (`crate::sdk`), set once at start.
     sdk: OnceLock<Arc<dyn SdkHost>>,
 }
@@ -201,6 +204,7 @@ impl Engine {
             wake: tokio::sync::Notify::new(),
             changes: broadcast::channel(64).0,
             sdk: OnceLock::new(),
+            logins: Mutex::new(HashMap::new()),
         })))
     }
 
@@ -663,7 +667,20 @@ impl Engine {
             ))),
         };
         let policy = policy_for(loaded, name).expect("entry is in loaded");
+        let needed_login = slot
+            .lock()
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.class == ErrorClass::NeedsLogin);
         slot.finish(&outcome, now, policy);
+        // Once per event: a credential that already needed a person does
+        // not run `on_reauth` again until it is signed in anew.
+        if let Err(e) = &outcome
+            && e.class == ErrorClass::NeedsLogin
+            && !needed_login
+        {
+            self.on_reauth(name, e);
+        }
         self.0.wake.notify_one();
         match &outcome {
             Ok(t) => {
@@ -838,6 +855,37 @@ impl Dependencies for Engine {
     ) -> BoxFuture<'a, Result<AuthToken, FetchError>> {
         Box::pin(self.source_token(key, source))
     }
+
+    fn refresh_token<'a>(
+        &'a self,
+        name: &'a str,
+        identity: &'a str,
+    ) -> BoxFuture<'a, Option<Secret>> {
+        Box::pin(async move {
+            let store = self.0.store.clone();
+            let (name, identity) = (name.to_owned(), identity.to_owned());
+            tokio::task::spawn_blocking(move || store.refresh_token(&name, &identity))
+                .await
+                .ok()
+                .flatten()
+        })
+    }
+
+    fn keep_refresh_token<'a>(
+        &'a self,
+        name: &'a str,
+        identity: &'a str,
+        token: Secret,
+    ) -> BoxFuture<'a, Result<(), FetchError>> {
+        Box::pin(async move {
+            let store = self.0.store.clone();
+            let (name, identity) = (name.to_owned(), identity.to_owned());
+            tokio::task::spawn_blocking(move || store.put_refresh_token(&name, &identity, &token))
+                .await
+                .map_err(|e| FetchError::transient(format!("keeping the refresh token: {e}")))?
+                .map_err(|e| FetchError::transient(format!("keeping the refresh token: {e}")))
+        })
+    }
 }
 
 /// The refresh policy of credential `name` under `loaded`.
@@ -856,7 +904,8 @@ fn wire_fetch_error(e: &FetchError) -> WireError {
         ErrorClass::Transient
         | ErrorClass::Permanent
         | ErrorClass::Rejected
-        | ErrorClass::Unauthorized => ErrorKind::Upstream,
+        | ErrorClass::Unauthorized
+        | ErrorClass::NeedsLogin => ErrorKind::Upstream,
     };
     WireError::new(kind, e.message.clone())
 }

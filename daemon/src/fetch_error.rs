@@ -24,6 +24,10 @@ pub enum ErrorClass {
     Unauthorized,
     /// The credential's settings or local files are unusable.
     Config,
+    /// A signed-in user's refresh token was refused (`invalid_grant`:
+    /// expired, revoked, password changed) or there is none: only a person
+    /// running `credcache login NAME` helps. Kept like a permanent error.
+    NeedsLogin,
 }
 
 /// A failed fetch: one line, no secrets, the cloud's own words.
@@ -64,10 +68,23 @@ impl FetchError {
         }
     }
 
+    /// A credential that needs a person to sign in: `why`, then what to run.
+    pub fn needs_login(name: &str, why: impl std::fmt::Display) -> Self {
+        Self {
+            class: ErrorClass::NeedsLogin,
+            message: format!("{why}: run `credcache login {name}`"),
+            retry_after: None,
+            status: None,
+        }
+    }
+
     /// Whether retrying cannot help until something changes: the identity
     /// provider or API said no for good.
     pub fn is_permanent(&self) -> bool {
-        matches!(self.class, ErrorClass::Permanent | ErrorClass::Unauthorized)
+        matches!(
+            self.class,
+            ErrorClass::Permanent | ErrorClass::Unauthorized | ErrorClass::NeedsLogin
+        )
     }
 
     /// Prefixes the message with context: "fetching gcp: ...".

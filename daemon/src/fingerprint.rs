@@ -83,9 +83,9 @@ pub fn identity_files(cred: &Credential) -> Vec<std::path::PathBuf> {
 
 fn identity_files_in(cred: &Credential, env: azure::Env<'_>) -> Vec<std::path::PathBuf> {
     match &cred.source {
-        Source::Google(g) => match &g.key_file {
-            Some(path) => vec![path.clone()],
-            None => crate::providers::google::adc_file().into_iter().collect(),
+        Source::Google(g) => match (&g.oauth_client_file, &g.key_file) {
+            (Some(path), _) | (None, Some(path)) => vec![path.clone()],
+            (None, None) => crate::providers::google::adc_file().into_iter().collect(),
         },
         Source::Azure(a) => azure::identity_files(a, env),
         _ => Vec::new(),

@@ -9,7 +9,8 @@ pub mod command;
 pub mod container_app;
 pub mod gke;
 pub mod google;
-mod process;
+pub(crate) mod process;
+pub mod signed_in;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod token_response;
@@ -119,6 +120,23 @@ pub trait Dependencies: Send + Sync {
         key: &'a str,
         source: &'a dyn Provider,
     ) -> BoxFuture<'a, Result<AuthToken, FetchError>>;
+
+    /// The refresh token kept (sealed, on disk) for credential `name`
+    /// signed in as `identity`, if any.
+    fn refresh_token<'a>(
+        &'a self,
+        name: &'a str,
+        identity: &'a str,
+    ) -> BoxFuture<'a, Option<Secret>>;
+
+    /// Keeps `token` as the refresh token of `name` under `identity`, on
+    /// disk before this returns, replacing the one it rotated.
+    fn keep_refresh_token<'a>(
+        &'a self,
+        name: &'a str,
+        identity: &'a str,
+        token: Secret,
+    ) -> BoxFuture<'a, Result<(), FetchError>>;
 }
 
 /// A token of a credential other than its configured one (`get --scope`,

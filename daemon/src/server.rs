@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credcache_shared::codec::CodecError;
-use credcache_shared::protocol::{ErrorKind, Request, Response, WireError};
+use credcache_shared::protocol::{ErrorKind, LoginStep, Request, Response, WireError};
 use credcache_shared::{PROTOCOL_VERSION, VERSION};
 use std::path::{Path, PathBuf};
 
@@ -425,12 +425,20 @@ fn request_name(request: &Request) -> &'static str {
         Request::Shutdown => "shutdown",
         Request::Watch { .. } => "watch",
         Request::SdkEnv { .. } => "sdk-env",
+        Request::Login { .. } => "login",
+        Request::LoginPoll { .. } => "login-poll",
+        Request::LoginCode { .. } => "login-code",
+        Request::Logout { .. } => "logout",
     }
 }
 
 async fn dispatch(engine: &Engine, request: Request) -> Response {
     let done = |r: Result<Vec<String>, WireError>| match r {
         Ok(affected) => Response::Done { affected },
+        Err(e) => Response::Error(e),
+    };
+    let login = |r: Result<LoginStep, WireError>| match r {
+        Ok(step) => Response::Login(step),
         Err(e) => Response::Error(e),
     };
     match request {
@@ -462,6 +470,16 @@ async fn dispatch(engine: &Engine, request: Request) -> Response {
             Ok(env) => Response::SdkEnv(env),
             Err(e) => Response::Error(e),
         },
+        Request::Login {
+            name,
+            method,
+            redirect_port,
+        } => login(engine.login(&name, method, redirect_port).await),
+        Request::LoginPoll { name } => login(engine.login_poll(&name).await),
+        Request::LoginCode { name, code, state } => {
+            login(engine.login_code(&name, &code, &state).await)
+        }
+        Request::Logout { name } => done(engine.logout(&name).await),
         // Handled by the caller; answered here too rather than trusted.
         Request::Hello { .. } | Request::Shutdown | Request::Watch { .. } => {
             Response::Error(WireError::new(ErrorKind::BadRequest, "unexpected request"))

@@ -8,6 +8,12 @@
 //! Version 1 (plaintext, written by early builds) and anything that does
 //! not open (another key, tampering) is a cache miss, removed on start.
 //!
+//! Refresh tokens (`credcache login`, a workforce user's rotated one) are a
+//! second record type, in their own tree ([`REFRESH_TREE`]): keyed by
+//! credential name and identity, sealed the same way, and never touched by
+//! `forget` or the start-up pruning of token records. Only `logout` (and a
+//! new sign-in, which replaces it) removes one.
+//!
 //! A database that sled cannot open is moved aside and rebuilt: the cache is
 //! re-derivable, so losing it costs one upstream fetch per credential, while
 //! refusing to start would cost the user their tools.
@@ -24,6 +30,9 @@ use crate::seal::Sealer;
 
 /// The record format written today: sealed.
 const FORMAT_SEALED_V2: u8 = 2;
+
+/// The sled tree that holds refresh tokens, apart from token records.
+const REFRESH_TREE: &str = "refresh-tokens";
 
 /// The path a memory-only store reports.
 const MEMORY: &str = "(memory)";
@@ -306,6 +315,84 @@ impl Store {
             .unwrap_or(0)
     }
 
+    /// The refresh token kept for credential `name` and `identity` (what
+    /// it was signed in as), if any. One that does not open is `None`.
+    pub fn refresh_token(&self, name: &str, identity: &str) -> Option<Secret> {
+        let tree = self.db().ok()?.open_tree(REFRESH_TREE).ok()?;
+        let value = tree.get(key(name, identity)).ok()??;
+        let (&format, body) = value.split_first()?;
+        if format != FORMAT_SEALED_V2 {
+            return None;
+        }
+        let plain = self.sealer.open(name, &refresh_aad(identity), body)?;
+        let text = std::str::from_utf8(&plain).ok()?;
+        Some(Secret::new(text))
+    }
+
+    /// Keeps `token` as the refresh token of `name` under `identity`,
+    /// replacing every other one of that name, and flushes it to disk
+    /// before returning: a rotated refresh token must survive a crash, or
+    /// the spent one would be sent again.
+    pub fn put_refresh_token(
+        &self,
+        name: &str,
+        identity: &str,
+        token: &Secret,
+    ) -> Result<(), StoreError> {
+        let tree = self
+            .db()?
+            .open_tree(REFRESH_TREE)
+            .map_err(|e| self.err(e))?;
+        let mut prefix = name.as_bytes().to_vec();
+        prefix.push(0);
+        let wanted = key(name, identity);
+        for item in tree.scan_prefix(&prefix) {
+            let Ok((k, _)) = item else { continue };
+            if *k != *wanted {
+                tree.remove(k).map_err(|e| self.err(e))?;
+            }
+        }
+        let mut value = vec![FORMAT_SEALED_V2];
+        value.extend(
+            self.sealer
+                .seal(name, &refresh_aad(identity), token.expose().as_bytes()),
+        );
+        tree.insert(wanted, value).map_err(|e| self.err(e))?;
+        tree.flush().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Whether any refresh token of `name` is kept, under any identity.
+    pub fn has_refresh_token(&self, name: &str) -> bool {
+        let Ok(tree) = self
+            .db()
+            .and_then(|db| db.open_tree(REFRESH_TREE).map_err(|e| self.err(e)))
+        else {
+            return false;
+        };
+        let mut prefix = name.as_bytes().to_vec();
+        prefix.push(0);
+        tree.scan_prefix(&prefix).next().is_some()
+    }
+
+    /// Removes every refresh token of `name` (`logout`). True if there was one.
+    pub fn remove_refresh_tokens(&self, name: &str) -> Result<bool, StoreError> {
+        let tree = self
+            .db()?
+            .open_tree(REFRESH_TREE)
+            .map_err(|e| self.err(e))?;
+        let mut prefix = name.as_bytes().to_vec();
+        prefix.push(0);
+        let mut removed = false;
+        for item in tree.scan_prefix(&prefix) {
+            let Ok((k, _)) = item else { continue };
+            tree.remove(k).map_err(|e| self.err(e))?;
+            removed = true;
+        }
+        tree.flush().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+
     fn remove_except(&self, name: &str, keep: Option<&str>) -> Result<(), StoreError> {
         let mut prefix = name.as_bytes().to_vec();
         prefix.push(0);
@@ -326,6 +413,12 @@ impl Store {
             source,
         }
     }
+}
+
+/// The associated data of a refresh-token record: never that of a token
+/// record, so neither opens as the other.
+fn refresh_aad(identity: &str) -> String {
+    format!("refresh-token {identity}")
 }
 
 fn key(name: &str, fingerprint: &str) -> Vec<u8> {
@@ -485,6 +578,43 @@ mod tests {
         assert_eq!(store.load_all().len(), 1);
         assert_eq!(store.retain(|_, _| false).unwrap(), 1);
         assert!(store.load_all().is_empty());
+    }
+
+    #[test]
+    fn refresh_tokens_are_sealed_apart_from_tokens_and_survive_forget_and_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache");
+        {
+            let (store, _) = Store::open(&path, sealer()).unwrap();
+            store.put("me", "fp", &record("t")).unwrap();
+            store
+                .put_refresh_token("me", "id1", &Secret::new("rt-secret-one"))
+                .unwrap();
+            store
+                .put_refresh_token("me", "id1", &Secret::new("rt-secret-two"))
+                .unwrap();
+            // Token records go; the refresh token stays.
+            store.remove("me").unwrap();
+            assert_eq!(store.retain(|_, _| false).unwrap(), 0);
+            assert!(store.load_all().is_empty());
+        }
+        let (store, _) = Store::open(&path, sealer()).unwrap();
+        assert_eq!(
+            store.refresh_token("me", "id1").unwrap().expose(),
+            "rt-secret-two"
+        );
+        assert!(store.refresh_token("me", "id2").is_none());
+        let tree = store.db().unwrap().open_tree(REFRESH_TREE).unwrap();
+        let raw = tree.get(key("me", "id1")).unwrap().unwrap();
+        assert!(!raw.windows(9).any(|w| w == b"rt-secret"), "sealed on disk");
+        // Another identity replaces it; logout removes it.
+        store
+            .put_refresh_token("me", "id2", &Secret::new("rt-three"))
+            .unwrap();
+        assert!(store.refresh_token("me", "id1").is_none());
+        assert!(store.remove_refresh_tokens("me").unwrap());
+        assert!(store.refresh_token("me", "id2").is_none());
+        assert!(!store.remove_refresh_tokens("me").unwrap());
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct DaemonSettings {
     /// Zero: never exit for idleness.
     pub idle_timeout: Duration,
     pub http_timeout: Duration,
+    /// Run (no shell, `{name}` replaced, killed after 10 s) once each time a
+    /// credential comes to need a person: `credcache login NAME`. Empty:
+    /// nothing is run.
+    pub on_reauth: Vec<String>,
 }
 
 impl Default for DaemonSettings {
@@ -58,6 +62,7 @@ impl Default for DaemonSettings {
             min_valid: Duration::from_secs(60),
             idle_timeout: Duration::ZERO,
             http_timeout: Duration::from_secs(30),
+            on_reauth: Vec::new(),
         }
     }
 }
@@ -140,6 +145,12 @@ pub const DEFAULT_GOOGLE_SCOPE: &str = "https://www.googleapis.com/auth/cloud-pl
 pub const DEFAULT_AZURE_SCOPE: &str = "https://management.azure.com/.default";
 pub const DEFAULT_ARM_ENDPOINT: &str = "https://management.azure.com";
 pub const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
+/// The tenant a user signs in to by default (`credcache login`): any work
+/// or school account.
+pub const DEFAULT_LOGIN_TENANT: &str = "organizations";
+/// The public client the Azure identity SDKs and the Azure CLI sign users in
+/// with, used by `credcache login` when no `client_id` is set.
+pub const DEFAULT_LOGIN_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
 
 /// `kind = "google"`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -160,6 +171,10 @@ pub struct GoogleSettings {
     pub lifetime: Option<Duration>,
     /// `https://iamcredentials.googleapis.com` unless set.
     pub iam_endpoint: Option<String>,
+    /// A "Desktop app" OAuth client file (`{"installed": {...}}`): the user
+    /// signs in with `credcache login NAME` and the daemon refreshes with
+    /// the refresh token kept in its store.
+    pub oauth_client_file: Option<PathBuf>,
 }
 
 /// The longest lifetime `generateAccessToken` grants (with the org policy
@@ -231,6 +246,10 @@ pub enum AzureMethod {
     Cli,
     Certificate,
     Azd,
+    /// A user signed in with `credcache login` (device code flow).
+    DeviceCode,
+    /// A user signed in with `credcache login` (auth code + PKCE in a browser).
+    Browser,
     Auto,
 }
 
@@ -243,6 +262,8 @@ impl AzureMethod {
             Self::Cli => "cli",
             Self::Certificate => "certificate",
             Self::Azd => "azd",
+            Self::DeviceCode => "device-code",
+            Self::Browser => "browser",
             Self::Auto => "auto",
         }
     }

@@ -77,6 +77,57 @@ pub enum Request {
     /// where it is (contract section 6). `rotate` replaces the Azure
     /// secret first.
     SdkEnv { names: Vec<String>, rotate: bool },
+    /// Start signing in credential `name` (a `device-code` or `browser`
+    /// Azure credential, or a `google` one with `oauth_client_file`):
+    /// `method` overrides the configured flow; `redirect_port` is the
+    /// client's loopback listener, for the browser flow. Answered by
+    /// `Login(DeviceCode | Browser)`. The daemon makes the upstream calls;
+    /// the refresh token never leaves it.
+    Login {
+        name: String,
+        method: Option<LoginMethod>,
+        redirect_port: Option<u16>,
+    },
+    /// Device code flow: has the user finished? `Login(Pending | Done)`.
+    LoginPoll { name: String },
+    /// Browser flow: the `code` and `state` the redirect brought to the
+    /// client's listener; the daemon checks `state` and redeems the code.
+    /// `Login(Done)`.
+    LoginCode {
+        name: String,
+        code: Secret,
+        state: String,
+    },
+    /// Drop the refresh token of `name` and the tokens minted from it.
+    Logout { name: String },
+}
+
+/// The two sign-in flows of `credcache login`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoginMethod {
+    DeviceCode,
+    Browser,
+}
+
+/// One step of a sign-in, as the daemon answers `Login*` requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LoginStep {
+    /// Show `message` (the identity provider's own words: the page to open
+    /// and the code to enter), then send `LoginPoll` every `interval_secs`
+    /// until `expires_in_secs` have passed.
+    DeviceCode {
+        message: String,
+        interval_secs: u64,
+        expires_in_secs: u64,
+    },
+    /// Open `url` in a browser; the redirect comes to the client's
+    /// listener, which answers with `LoginCode`.
+    Browser { url: String },
+    /// Not signed in yet: poll again after `interval_secs` (raised by a
+    /// `slow_down`).
+    Pending { interval_secs: u64 },
+    /// Signed in, and the first token fetched.
+    Done { expires_at: DateTime<Utc> },
 }
 
 /// What the daemon answers; one per request.
@@ -108,6 +159,8 @@ pub enum Response {
     Done { affected: Vec<String> },
     /// The request failed.
     Error(WireError),
+    /// The answer to `Login`, `LoginPoll` and `LoginCode`.
+    Login(LoginStep),
     /// The answer to `SdkEnv`.
     SdkEnv(SdkEnv),
 }
@@ -187,6 +240,9 @@ pub enum CredentialState {
     Expired,
     /// Not fetched since the daemon started and nothing in the cache.
     NeverFetched,
+    /// Its refresh token was refused (expired, revoked) or it was never
+    /// signed in: a person must run `credcache login NAME`.
+    NeedsLogin,
 }
 
 impl CredentialState {
@@ -199,6 +255,7 @@ impl CredentialState {
             Self::Failing => "failing",
             Self::Expired => "expired",
             Self::NeverFetched => "never fetched",
+            Self::NeedsLogin => "needs login",
         }
     }
 }

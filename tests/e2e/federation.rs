@@ -372,3 +372,38 @@ fn a_workforce_user_with_a_wrong_client_secret_is_a_one_line_error() {
     assert!(!out.stderr.contains(&user.refresh_token), "{out:?}");
     assert_eq!(emu.calls_to(Endpoint::StsToken)[0].status, 401);
 }
+
+/// Issue 17: the rotated refresh token is sealed in the store, so a
+/// restarted daemon sends the newest one, never a spent one (the
+/// emulator refuses those, and the call log shows what was sent).
+#[test]
+fn a_workforce_users_rotated_refresh_token_survives_a_daemon_restart() {
+    let emu = Emulator::start();
+    let sb = Sandbox::new();
+    let user = workforce(&emu, &sb);
+    sb.get("wf");
+    sb.run(["refresh", "wf"]).ok();
+    sb.run(["daemon", "stop"]).ok();
+    sb.wait_lock_free();
+    sb.run(["forget", "wf"]).ok();
+    sb.run(["refresh", "wf"]).ok();
+    sb.run(["daemon", "restart"]).ok();
+    sb.run(["refresh", "wf"]).ok();
+    let calls = emu.calls_to(Endpoint::StsToken);
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert!(calls.iter().all(|c| c.status == 200), "{calls:?}");
+    let sent: Vec<String> = calls.iter().map(|c| c.bearer.clone().unwrap()).collect();
+    assert_eq!(sent[0], user.refresh_token);
+    let mut unique = sent.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        sent.len(),
+        "a refresh token was sent twice: {sent:?}"
+    );
+    // Nothing of it in the data directory's plaintext.
+    for token in &sent {
+        assert!(!crate::harness::dir_contains(&sb.data, token.as_bytes()));
+    }
+}

@@ -23,3 +23,19 @@ pub fn google_sandbox(emu: &Emulator) -> Sandbox {
     ));
     sb
 }
+
+/// Whether any file under `dir` (recursively) holds `needle` as raw bytes:
+/// for "no secret in the data directory's plaintext".
+pub fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            dir_contains(&path, needle)
+        } else {
+            std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        }
+    })
+}

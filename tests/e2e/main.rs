@@ -45,6 +45,7 @@ mod id_token;
 mod impersonation;
 #[cfg(unix)] // symlinks and file modes
 mod kubeconfig;
+mod login;
 mod machine_interface;
 mod pacing;
 #[cfg(unix)] // systemd units, .deb, launchd

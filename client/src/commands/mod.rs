@@ -12,6 +12,8 @@ pub mod get;
 pub mod git_credential;
 pub mod kubeconfig;
 pub mod list;
+pub mod login;
+pub mod logout;
 pub mod man;
 pub mod refresh;
 pub mod sdk_env;

@@ -2,7 +2,7 @@
 
 use credcache_shared::codec;
 use credcache_shared::protocol::{
-    CredentialInfo, CredentialPage, DaemonStatus, PAGE_BYTES, ScopedInfo,
+    CredentialInfo, CredentialPage, CredentialState, DaemonStatus, PAGE_BYTES, ScopedInfo,
 };
 
 use std::sync::atomic::Ordering;
@@ -69,7 +69,14 @@ impl Engine {
             .get(&name)
             .cloned()
             .unwrap_or_default();
-        let state = slot.state(now);
+        let mut state = slot.state(now);
+        // A person must sign in before the first fetch could succeed.
+        if state == CredentialState::NeverFetched
+            && crate::providers::signed_in::SignIn::of(&entry.cred).is_some()
+            && !self.0.store.has_refresh_token(&name)
+        {
+            state = CredentialState::NeedsLogin;
+        }
         let scoped = self.scoped_info(&name);
         let s = slot.lock();
         CredentialInfo {

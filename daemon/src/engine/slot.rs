@@ -278,6 +278,9 @@ impl Slot {
         let valid = s.token.as_ref().is_some_and(|t| t.expires_at > now);
         match (s.in_flight, valid, &s.token, &s.last_error) {
             (true, _, _, _) => CredentialState::Refreshing,
+            (false, false, _, Some(e)) if e.class == ErrorClass::NeedsLogin => {
+                CredentialState::NeedsLogin
+            }
             (false, true, _, Some(_)) => CredentialState::StaleServing,
             (false, true, _, None) => CredentialState::Fresh,
             (false, false, _, Some(_)) => CredentialState::Failing,

@@ -91,6 +91,9 @@ pub enum Plan {
         program: String,
         tenant_id: Option<String>,
     },
+    /// A user signed in with `credcache login` (`signed_in.rs`): tenant,
+    /// client and authority are in the sign-in, derived from the settings.
+    SignedIn,
 }
 
 impl Plan {
@@ -103,6 +106,7 @@ impl Plan {
             Plan::ManagedIdentity { .. } => "managed identity",
             Plan::Cli { .. } => "the Azure CLI",
             Plan::Azd { .. } => "the Azure Developer CLI",
+            Plan::SignedIn => "a signed-in user",
         }
     }
 }
@@ -178,6 +182,7 @@ pub fn plan(settings: &AzureSettings, env: Env<'_>) -> Chosen {
             program: azd::program(env),
             tenant_id: settings.tenant_id.clone(),
         },
+        AzureMethod::DeviceCode | AzureMethod::Browser => Plan::SignedIn,
     };
     Chosen { plan, because }
 }
@@ -244,7 +249,7 @@ fn choose(settings: &AzureSettings, env: Env<'_>) -> (AzureMethod, &'static str)
 
 /// `authority_host` from the config, else `AZURE_AUTHORITY_HOST`, else
 /// the public cloud.
-fn authority_host(settings: &AzureSettings, env: Env<'_>) -> String {
+pub(crate) fn authority_host(settings: &AzureSettings, env: Env<'_>) -> String {
     settings
         .authority_host
         .clone()
@@ -268,6 +273,8 @@ pub fn identity_files(settings: &AzureSettings, env: Env<'_>) -> Vec<PathBuf> {
 pub struct Azure {
     settings: AzureSettings,
     chosen: Chosen,
+    /// Set for `device-code` and `browser`.
+    sign_in: Option<super::signed_in::SignIn>,
 }
 
 impl Azure {
@@ -276,7 +283,12 @@ impl Azure {
     /// `credcache daemon reload`.
     pub fn new(settings: AzureSettings) -> Self {
         let chosen = plan(&settings, &process_env);
-        Self { settings, chosen }
+        let sign_in = super::signed_in::SignIn::entra(&settings);
+        Self {
+            settings,
+            chosen,
+            sign_in,
+        }
     }
 
     /// Fetches by the plan; `env` is read for what is read at fetch (the
@@ -353,6 +365,10 @@ impl Azure {
             Plan::Azd { program, tenant_id } => {
                 azd::fetch(program, tenant_id.as_deref(), scope, cx).await
             }
+            Plan::SignedIn => match &self.sign_in {
+                Some(sign_in) => super::signed_in::entra(cx, sign_in, scope).await,
+                None => Err(FetchError::config("this method does not sign a user in")),
+            },
         }
     }
 }
@@ -735,7 +751,11 @@ mod tests {
 
         fn azure(settings: AzureSettings, vars: &[(&str, &str)]) -> Azure {
             let chosen = chosen(&settings, vars);
-            Azure { settings, chosen }
+            Azure {
+                sign_in: crate::providers::signed_in::SignIn::entra(&settings),
+                settings,
+                chosen,
+            }
         }
 
         fn with_ids(method: AzureMethod, authority: &Peer) -> AzureSettings {

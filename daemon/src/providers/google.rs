@@ -74,6 +74,13 @@ impl Provider for Google {
 impl Google {
     /// A token for `self.settings.scopes`.
     async fn fetch_configured(&self, cx: &FetchContext<'_>) -> Result<Fetched, FetchError> {
+        if let Some(client_file) = &self.settings.oauth_client_file {
+            let sign_in = super::signed_in::SignIn::Google {
+                client_file: client_file.clone(),
+                scopes: self.settings.scopes.clone(),
+            };
+            return super::signed_in::mint(cx, &sign_in, None).await;
+        }
         if self.settings.impersonate_service_account.is_some() {
             return impersonation::access_token(cx, &self.settings).await;
         }
@@ -368,6 +375,7 @@ mod tests {
             delegates: Vec::new(),
             lifetime: None,
             iam_endpoint: None,
+            oauth_client_file: None,
         }
     }
 

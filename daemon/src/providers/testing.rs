@@ -23,6 +23,8 @@ pub struct FakeDeps {
     fail: Option<FetchError>,
     issued: Mutex<u32>,
     rejected: Mutex<Vec<(String, String)>>,
+    /// Refresh tokens kept, by `(name, identity)`.
+    pub refresh_tokens: Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
 impl FakeDeps {
@@ -71,6 +73,35 @@ impl Dependencies for FakeDeps {
         _source: &'a dyn Provider,
     ) -> BoxFuture<'a, Result<AuthToken, FetchError>> {
         self.auth_token(key)
+    }
+
+    fn refresh_token<'a>(
+        &'a self,
+        name: &'a str,
+        identity: &'a str,
+    ) -> BoxFuture<'a, Option<Secret>> {
+        Box::pin(async move {
+            let kept = self.refresh_tokens.lock().unwrap();
+            kept.get(&(name.to_owned(), identity.to_owned()))
+                .map(Secret::new)
+        })
+    }
+
+    fn keep_refresh_token<'a>(
+        &'a self,
+        name: &'a str,
+        identity: &'a str,
+        token: Secret,
+    ) -> BoxFuture<'a, Result<(), FetchError>> {
+        Box::pin(async move {
+            let mut kept = self.refresh_tokens.lock().unwrap();
+            kept.retain(|(n, _), _| n != name);
+            kept.insert(
+                (name.to_owned(), identity.to_owned()),
+                token.expose().to_owned(),
+            );
+            Ok(())
+        })
     }
 
     fn reject(&self, name: &str, token: &Secret) {

@@ -15,6 +15,7 @@ pub const DAEMON: &[&str] = &[
     "min_valid",
     "idle_timeout",
     "http_timeout",
+    "on_reauth",
 ];
 
 /// `[credentials.NAME]`, whatever its kind.
@@ -30,6 +31,7 @@ pub const GOOGLE: &[&str] = &[
     "delegates",
     "lifetime",
     "iam_endpoint",
+    "oauth_client_file",
 ];
 
 /// `kind = "google-id-token"`.

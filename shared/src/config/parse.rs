@@ -377,6 +377,16 @@ fn parse_daemon(f: &mut Fields<'_>) -> DaemonSettings {
             d.http_timeout = v;
         }
     }
+    if let Some(command) = f.opt_str_array("on_reauth") {
+        if command.first().is_none_or(|p| p.trim().is_empty()) {
+            f.problem(
+                "on_reauth",
+                "must name a program: [\"PROGRAM\", \"ARG\", ...]",
+            );
+        } else {
+            d.on_reauth = command;
+        }
+    }
     d
 }
 
@@ -494,6 +504,17 @@ fn parse_google(f: &mut Fields<'_>) -> Option<GoogleSettings> {
         _ => {}
     }
     let iam_endpoint = f.opt_url("iam_endpoint");
+    let oauth_client_file = f.opt_str("oauth_client_file").map(|p| expand_tilde(&p));
+    if oauth_client_file.is_some() {
+        for key in ["key_file", "impersonate_service_account"] {
+            if f.table.contains_key(key) {
+                f.problem(
+                    key,
+                    "cannot be combined with oauth_client_file (a user signed in with `credcache login`)",
+                );
+            }
+        }
+    }
     if impersonate_service_account.is_none() {
         for key in ["delegates", "lifetime", "iam_endpoint"] {
             if f.table.contains_key(key) {
@@ -510,6 +531,7 @@ fn parse_google(f: &mut Fields<'_>) -> Option<GoogleSettings> {
         delegates,
         lifetime,
         iam_endpoint,
+        oauth_client_file,
     })
 }
 
@@ -535,8 +557,10 @@ fn parse_azure(f: &mut Fields<'_>) -> Option<AzureSettings> {
         Some("cli") => Some(AzureMethod::Cli),
         Some("certificate") => Some(AzureMethod::Certificate),
         Some("azd") => Some(AzureMethod::Azd),
+        Some("device-code") => Some(AzureMethod::DeviceCode),
+        Some("browser") => Some(AzureMethod::Browser),
         Some(other) => {
-            f.problem("method", format!("unknown method {other:?}: expected client-secret, certificate, workload-identity, managed-identity, cli, azd or auto"));
+            f.problem("method", format!("unknown method {other:?}: expected client-secret, certificate, workload-identity, managed-identity, cli, azd, device-code, browser or auto"));
             None
         }
     };

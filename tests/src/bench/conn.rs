@@ -210,6 +210,7 @@ fn describe(response: &Response) -> &'static str {
         Response::Done { .. } => "Done",
         Response::Error(_) => "Error",
         Response::SdkEnv(_) => "SdkEnv",
+        Response::Login(_) => "Login",
     }
 }
 

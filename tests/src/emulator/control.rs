@@ -65,7 +65,7 @@ const fn control(
 
 /// Every route of [`routes`], in the order `serve --help` lists them. A test
 /// checks that each one is routed.
-pub const CONTROL_ENDPOINTS: [ControlEndpoint; 20] = [
+pub const CONTROL_ENDPOINTS: [ControlEndpoint; 23] = [
     control(
         "GET",
         "/__emulator/calls",
@@ -186,6 +186,24 @@ pub const CONTROL_ENDPOINTS: [ControlEndpoint; 20] = [
         r#"{"service_account"}"#,
         "let that service account's impersonated tokens live over an hour",
     ),
+    control(
+        "POST",
+        "/__emulator/device-code",
+        r#"{"outcome"?,"interval"?}"#,
+        "play the user of pending device code sign-ins: pending|approve|decline|expire|slow-down; the interval handed out",
+    ),
+    control(
+        "POST",
+        "/__emulator/desktop-client",
+        r#"{"path"}"#,
+        "write a new Google \"Desktop app\" OAuth client file there (for credcache login)",
+    ),
+    control(
+        "POST",
+        "/__emulator/revoke-sign-ins",
+        r#"{"client_id"}"#,
+        "refuse every refresh token issued to that client from now on (invalid_grant)",
+    ),
 ];
 
 pub(crate) fn routes() -> Router<Shared> {
@@ -210,6 +228,9 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/container-app", post(container_app))
         .route("/impersonation", post(impersonation))
         .route("/lifetime-extension", post(lifetime_extension))
+        .route("/device-code", post(device_code))
+        .route("/desktop-client", post(desktop_client))
+        .route("/revoke-sign-ins", post(revoke_sign_ins))
 }
 
 /// `GET /__emulator/calls` → `{"counts": {"google-token": 3, ...}, "log": [Call, ...]}`.
@@ -454,11 +475,85 @@ struct RefreshToken {
 
 async fn revoke_refresh_token(State(shared): State<Shared>, body: Bytes) -> Response {
     with(&body, |r: RefreshToken| {
-        shared
-            .lock()
-            .registry
-            .revoke_refresh_token(&r.refresh_token);
+        shared.lock().revoke_refresh_token(&r.refresh_token);
     })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceCode {
+    outcome: Option<String>,
+    interval: Option<u64>,
+}
+
+/// `POST /__emulator/device-code {"outcome"?, "interval"?}`.
+async fn device_code(State(shared): State<Shared>, body: Bytes) -> Response {
+    let request: DeviceCode = match parse(&body) {
+        Ok(request) => request,
+        Err(message) => return bad_request(&message),
+    };
+    let outcome = match request
+        .outcome
+        .as_deref()
+        .map(super::signin::DeviceOutcome::from_name)
+    {
+        Some(None) => {
+            return bad_request(
+                "unknown outcome: expected pending, approve, decline, expire or slow-down",
+            );
+        }
+        Some(Some(o)) => Some(o),
+        None => None,
+    };
+    let mut inner = shared.lock();
+    if let Some(o) = outcome {
+        inner.signins.outcome = o;
+    }
+    if let Some(secs) = request.interval {
+        inner.signins.interval = secs;
+    }
+    ok()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DesktopClient {
+    path: PathBuf,
+}
+
+/// `POST /__emulator/desktop-client {"path"}` → its client id and secret.
+async fn desktop_client(State(shared): State<Shared>, body: Bytes) -> Response {
+    let request: DesktopClient = match parse(&body) {
+        Ok(request) => request,
+        Err(message) => return bad_request(&message),
+    };
+    match credentials::write_desktop_client(&shared, &request.path) {
+        Ok(client) => reply::json(
+            StatusCode::OK,
+            &json!({
+                "path": client.path,
+                "client_id": client.client_id,
+                "client_secret": client.client_secret,
+            }),
+        ),
+        Err(e) => bad_request(format!("cannot write desktop client file: {e}")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientId {
+    client_id: String,
+}
+
+/// `POST /__emulator/revoke-sign-ins {"client_id"}` → `{"revoked": N}`.
+async fn revoke_sign_ins(State(shared): State<Shared>, body: Bytes) -> Response {
+    let request: ClientId = match parse(&body) {
+        Ok(request) => request,
+        Err(message) => return bad_request(&message),
+    };
+    let revoked = shared.lock().revoke_sign_ins(&request.client_id);
+    reply::json(StatusCode::OK, &json!({"revoked": revoked}))
 }
 
 #[derive(Debug, Deserialize)]

@@ -215,6 +215,48 @@ pub(crate) fn write_workforce_user(shared: &Shared, path: &Path) -> io::Result<A
     })
 }
 
+/// Writes a Google "Desktop app" OAuth client file at `path` pointing at
+/// this emulator, and registers the client (with no refresh token yet).
+pub(crate) fn write_desktop_client(shared: &Shared, path: &Path) -> io::Result<AuthorizedUser> {
+    let client_id = format!(
+        "{}-desktop.apps.googleusercontent.com",
+        numeric_id(&random_hex(8))
+    );
+    let client_secret = format!("GOCSPX-desk{}", random_token(18));
+    let base = shared.lock().base.clone();
+    let file = serde_json::json!({
+        "installed": {
+            "client_id": client_id,
+            "project_id": PROJECT_ID,
+            "auth_uri": format!("{base}/o/oauth2/auth"),
+            "token_uri": format!("{base}/token"),
+            "auth_provider_x509_cert_url": format!("{base}/oauth2/v1/certs"),
+            "client_secret": client_secret,
+            "redirect_uris": ["http://localhost"],
+        }
+    });
+    write_private(
+        path,
+        &serde_json::to_string_pretty(&file).unwrap_or_default(),
+    )?;
+    shared
+        .lock()
+        .registry
+        .authorized_users
+        .entry(client_id.clone())
+        .or_insert_with(|| AuthorizedUserRecord {
+            client_secret: client_secret.clone(),
+            refresh_tokens: Default::default(),
+        });
+    Ok(AuthorizedUser {
+        path: path.to_owned(),
+        client_id,
+        client_secret,
+        refresh_token: String::new(),
+        quota_project_id: None,
+    })
+}
+
 /// PEM armour: base64 in 64-column lines between BEGIN/END labels.
 pub(crate) fn pem(label: &str, der: &[u8]) -> String {
     let encoded = STANDARD.encode(der);

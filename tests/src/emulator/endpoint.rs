@@ -41,11 +41,16 @@ pub enum Endpoint {
     /// Azure Arc managed identity, with its challenge:
     /// `GET /arc/metadata/identity/oauth2/token` (`IDENTITY_ENDPOINT`).
     ArcMsi,
+    /// Entra `POST /{tenant}/oauth2/v2.0/devicecode` (device code sign-in).
+    EntraDeviceCode,
+    /// The sign-in pages: Entra `GET /{tenant}/oauth2/v2.0/authorize`,
+    /// Google `GET /o/oauth2/auth`; each redirects with a code.
+    Authorize,
 }
 
 impl Endpoint {
     /// Every endpoint, in a stable order.
-    pub const ALL: [Endpoint; 14] = [
+    pub const ALL: [Endpoint; 16] = [
         Endpoint::GoogleToken,
         Endpoint::GoogleMetadata,
         Endpoint::EntraToken,
@@ -60,6 +65,8 @@ impl Endpoint {
         Endpoint::CloudShellMsi,
         Endpoint::AppService2017Msi,
         Endpoint::ArcMsi,
+        Endpoint::EntraDeviceCode,
+        Endpoint::Authorize,
     ];
 
     /// The stable name used by the control API and in the call log.
@@ -79,6 +86,8 @@ impl Endpoint {
             Endpoint::CloudShellMsi => "cloud-shell-msi",
             Endpoint::AppService2017Msi => "app-service-2017-msi",
             Endpoint::ArcMsi => "arc-msi",
+            Endpoint::EntraDeviceCode => "entra-devicecode",
+            Endpoint::Authorize => "authorize",
         }
     }
 

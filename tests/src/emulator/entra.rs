@@ -36,12 +36,18 @@ pub(crate) async fn token(
     call.grant_type = form.get("grant_type").cloned();
     call.scope = form.get("scope").cloned();
     call.client_id = form.get("client_id").cloned();
+    // The refresh token a signed-in user's client presented.
+    call.bearer = form.get("refresh_token").cloned();
     shared
         .serve(call, |inner| answer(inner, &tenant, &form))
         .await
 }
 
 fn answer(inner: &mut Inner, tenant: &str, form: &HashMap<String, String>) -> Response {
+    // Users' grants (device code, authorization code, refresh token).
+    if let Some(answer) = super::signin::entra_grant(inner, tenant, form) {
+        return answer;
+    }
     let Some(clients) = inner
         .registry
         .entra_tenants

@@ -149,6 +149,10 @@ impl Fault {
                 r#"{"accessToken":"ya29.emu-wrong-types","expireTime":1700000000}"#
             }
             Endpoint::IamIdToken => r#"{"token":1700000000}"#,
+            Endpoint::EntraDeviceCode => {
+                r#"{"device_code":"emu-dc","user_code":"EMU","verification_uri":"x","expires_in":"soon","interval":"soon"}"#
+            }
+            Endpoint::Authorize => r#"{"code":1}"#,
         };
         Fault::json(200, body)
     }
@@ -175,6 +179,10 @@ impl Fault {
             Endpoint::ApimToken => r#"{"value":"emu-no-expiry"}"#,
             Endpoint::IamAccessToken => r#"{"accessToken":"ya29.emu-no-expiry"}"#,
             Endpoint::IamIdToken => r#"{"token":"emu-no-expiry"}"#,
+            Endpoint::EntraDeviceCode => {
+                r#"{"device_code":"emu-dc","user_code":"EMU","verification_uri":"x","interval":5}"#
+            }
+            Endpoint::Authorize => r#"{}"#,
         };
         Fault::json(200, body)
     }

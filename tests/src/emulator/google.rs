@@ -52,6 +52,7 @@ fn answer_token(inner: &mut Inner, form: &HashMap<String, String>) -> Response {
     match form.get("grant_type").map(String::as_str) {
         Some(JWT_BEARER) => jwt_bearer(inner, form),
         Some("refresh_token") => refresh(inner, form),
+        Some("authorization_code") => super::signin::google_code(inner, form),
         other => oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",

@@ -141,10 +141,64 @@ impl Emulator {
 
     /// Makes a refresh token answer `invalid_grant` from now on.
     pub fn revoke_refresh_token(&self, refresh_token: &str) {
+        self.shared.lock().revoke_refresh_token(refresh_token);
+    }
+
+    /// Revokes every refresh token issued to `client_id` (signed-in Entra
+    /// users and Google users alike); how many there were.
+    pub fn revoke_sign_ins(&self, client_id: &str) -> usize {
+        self.shared.lock().revoke_sign_ins(client_id)
+    }
+
+    /// The refresh tokens issued to `client_id` that still work (Entra
+    /// signed-in users and Google users alike).
+    pub fn live_refresh_tokens(&self, client_id: &str) -> Vec<String> {
+        let inner = self.shared.lock();
+        let mut out: Vec<String> = inner
+            .signins
+            .entra_refresh_tokens
+            .iter()
+            .filter(|(_, (_, c))| c == client_id)
+            .map(|(t, _)| t.clone())
+            .collect();
+        if let Some(user) = inner.registry.authorized_users.get(client_id) {
+            out.extend(user.refresh_tokens.iter().cloned());
+        }
+        out
+    }
+
+    /// Plays the user of pending device code sign-ins: what their next
+    /// poll answers.
+    pub fn set_device_outcome(&self, outcome: crate::emulator::DeviceOutcome) {
+        self.shared.lock().signins.outcome = outcome;
+    }
+
+    /// The polling `interval` the device code endpoint hands out (5 s by
+    /// default, as Entra's).
+    pub fn set_device_interval(&self, secs: u64) {
+        self.shared.lock().signins.interval = secs;
+    }
+
+    /// Registers a public client (no secret: users sign in to it) in an
+    /// Entra tenant, as `organizations` holds the Azure SDKs' client.
+    pub fn register_public_client(&self, tenant: &str, client_id: &str) {
         self.shared
             .lock()
             .registry
-            .revoke_refresh_token(refresh_token);
+            .register_client(tenant, client_id, None);
+    }
+
+    /// Writes a Google "Desktop app" OAuth client file (`{"installed":
+    /// {...}}`) whose `auth_uri` and `token_uri` are this emulator's, and
+    /// registers the client. `refresh_token` in the answer is empty: users
+    /// get theirs by signing in.
+    ///
+    /// # Panics
+    /// If the file cannot be written.
+    pub fn write_desktop_client(&self, path: impl AsRef<Path>) -> AuthorizedUser {
+        let path = path.as_ref();
+        credentials::write_desktop_client(&self.shared, path)
+            .unwrap_or_else(|e| panic!("cannot write desktop client file {}: {e}", path.display()))
     }
 
     /// Registers an Entra app with a client secret in a tenant (the tenant is

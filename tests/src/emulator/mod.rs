@@ -22,6 +22,7 @@ mod jwt;
 mod managed_identity;
 mod reply;
 mod server;
+mod signin;
 pub mod snippet;
 mod state;
 #[cfg(test)]
@@ -33,5 +34,6 @@ pub use credentials::{AuthorizedUser, PROJECT_ID, ServiceAccount};
 pub use endpoint::{Call, Endpoint};
 pub use fault::Fault;
 pub use server::Emulator;
+pub use signin::DeviceOutcome;
 pub use state::{DEFAULT_LIFETIME_SECS, IssuedToken, Msi2017Form};
 pub use timestamp::TimestampForm;

@@ -14,7 +14,7 @@ use axum::routing::{any, get, post};
 use tokio::sync::oneshot;
 
 use super::state::Shared;
-use super::{arm, control, entra, google, iam, managed_identity};
+use super::{arm, control, entra, google, iam, managed_identity, signin};
 
 /// A running emulator on `127.0.0.1`. Dropping it stops the server and
 /// abandons in-flight requests (including ones sleeping a fault's delay).
@@ -146,6 +146,12 @@ pub(crate) fn router(shared: Shared) -> Router {
         .route("/computeMetadata/v1/{*rest}", get(google::metadata_probe))
         .route("/", get(google::metadata_root))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
+        .route(
+            "/{tenant}/oauth2/v2.0/devicecode",
+            post(signin::device_code),
+        )
+        .route("/{tenant}/oauth2/v2.0/authorize", get(signin::authorize))
+        .route("/o/oauth2/auth", get(signin::authorize))
         .route(
             "/metadata/identity/oauth2/token",
             get(managed_identity::imds),

@@ -206,9 +206,33 @@ pub(crate) struct Inner {
     /// first use.
     id_token_key: Option<(String, String)>,
     pub(crate) registry: Registry,
+    /// User sign-ins: device codes, authorization codes, Entra refresh tokens.
+    pub(crate) signins: super::signin::SignIns,
 }
 
 impl Inner {
+    /// Makes a refresh token `invalid_grant` from now on, Google's or a
+    /// signed-in Entra user's.
+    pub(crate) fn revoke_refresh_token(&mut self, refresh_token: &str) {
+        self.registry.revoke_refresh_token(refresh_token);
+        self.signins.entra_refresh_tokens.remove(refresh_token);
+    }
+
+    /// Revokes every refresh token of `client_id` (a password change, an
+    /// admin's "revoke sessions"); how many there were.
+    pub(crate) fn revoke_sign_ins(&mut self, client_id: &str) -> usize {
+        let before = self.signins.entra_refresh_tokens.len();
+        self.signins
+            .entra_refresh_tokens
+            .retain(|_, (_, c)| c != client_id);
+        let mut revoked = before - self.signins.entra_refresh_tokens.len();
+        if let Some(user) = self.registry.authorized_users.get_mut(client_id) {
+            revoked += user.refresh_tokens.len();
+            user.refresh_tokens.clear();
+        }
+        revoked
+    }
+
     fn new(base: String) -> Inner {
         let registry = Registry {
             apim_keys: [random_bytes(64), random_bytes(64)],
@@ -222,6 +246,7 @@ impl Inner {
             subjects: HashMap::new(),
             id_token_key: None,
             registry,
+            signins: Default::default(),
         }
     }
 

@@ -192,6 +192,7 @@ fn source_settings(settings: &GoogleSettings) -> GoogleSettings {
         delegates: Vec::new(),
         lifetime: None,
         iam_endpoint: None,
+        oauth_client_file: None,
         ..settings.clone()
     }
 }
@@ -487,6 +488,7 @@ mod tests {
             )],
             lifetime: Some(Duration::from_secs(7200)),
             iam_endpoint: Some(iam.into()),
+            oauth_client_file: None,
         }
     }
 

@@ -2,9 +2,12 @@
 //! `external_account_authorized_user` file (`gcloud auth
 //! application-default login --login-config=...`). Its refresh token is
 //! sent to `token_url` with the client in HTTP Basic auth; an answer that
-//! carries a new refresh token rotates it: the new one is kept in memory
-//! for this credential (the file is the user's and is not rewritten) and
-//! the old one is never sent again.
+//! carries a new refresh token rotates it: the new one is kept sealed in
+//! the store (`Dependencies::keep_refresh_token`), on disk before the
+//! access token is used, so a daemon restart sends the newest and never the
+//! spent one. The file is the user's and is not rewritten. The kept one is
+//! filed under the file's own refresh token (its hash): a re-signed file is
+//! a new identity, and its token wins.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -42,6 +45,20 @@ pub(crate) struct WorkforceUser {
 /// replaced.
 pub(crate) type Rotated = Mutex<Option<(Secret, Secret)>>;
 
+/// The identity a kept refresh token is filed under: a hash of the
+/// file's client and refresh token, so it changes when the file is signed
+/// in anew. Never the token itself.
+fn identity(client_id: &str, refresh_token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"workforce\0");
+    h.update(client_id.as_bytes());
+    h.update(b"\0");
+    h.update(refresh_token.as_bytes());
+    let digest = h.finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// An access token for the file at `path`, read as `text`.
 pub(super) async fn access_token(
     cx: &FetchContext<'_>,
@@ -66,8 +83,14 @@ pub(super) async fn access_token(
         .as_deref()
         .filter(|t| !t.is_empty())
         .ok_or_else(|| missing("refresh_token"))?;
-    let refresh_token = match &*rotated.lock().unwrap_or_else(|e| e.into_inner()) {
-        Some((original, current)) if original.expose() == from_file => current.expose().to_owned(),
+    let identity = identity(client_id, from_file);
+    let kept = cx.deps.refresh_token(cx.name, &identity).await;
+    let refresh_token = match (kept, &*rotated.lock().unwrap_or_else(|e| e.into_inner())) {
+        (Some(kept), _) => kept.expose().to_owned(),
+        // The store could not keep it (a full disk): memory is next best.
+        (None, Some((original, current))) if original.expose() == from_file => {
+            current.expose().to_owned()
+        }
         _ => from_file.to_owned(),
     };
     let token_url = token_uri
@@ -93,11 +116,22 @@ pub(super) async fn access_token(
         .filter(|t| !t.is_empty() && *t != refresh_token);
     if let Some(new) = new {
         *rotated.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Secret::new(from_file), Secret::new(new)));
-        tracing::info!(
-            "credential {}: the workforce refresh token was rotated; keeping the new one in memory",
-            cx.name
-        );
+            Some((Secret::new(from_file), Secret::new(new.as_str())));
+        match cx
+            .deps
+            .keep_refresh_token(cx.name, &identity, Secret::new(new))
+            .await
+        {
+            Ok(()) => tracing::info!(
+                "credential {}: the workforce refresh token was rotated; kept the new one",
+                cx.name
+            ),
+            Err(e) => tracing::warn!(
+                "credential {}: the workforce refresh token was rotated but could not be \
+                 stored ({e}); keeping it in memory only",
+                cx.name
+            ),
+        }
     }
     fetched.quota_project = file.quota_project_id.filter(|q| !q.is_empty());
     Ok(fetched)

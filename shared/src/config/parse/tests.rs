@@ -565,6 +565,61 @@ fn user_assigned_identities_and_the_arc_directory() {
     let p = problems("[credentials.x]\nkind = \"azure\"\nmethod = \"azdd\"\n");
     has(
         &p,
-        "expected client-secret, certificate, workload-identity, managed-identity, cli, azd or auto",
+        "expected client-secret, certificate, workload-identity, managed-identity, cli, azd, device-code, browser or auto",
     );
+}
+
+#[test]
+fn sign_in_methods_oauth_client_file_and_on_reauth() {
+    let c = ok(r#"
+[daemon]
+on_reauth = ["notify-send", "{name}"]
+
+[credentials.me]
+kind = "azure"
+method = "device-code"
+
+[credentials.me-web]
+kind = "azure"
+method = "browser"
+tenant_id = "organizations"
+
+[credentials.me-google]
+kind = "google"
+oauth_client_file = "/tmp/client.json"
+"#);
+    assert_eq!(c.daemon.on_reauth, ["notify-send", "{name}"]);
+    let Source::Azure(a) = &c.credentials["me"].source else {
+        panic!("azure")
+    };
+    assert_eq!(a.method, AzureMethod::DeviceCode);
+    assert_eq!(a.tenant_id, None, "the default is applied by the daemon");
+    let Source::Google(g) = &c.credentials["me-google"].source else {
+        panic!("google")
+    };
+    assert_eq!(
+        g.oauth_client_file.as_deref(),
+        Some(Path::new("/tmp/client.json"))
+    );
+    let p = problems(
+        r#"
+[daemon]
+on_reauth = []
+
+[credentials.g]
+kind = "google"
+oauth_client_file = "/tmp/client.json"
+key_file = "/tmp/sa.json"
+
+[credentials.a]
+kind = "azure"
+method = "device_code"
+"#,
+    );
+    has(&p, "daemon.on_reauth: must name a program");
+    has(
+        &p,
+        "credentials.g.key_file: cannot be combined with oauth_client_file",
+    );
+    has(&p, "credentials.a.method: unknown method \"device_code\"");
 }
