@@ -134,3 +134,155 @@ fn auth(t: CachedToken) -> AuthToken {
         quota_project: t.quota_project,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use crate::engine::tests::{Scripted, engine_with};
+    use crate::providers::FetchError;
+
+    use super::*;
+
+    /// `n` tasks asking for source `key` at once; the one fetch is let go
+    /// once it started.
+    async fn ask_at_once(
+        engine: &Engine,
+        p: &Arc<Scripted>,
+        key: &'static str,
+        n: usize,
+    ) -> Vec<Result<AuthToken, FetchError>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let (e, p) = (engine.clone(), p.clone());
+            tasks.spawn(async move { e.source_token(key, &*p).await });
+        }
+        while p.calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        p.gate.add_permits(1);
+        let mut out = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            out.push(r.unwrap());
+        }
+        out
+    }
+
+    fn calls(p: &Scripted) -> u32 {
+        p.calls.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn concurrent_waiters_share_one_source_fetch() {
+        let (engine, p, _clock, _tmp) = engine_with(vec![Ok(3600)]);
+        let answers = ask_at_once(&engine, &p, "google-source:k", 25).await;
+        assert_eq!(answers.len(), 25);
+        for a in answers {
+            assert_eq!(a.unwrap().token.expose(), "token-0");
+        }
+        assert_eq!(calls(&p), 1);
+    }
+
+    #[tokio::test]
+    async fn a_source_token_is_reused_until_near_expiry_then_fetched_again() {
+        let (engine, p, clock, _tmp) = engine_with(vec![Ok(3600), Ok(3600)]);
+        p.gate.add_permits(2);
+        let get = || engine.source_token("k", &*p);
+        assert_eq!(get().await.unwrap().token.expose(), "token-0");
+        clock.advance(chrono::Duration::seconds(3539));
+        // 61 s left, min_valid 60 s: still served...
+        assert_eq!(get().await.unwrap().token.expose(), "token-0");
+        assert_eq!(calls(&p), 1);
+        // ...but not a second later.
+        clock.advance(chrono::Duration::seconds(1));
+        assert_eq!(get().await.unwrap().token.expose(), "token-1");
+        assert_eq!(calls(&p), 2);
+        assert_eq!(get().await.unwrap().token.expose(), "token-1");
+        assert_eq!(calls(&p), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failure_answers_its_waiters_but_is_not_kept() {
+        let (engine, p, _clock, _tmp) = engine_with(vec![
+            Err(FetchError::permanent("invalid_grant: revoked")),
+            Ok(3600),
+        ]);
+        let answers = ask_at_once(&engine, &p, "k", 10).await;
+        for a in answers {
+            assert_eq!(a.unwrap_err().message, "invalid_grant: revoked");
+        }
+        assert_eq!(
+            calls(&p),
+            1,
+            "a broken source is asked once, not per waiter"
+        );
+        // The next ask, with no clock movement, is a new attempt: a source
+        // error is never served from memory (the credential over it keeps
+        // its own error, by its own rules).
+        p.gate.add_permits(1);
+        assert_eq!(
+            engine.source_token("k", &*p).await.unwrap().token.expose(),
+            "token-1"
+        );
+        assert_eq!(calls(&p), 2);
+    }
+
+    #[tokio::test]
+    async fn different_sources_are_fetched_and_kept_apart() {
+        let (engine, p, _clock, _tmp) = engine_with(vec![Ok(3600), Ok(3600)]);
+        p.gate.add_permits(2);
+        assert_eq!(
+            engine.source_token("a", &*p).await.unwrap().token.expose(),
+            "token-0"
+        );
+        assert_eq!(
+            engine.source_token("b", &*p).await.unwrap().token.expose(),
+            "token-1"
+        );
+        assert_eq!(calls(&p), 2);
+        assert_eq!(
+            engine.source_token("a", &*p).await.unwrap().token.expose(),
+            "token-0"
+        );
+        assert_eq!(
+            engine.source_token("b", &*p).await.unwrap().token.expose(),
+            "token-1"
+        );
+        assert_eq!(calls(&p), 2);
+    }
+
+    #[tokio::test]
+    async fn a_rejected_source_token_is_dropped_once_and_a_reload_drops_all() {
+        let (engine, p, _clock, _tmp) = engine_with(vec![Ok(3600), Ok(3600), Ok(3600)]);
+        p.gate.add_permits(3);
+        let first = engine.source_token("k", &*p).await.unwrap();
+        assert!(!engine.reject_source("no such source", &first.token));
+        assert!(engine.reject_source("k", &first.token));
+        let second = engine.source_token("k", &*p).await.unwrap();
+        assert_eq!(second.token.expose(), "token-1");
+        // A stale rejection (of the token already replaced) keeps the new one.
+        assert!(engine.reject_source("k", &first.token));
+        assert_eq!(
+            engine.source_token("k", &*p).await.unwrap().token.expose(),
+            "token-1"
+        );
+        assert_eq!(calls(&p), 2);
+        engine.clear_sources();
+        assert_eq!(
+            engine.source_token("k", &*p).await.unwrap().token.expose(),
+            "token-2"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_already_expired_source_token_is_an_error_and_not_served() {
+        let (engine, p, _clock, _tmp) = engine_with(vec![Ok(-1), Ok(3600)]);
+        p.gate.add_permits(2);
+        let e = engine.source_token("k", &*p).await.unwrap_err();
+        assert!(e.message.contains("already expired"), "{}", e.message);
+        assert_eq!(
+            engine.source_token("k", &*p).await.unwrap().token.expose(),
+            "token-1"
+        );
+    }
+}
