@@ -32,7 +32,7 @@ pub use slot::{CachedToken, Slot};
 
 use crate::clock::Clock;
 use crate::providers::{
-    AuthToken, BoxFuture, Dependencies, ErrorClass, FetchContext, FetchError, Provider,
+    AuthToken, BoxFuture, Dependencies, ErrorClass, FetchContext, FetchError, Provider, SourceId,
 };
 use crate::schedule::{self, Policy};
 use crate::store::{Record, Store};
@@ -70,7 +70,7 @@ struct Inner {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// The tokens of sources no credential names, by source key
     /// (`sources.rs`).
-    sources: Mutex<HashMap<String, Arc<Slot>>>,
+    sources: Mutex<HashMap<String, sources::Source>>,
     watch: Mutex<reload::Watch>,
     started_at: DateTime<Utc>,
     requests: AtomicU64,
@@ -641,10 +641,11 @@ impl Dependencies for Engine {
 
     fn source_token<'a>(
         &'a self,
-        key: &'a str,
+        id: SourceId<'a>,
+        user: &'a str,
         source: &'a dyn Provider,
     ) -> BoxFuture<'a, Result<AuthToken, FetchError>> {
-        Box::pin(self.source_token(key, source))
+        Box::pin(self.source_token(id, user, source))
     }
 }
 

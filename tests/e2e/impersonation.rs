@@ -249,3 +249,71 @@ fn an_impersonated_service_account_adc_file() {
     );
     assert_eq!(emu.calls(Endpoint::IamAccessToken), 1);
 }
+
+#[test]
+fn status_shows_the_source_token_its_credentials_share_never_the_token() {
+    let emu = Emulator::start();
+    let (sb, key, _) = with_key(&emu);
+    let names = ["a", "b", "c"];
+    let config: String = names
+        .iter()
+        .map(|n| {
+            let target = format!("{n}@emu-project.iam.gserviceaccount.com");
+            impersonating(&emu, n, &key, &target, "")
+        })
+        .collect();
+    sb.write_config(&config);
+    let status: serde_json::Value =
+        serde_json::from_str(sb.run(["status", "--json"]).ok()).unwrap();
+    assert_eq!(status["sources"], serde_json::json!([]), "none fetched yet");
+    for n in names {
+        sb.get(n);
+    }
+    let source = emu.last_token(Endpoint::GoogleToken).unwrap().token;
+    let text = sb.run(["status", "--json"]).ok().to_owned();
+    assert!(!text.contains(&source), "no source token in status --json");
+    let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(status["schema_version"], 1);
+    assert_eq!(status["sources_not_shown"], 0);
+    let sources = status["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    let s = &sources[0];
+    assert_eq!(s["source"], format!("key file {key}"));
+    assert_eq!(s["state"], "fresh");
+    assert_eq!(s["shared_by"], 3);
+    assert_eq!(s["fetches"], 1);
+    assert_eq!(s["last_error"], serde_json::Value::Null);
+    let (Some(fetched), Some(expires)) = (s["fetched_at"].as_str(), s["expires_at"].as_str())
+    else {
+        panic!("{s}")
+    };
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(expires).unwrap()
+            > chrono::DateTime::parse_from_rfc3339(fetched).unwrap(),
+        "{s}"
+    );
+
+    let text = sb.run(["status"]).ok().to_owned();
+    assert!(!text.contains(&source), "no source token in status");
+    let header = text
+        .lines()
+        .position(|l| l.starts_with("SOURCE "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let row: Vec<&str> = text
+        .lines()
+        .nth(header + 1)
+        .unwrap()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(row[0], format!("key file {key}"));
+    assert_eq!(row[1], "fresh");
+    assert_eq!(row[3], "3", "{row:?}");
+
+    // `forget --all` drops source tokens too.
+    sb.run(["forget", "--all"]).ok();
+    let status: serde_json::Value =
+        serde_json::from_str(sb.run(["status", "--json"]).ok()).unwrap();
+    assert_eq!(status["sources"], serde_json::json!([]));
+}

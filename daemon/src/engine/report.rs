@@ -86,6 +86,7 @@ impl Engine {
     /// The daemon's own state.
     pub fn status(&self) -> DaemonStatus {
         let page = self.list_page(None);
+        let (sources, sources_not_shown) = self.source_infos();
         let now = self.0.clock.now();
         DaemonStatus {
             daemon_version: credcache_shared::VERSION.to_owned(),
@@ -112,6 +113,8 @@ impl Engine {
             warnings: capped(self.warnings(), WARNING_BYTES),
             credentials: page.credentials,
             more_after: page.next,
+            sources,
+            sources_not_shown,
         }
     }
 }

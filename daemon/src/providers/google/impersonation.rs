@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 use super::{Google, KeyFile, parse_key_file, read_key_file};
 use crate::http::{self, Answer};
 use crate::providers::{
-    AuthToken, BoxFuture, FetchContext, FetchError, Fetched, Provider, authorized, within_lifetime,
+    AuthToken, BoxFuture, FetchContext, FetchError, Fetched, Provider, SourceId, authorized,
+    within_lifetime,
 };
 
 pub const DEFAULT_IAM_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
@@ -142,6 +143,8 @@ pub(crate) struct Plan {
     scopes: Vec<String>,
     quota_project: Option<String>,
     source_key: String,
+    /// What the source is, for `status`.
+    source_label: String,
     source: Source,
 }
 
@@ -215,6 +218,10 @@ impl Plan {
             scopes: settings.scopes.clone(),
             quota_project: None,
             source_key,
+            source_label: match &source.key_file {
+                Some(path) => format!("key file {}", path.display()),
+                None => "application default credentials".to_owned(),
+            },
             source: Source::Settings(Google::new(source)),
         }
     }
@@ -236,6 +243,7 @@ impl Plan {
             scopes: settings.scopes.clone(),
             quota_project: file.quota_project,
             source_key,
+            source_label: format!("source_credentials of {}", path.display()),
             source: Source::File {
                 path: path.to_owned(),
                 google: Google::new(source),
@@ -275,6 +283,7 @@ impl Plan {
                 path.display(),
                 source.token_uri.as_deref().unwrap_or("")
             ),
+            source_label: format!("external account {} (STS token)", path.display()),
             source: Source::External {
                 path: path.to_owned(),
                 settings: source,
@@ -335,14 +344,16 @@ impl Plan {
     }
 
     async fn source_token(&self, cx: &FetchContext<'_>) -> Result<AuthToken, FetchError> {
-        cx.source_token(&self.source_key, &self.source)
-            .await
-            .map_err(|e| {
-                e.context(format!(
-                    "getting the source token to impersonate {}",
-                    self.target
-                ))
-            })
+        let id = SourceId {
+            key: &self.source_key,
+            label: &self.source_label,
+        };
+        cx.source_token(id, &self.source).await.map_err(|e| {
+            e.context(format!(
+                "getting the source token to impersonate {}",
+                self.target
+            ))
+        })
     }
 }
 
