@@ -494,8 +494,10 @@ fn parse_google(f: &mut Fields<'_>) -> Option<GoogleSettings> {
         _ => {}
     }
     let iam_endpoint = f.opt_url("iam_endpoint");
+    // `lifetime` also applies to an `impersonated_service_account` key
+    // file (gcloud writes none in it): `Config::load` checks the file.
     if impersonate_service_account.is_none() {
-        for key in ["delegates", "lifetime", "iam_endpoint"] {
+        for key in ["delegates", "iam_endpoint"] {
             if f.table.contains_key(key) {
                 f.problem(key, "applies only with impersonate_service_account");
             }

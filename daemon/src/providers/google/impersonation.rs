@@ -275,7 +275,7 @@ impl Plan {
             base: settings.iam_endpoint.clone().unwrap_or(base),
             target,
             delegates: Vec::new(),
-            lifetime: lifetime.or(settings.lifetime).unwrap_or(ONE_HOUR),
+            lifetime: settings.lifetime.or(lifetime).unwrap_or(ONE_HOUR),
             scopes: settings.scopes.clone(),
             quota_project: file.quota_project_id.filter(|q| !q.is_empty()),
             source_key: format!(
