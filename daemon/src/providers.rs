@@ -3,7 +3,7 @@
 //! module here plus one arm in [`build`].
 
 pub mod apim;
-mod authorized;
+pub(crate) mod authorized;
 pub mod azure;
 pub mod command;
 pub mod container_app;

@@ -87,9 +87,17 @@ fn is_token_char(c: char) -> bool {
 fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     k == "value"
-        || ["token", "secret", "password", "signature", "assertion"]
-            .iter()
-            .any(|w| k.contains(w))
+        || k == "authorization"
+        || [
+            "token",
+            "secret",
+            "password",
+            "signature",
+            "assertion",
+            "private_key",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
 }
 
 /// Every string under a secret key is a secret; every other string, key and

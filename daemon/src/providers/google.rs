@@ -9,7 +9,7 @@
 pub(crate) mod executable;
 pub(crate) mod external;
 mod id_token;
-mod impersonation;
+pub(crate) mod impersonation;
 mod workforce;
 
 pub use id_token::GoogleIdToken;

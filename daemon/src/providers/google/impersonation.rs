@@ -118,7 +118,7 @@ impl ImpersonatedFile {
 /// `(https://HOST[/prefix], EMAIL)` from
 /// `https://HOST[/prefix]/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken`;
 /// `None` for any other shape, or plain `http` to a host not loopback.
-fn split_impersonation_url(url: &str) -> Option<(String, String)> {
+pub(crate) fn split_impersonation_url(url: &str) -> Option<(String, String)> {
     let parsed = reqwest::Url::parse(url).ok()?;
     let secure = parsed.scheme() == "https"
         || (parsed.scheme() == "http"
