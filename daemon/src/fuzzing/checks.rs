@@ -86,6 +86,10 @@ fn is_token_char(c: char) -> bool {
 
 fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
+    // `token_type`, `subject_token_type`: a URN naming the kind, no secret.
+    if k.ends_with("_type") {
+        return false;
+    }
     k == "value"
         || k == "authorization"
         || [
