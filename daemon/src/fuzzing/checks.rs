@@ -89,8 +89,9 @@ fn is_token_char(c: char) -> bool {
 
 fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    // `token_type`, `subject_token_type`: a URN naming the kind, no secret.
-    if k.ends_with("_type") {
+    // `token_type`, `subject_token_type`: a URN naming the kind;
+    // `token_uri`, `token_url`: an endpoint. No secrets.
+    if k.ends_with("_type") || k.ends_with("_uri") || k.ends_with("_url") {
         return false;
     }
     k == "value"
