@@ -51,10 +51,19 @@ pub enum Body {
 pub fn assert_no_token(message: &str, input: &[u8], body: Body) {
     let text = String::from_utf8_lossy(input);
     let mut secrets = Vec::new();
+    let mut public = Vec::new();
     if text.trim_start().starts_with(['{', '[']) {
         secrets = scan_secret_values(&text);
+        // Every other quoted string is public, in JSON cut short too.
+        let quotes: Vec<usize> = text.match_indices('"').map(|(i, _)| i).collect();
+        public.extend(
+            quotes
+                .windows(2)
+                .map(|p| &text[p[0] + 1..p[1]])
+                .filter(|q| !secrets.iter().any(|s| s == q))
+                .map(str::to_owned),
+        );
     }
-    let mut public = Vec::new();
     // Read lossily as well: serde skips the fields it ignores without
     // checking their UTF-8, so a parser may take what `Value` refuses.
     let parsed = serde_json::from_slice::<Value>(input).or_else(|_| serde_json::from_str(&text));
