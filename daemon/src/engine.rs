@@ -34,7 +34,8 @@ pub use slot::{CachedToken, Slot};
 
 use crate::clock::Clock;
 use crate::providers::{
-    AuthToken, BoxFuture, Dependencies, ErrorClass, FetchContext, FetchError, Provider, Want,
+    AuthToken, BoxFuture, Dependencies, ErrorClass, FetchContext, FetchError, Provider, SourceId,
+    Want,
 };
 use crate::schedule::{self, Policy};
 use crate::store::{Record, Store};
@@ -78,7 +79,7 @@ struct Inner {
     variants: Mutex<HashMap<String, BTreeSet<String>>>,
     /// The tokens of sources no credential names, by source key
     /// (`sources.rs`).
-    sources: Mutex<HashMap<String, Arc<Slot>>>,
+    sources: Mutex<HashMap<String, sources::Source>>,
     watch: Mutex<reload::Watch>,
     started_at: DateTime<Utc>,
     requests: AtomicU64,
@@ -850,10 +851,11 @@ impl Dependencies for Engine {
 
     fn source_token<'a>(
         &'a self,
-        key: &'a str,
+        id: SourceId<'a>,
+        user: &'a str,
         source: &'a dyn Provider,
     ) -> BoxFuture<'a, Result<AuthToken, FetchError>> {
-        Box::pin(self.source_token(key, source))
+        Box::pin(self.source_token(id, user, source))
     }
 
     fn refresh_token<'a>(

@@ -340,31 +340,208 @@ pub fn command_output(data: &[u8]) {
 /// that is not empty and not expired, or a one-line error quoting no
 /// token; a file's source read or refused in one line.
 pub fn external_account(data: &[u8]) {
-    let at = now().timestamp();
-    for need_expiry in [false, true] {
-        match executable::parse_response(data, at, need_expiry) {
+    executable_output(data, now().timestamp());
+    external_file(data);
+    impersonated_file(data);
+}
+
+/// The executable's answer, as read after a run (no `output_file`) and
+/// from an `output_file` (which needs `expiration_time`).
+fn executable_output(data: &[u8], at: i64) {
+    let plain = executable::parse_response(data, at, false);
+    let strict = executable::parse_response(data, at, true);
+    for result in [&plain, &strict] {
+        match result {
             Ok(s) => {
                 assert!(!s.token.is_empty(), "an empty token");
-                match s.expires {
-                    Some(e) => assert!(e > at, "an expired token was taken"),
-                    None => assert!(!need_expiry, "no expiry with an output file"),
+                if let Some(e) = s.expires {
+                    assert!(e > at, "an expired token was taken");
                 }
             }
             Err(m) => {
-                assert_one_line("executable output error", &m, 1024);
-                assert_no_token(&m, data, checks::Body::Success);
+                assert_one_line("executable output error", m, 400);
+                assert_no_token(m, data, checks::Body::Success);
             }
         }
     }
-    let path = Path::new("wif.json");
-    if let Ok(file) = external::ExternalFile::parse(data, path) {
-        if let Err(e) = file.subject_source(path) {
-            assert_one_line("credential source error", &e.message, 1024);
+    match (&plain, &strict) {
+        (Ok(p), Ok(s)) => {
+            assert!(s.expires.is_some(), "no expiry with an output file");
+            assert!(p.token == s.token && p.expires == s.expires, "reads differ");
         }
-        if let Some(email) = file.impersonated_email() {
-            assert!(!email.contains('/'), "{email:?}");
+        (Err(_), Ok(_)) => panic!("an output file's answer was taken, the same after a run not"),
+        (Ok(p), Err(m)) => assert!(
+            p.expires.is_none() && m.contains("no expiration_time"),
+            "only a missing expiry may refuse an output file: {m}"
+        ),
+        (Err(a), Err(b)) => assert_eq!(a, b, "the same answer, two errors"),
+    }
+    // The token is the field the token type names, as the JSON says.
+    if let Ok(s) = &plain {
+        let v: serde_json::Value = serde_json::from_slice(data).expect("it parsed");
+        let field = match v["token_type"].as_str() {
+            Some("urn:ietf:params:oauth:token-type:saml2") => "saml_response",
+            _ => "id_token",
+        };
+        assert_eq!(v[field].as_str(), Some(s.token.as_str()), "not its {field}");
+        assert_eq!(v["success"], serde_json::Value::Bool(true));
+        assert_eq!(v["version"].as_u64(), Some(1));
+    }
+}
+
+/// The input as an `external_account` file: its credential source and
+/// where its impersonation call would go.
+fn external_file(data: &[u8]) {
+    let path = Path::new("wif.json");
+    let file = match external::ExternalFile::parse(data, path) {
+        Ok(file) => file,
+        Err(e) => {
+            key_file_error(&e, data);
+            return;
+        }
+    };
+    let cs = &file.credential_source;
+    match file.subject_source(path) {
+        Ok(external::SubjectSource::File { path, .. }) => {
+            assert_eq!(cs["file"].as_str(), Some(path.as_str()));
+        }
+        Ok(external::SubjectSource::Url { url, headers, .. }) => {
+            assert_eq!(cs["url"].as_str(), Some(url.as_str()));
+            for (k, v) in headers {
+                assert_eq!(cs["headers"][&k].as_str(), Some(v.as_str()));
+            }
+        }
+        Ok(external::SubjectSource::Executable(exe)) => {
+            assert!(
+                !exe.command.is_empty() && exe.command.trim() == exe.command,
+                "command {:?}",
+                exe.command
+            );
+            assert!(
+                (Duration::from_secs(5)..=Duration::from_secs(120)).contains(&exe.timeout),
+                "timeout {:?}",
+                exe.timeout
+            );
+            assert!(exe.output_file.as_ref().is_none_or(|f| !f.is_empty()));
+        }
+        Err(e) => {
+            assert!(
+                e.message.starts_with("key file wif.json: "),
+                "{}",
+                e.message
+            );
+            key_file_error(&e, data);
         }
     }
+    let email = file.impersonated_email();
+    if let Some(email) = email {
+        assert!(
+            !email.is_empty() && !email.contains(['/', ':']),
+            "{email:?}"
+        );
+    }
+    if let Some(url) = &file.service_account_impersonation_url {
+        impersonation_url(url, email);
+    }
+}
+
+/// Where a `generateAccessToken` call for `url` goes, if credcache takes
+/// the URL: the host the URL names, over TLS unless to loopback, for the
+/// account the executable is told it impersonates.
+fn impersonation_url(url: &str, told: Option<&str>) {
+    use crate::providers::authorized::resource_url;
+    use crate::providers::google::impersonation::split_impersonation_url;
+
+    let Some((base, email)) = split_impersonation_url(url) else {
+        return;
+    };
+    assert_eq!(
+        credcache_shared::config::service_account_email(&email),
+        Some(email.as_str()),
+        "not a service account: {email:?}"
+    );
+    assert_eq!(
+        told,
+        Some(email.as_str()),
+        "the executable is told another account"
+    );
+    let named = reqwest::Url::parse(url).expect("it was parsed");
+    let last = format!("{email}:generateAccessToken");
+    let call = resource_url(
+        &base,
+        &["v1", "projects", "-", "serviceAccounts", &last],
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{url:?}: base {base:?}: {}", e.message));
+    assert_eq!(
+        (call.scheme(), call.host(), call.port_or_known_default()),
+        (named.scheme(), named.host(), named.port_or_known_default()),
+        "{url:?} is called at {call}"
+    );
+    assert!(
+        call.scheme() == "https"
+            || call
+                .host()
+                .is_some_and(|h| credcache_shared::host_pattern::is_loopback(&h)),
+        "{url:?} is called at {call}, not over TLS"
+    );
+    assert!(
+        call.path()
+            .ends_with(&format!("/v1/projects/-/serviceAccounts/{last}")),
+        "{url:?} is called at {call}"
+    );
+}
+
+/// The input as an `impersonated_service_account` ADC file.
+fn impersonated_file(data: &[u8]) {
+    use crate::providers::google::impersonation::ImpersonatedFile;
+
+    match ImpersonatedFile::parse(data, Path::new("adc.json")) {
+        Ok(f) => {
+            let email = credcache_shared::config::service_account_email(&f.target);
+            assert_eq!(email, Some(f.target.as_str()), "target {:?}", f.target);
+            for d in &f.delegates {
+                let email = d.strip_prefix("projects/-/serviceAccounts/");
+                assert!(
+                    email.is_some_and(
+                        |e| credcache_shared::config::service_account_email(e) == Some(e)
+                    ),
+                    "delegate {d:?}"
+                );
+            }
+            let kind = f.source["type"].as_str();
+            assert!(
+                matches!(kind, Some("service_account" | "authorized_user")),
+                "source_credentials of type {kind:?}"
+            );
+            assert!(f.quota_project.as_ref().is_none_or(|q| !q.is_empty()));
+        }
+        Err(e) => {
+            assert!(e.message.starts_with("key file adc.json"), "{}", e.message);
+            key_file_error(&e, data);
+        }
+    }
+}
+
+/// An error about a key file: a config error, one line, quoting no secret
+/// of the file (tokens, private keys, client secrets).
+fn key_file_error(e: &FetchError, data: &[u8]) {
+    assert_eq!(e.class, ErrorClass::Config, "{}", e.message);
+    assert_one_line("key file error", &e.message, 600);
+    // The messages' own words that are as long as a token run (field
+    // paths, the URL shape): not quoted from the input.
+    const OWN_WORDS: &[&str] = &[
+        "//HOST/v1/projects/-/serviceAccounts/EMAIL",
+        "credential_source.executable.timeout_millis",
+        "credential_source.executable.output_file",
+        "credential_source.format.type",
+        "service_account_impersonation_url",
+        "subject_token_field_name",
+    ];
+    let own = OWN_WORDS
+        .iter()
+        .fold(e.message.clone(), |m, w| m.replace(w, " "));
+    assert_no_token(&own, data, checks::Body::Error);
 }
 
 /// What every provider parser promises: a token that is not empty and

@@ -3,7 +3,7 @@
 //! module here plus one arm in [`build`].
 
 pub mod apim;
-mod authorized;
+pub(crate) mod authorized;
 pub mod azure;
 pub mod command;
 pub mod container_app;
@@ -114,10 +114,11 @@ pub trait Dependencies: Send + Sync {
     /// same for every credential over that source, and `source` fetches
     /// it. Cached in memory in its own right, single-flight, so N
     /// credentials over one source make one source call per source
-    /// lifetime.
+    /// lifetime. `user` is the credential asking (`status` counts them).
     fn source_token<'a>(
         &'a self,
-        key: &'a str,
+        id: SourceId<'a>,
+        user: &'a str,
         source: &'a dyn Provider,
     ) -> BoxFuture<'a, Result<AuthToken, FetchError>>;
 
@@ -148,6 +149,16 @@ pub enum Want {
     Scopes(Vec<String>),
     /// A Google ID token for this audience.
     IdToken { audience: String },
+}
+
+/// An unnamed source, as a provider names it to the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceId<'a> {
+    /// Which source: equal keys share one token.
+    pub key: &'a str,
+    /// What it is, for `status`: a file path or "application default
+    /// credentials", never a secret.
+    pub label: &'a str,
 }
 
 /// What a provider may use while fetching.
@@ -193,14 +204,14 @@ impl FetchContext<'_> {
         self.deps.reject(auth, token);
     }
 
-    /// The token of the unnamed source `key`, fetched by `source` if need
+    /// The token of the unnamed source `id`, fetched by `source` if need
     /// be (see [`Dependencies::source_token`]).
     pub async fn source_token(
         &self,
-        key: &str,
+        id: SourceId<'_>,
         source: &dyn Provider,
     ) -> Result<AuthToken, FetchError> {
-        self.deps.source_token(key, source).await
+        self.deps.source_token(id, self.name, source).await
     }
 }
 

@@ -167,7 +167,9 @@ pub struct GoogleSettings {
     /// The chain of service accounts between the source and the target,
     /// each as `projects/-/serviceAccounts/EMAIL`.
     pub delegates: Vec<String>,
-    /// The lifetime asked of `generateAccessToken`; `None`: one hour.
+    /// The lifetime asked of `generateAccessToken`, with
+    /// `impersonate_service_account` or over a key file that impersonates;
+    /// `None`: one hour (or an external account's `token_lifetime_seconds`).
     pub lifetime: Option<Duration>,
     /// `https://iamcredentials.googleapis.com` unless set.
     pub iam_endpoint: Option<String>,
@@ -442,7 +444,8 @@ impl Config {
         match read {
             Ok(text) => {
                 let config = Self::parse(&text, path)?;
-                let problems = config.id_token_sources();
+                let mut problems = config.id_token_sources();
+                problems.extend(config.lifetime_files());
                 if problems.is_empty() {
                     Ok(config)
                 } else {
@@ -496,16 +499,9 @@ impl Config {
             let Some(file) = g.key_file.clone().or_else(crate::paths::google_adc_file) else {
                 continue; // the metadata server mints ID tokens
             };
-            let Ok(bytes) = crate::files::read_regular(&file, crate::files::MAX_FILE) else {
+            let Some((kind, impersonates)) = identity_type(&file) else {
                 continue;
             };
-            let json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
-            let kind = json
-                .as_ref()
-                .and_then(|v| v.get("type")?.as_str().map(str::to_owned));
-            let impersonates = json
-                .as_ref()
-                .is_some_and(|v| v.get("service_account_impersonation_url").is_some());
             let why = match kind.as_deref() {
                 Some("service_account" | "impersonated_service_account") | None => continue,
                 Some("external_account") if impersonates => continue,
@@ -518,6 +514,44 @@ impl Config {
                 message: format!(
                     "names {:?}, whose identity file {} is {why}: use a service account key, impersonate_service_account, or the metadata server",
                     s.auth,
+                    file.display()
+                ),
+            });
+        }
+        problems
+    }
+
+    /// The `google` credentials with `lifetime` but no
+    /// `impersonate_service_account` whose `key_file` is not an
+    /// `impersonated_service_account` file (nor an `external_account` that
+    /// impersonates), so the lifetime would not apply. Without `key_file`
+    /// the ADC order decides at fetch time, which checks it again.
+    pub fn lifetime_files(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for cred in self.credentials.values() {
+            let Source::Google(g) = &cred.source else {
+                continue;
+            };
+            let (Some(_), None, Some(file)) =
+                (g.lifetime, &g.impersonate_service_account, &g.key_file)
+            else {
+                continue;
+            };
+            let Some((kind, impersonates)) = identity_type(file) else {
+                continue;
+            };
+            let what = match kind.as_deref() {
+                Some("impersonated_service_account") | None => continue,
+                Some("external_account") if impersonates => continue,
+                Some("external_account") => {
+                    "an external_account without service_account_impersonation_url".to_owned()
+                }
+                Some(other) => format!("of type {other:?}"),
+            };
+            problems.push(Problem {
+                at: format!("credentials.{}.lifetime", cred.name),
+                message: format!(
+                    "applies only with impersonate_service_account or an impersonated_service_account key file, and {} is {what}",
                     file.display()
                 ),
             });
@@ -538,6 +572,21 @@ impl Config {
     pub fn refresh_ahead(&self, cred: &Credential) -> Duration {
         cred.refresh_ahead.unwrap_or(self.daemon.refresh_ahead)
     }
+}
+
+/// The `type` of the Google identity file at `path` and whether it names a
+/// `service_account_impersonation_url`; `None` if it cannot be read (the
+/// fetch reports that).
+fn identity_type(path: &Path) -> Option<(Option<String>, bool)> {
+    let bytes = crate::files::read_regular(path, crate::files::MAX_FILE).ok()?;
+    let json = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+    let kind = json
+        .as_ref()
+        .and_then(|v| v.get("type")?.as_str().map(str::to_owned));
+    let impersonates = json
+        .as_ref()
+        .is_some_and(|v| v.get("service_account_impersonation_url").is_some());
+    Some((kind, impersonates))
 }
 
 /// `CREDCACHE_<NAME>_TOKEN`, upper-cased, `-` and `.` as `_`.
@@ -580,5 +629,42 @@ mod tests {
             .unwrap();
         let e = Config::load(&path).unwrap_err();
         assert!(e.to_string().contains("over the 16 MiB limit"), "{e}");
+    }
+
+    #[test]
+    fn lifetime_applies_to_an_impersonated_adc_file_and_is_refused_over_a_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = |name: &str, kind: &str| {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, format!(r#"{{"type":"{kind}"}}"#)).unwrap();
+            path
+        };
+        let adc = file("adc.json", "impersonated_service_account");
+        let key = file("sa.json", "service_account");
+        let config = tmp.path().join("config.toml");
+        let cred = |name: &str, key_file: &Path| {
+            format!(
+                "[credentials.{name}]\nkind = \"google\"\nkey_file = {:?}\nlifetime = \"2h\"\n",
+                key_file.display().to_string()
+            )
+        };
+        std::fs::write(&config, cred("adc", &adc)).unwrap();
+        let loaded = Config::load(&config).unwrap();
+        let Source::Google(g) = &loaded.credential("adc").unwrap().source else {
+            panic!()
+        };
+        assert_eq!(g.lifetime, Some(Duration::from_secs(7200)));
+
+        std::fs::write(&config, cred("adc", &adc) + &cred("plain", &key)).unwrap();
+        let e = Config::load(&config).unwrap_err();
+        assert_eq!(e.problems.len(), 1, "{e}");
+        assert_eq!(e.problems[0].at, "credentials.plain.lifetime");
+        assert_eq!(
+            e.problems[0].message,
+            format!(
+                "applies only with impersonate_service_account or an impersonated_service_account key file, and {} is of type \"service_account\"",
+                key.display()
+            )
+        );
     }
 }

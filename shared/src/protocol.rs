@@ -320,6 +320,30 @@ pub struct DaemonStatus {
     pub credentials: Vec<CredentialInfo>,
     /// Set when more credentials follow: ask `List { after: more_after }`.
     pub more_after: Option<String>,
+    /// The source tokens held in memory for impersonating and federated
+    /// credentials, by source description.
+    pub sources: Vec<SourceInfo>,
+    /// How many more sources there are than fit in this answer.
+    pub sources_not_shown: u32,
+}
+
+/// A source token the daemon holds (the identity an impersonating or
+/// federated credential starts from), without the token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// What the source is: a key file, an ADC file's `source_credentials`,
+    /// an external account's STS token, or application default
+    /// credentials.
+    pub source: String,
+    pub state: CredentialState,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub fetched_at: Option<DateTime<Utc>>,
+    /// How many configured credentials have fetched through it.
+    pub shared_by: u32,
+    /// Upstream fetches of this source since the daemon (or the config in
+    /// force) started.
+    pub fetches: u64,
+    pub last_error: Option<String>,
 }
 
 /// An error that crossed the socket. The client maps `kind` to its exit code

@@ -249,3 +249,123 @@ fn an_impersonated_service_account_adc_file() {
     );
     assert_eq!(emu.calls(Endpoint::IamAccessToken), 1);
 }
+
+#[test]
+fn status_shows_the_source_token_its_credentials_share_never_the_token() {
+    let emu = Emulator::start();
+    let (sb, key, _) = with_key(&emu);
+    let names = ["a", "b", "c"];
+    let config: String = names
+        .iter()
+        .map(|n| {
+            let target = format!("{n}@emu-project.iam.gserviceaccount.com");
+            impersonating(&emu, n, &key, &target, "")
+        })
+        .collect();
+    sb.write_config(&config);
+    let status: serde_json::Value =
+        serde_json::from_str(sb.run(["status", "--json"]).ok()).unwrap();
+    assert_eq!(status["sources"], serde_json::json!([]), "none fetched yet");
+    for n in names {
+        sb.get(n);
+    }
+    let source = emu.last_token(Endpoint::GoogleToken).unwrap().token;
+    let text = sb.run(["status", "--json"]).ok().to_owned();
+    assert!(!text.contains(&source), "no source token in status --json");
+    let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(status["schema_version"], 1);
+    assert_eq!(status["sources_not_shown"], 0);
+    let sources = status["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    let s = &sources[0];
+    assert_eq!(s["source"], format!("key file {key}"));
+    assert_eq!(s["state"], "fresh");
+    assert_eq!(s["shared_by"], 3);
+    assert_eq!(s["fetches"], 1);
+    assert_eq!(s["last_error"], serde_json::Value::Null);
+    let (Some(fetched), Some(expires)) = (s["fetched_at"].as_str(), s["expires_at"].as_str())
+    else {
+        panic!("{s}")
+    };
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(expires).unwrap()
+            > chrono::DateTime::parse_from_rfc3339(fetched).unwrap(),
+        "{s}"
+    );
+
+    let text = sb.run(["status"]).ok().to_owned();
+    assert!(!text.contains(&source), "no source token in status");
+    let header = text
+        .lines()
+        .position(|l| l.starts_with("SOURCE "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let row: Vec<&str> = text
+        .lines()
+        .nth(header + 1)
+        .unwrap()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(row[0], format!("key file {key}"));
+    assert_eq!(row[1], "fresh");
+    assert_eq!(row[3], "3", "{row:?}");
+
+    // `forget --all` drops source tokens too.
+    sb.run(["forget", "--all"]).ok();
+    let status: serde_json::Value =
+        serde_json::from_str(sb.run(["status", "--json"]).ok()).unwrap();
+    assert_eq!(status["sources"], serde_json::json!([]));
+}
+
+#[test]
+fn a_lifetime_over_an_impersonated_adc_file_is_passed_on_and_refused_without_the_org_policy() {
+    let emu = Emulator::start();
+    let sb = Sandbox::new();
+    let user_file = sb.dir.path().join("user.json");
+    let user = emu.write_authorized_user(&user_file);
+    let source: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&user_file).unwrap()).unwrap();
+    emu.grant_impersonation(&format!("user:{}", user.client_id), TARGET);
+    // gcloud's file carries no lifetime: the credential's `lifetime` is it.
+    let adc = sb.dir.path().join("adc.json");
+    let file = serde_json::json!({
+        "type": "impersonated_service_account",
+        "service_account_impersonation_url": format!("{}/v1/projects/-/serviceAccounts/{TARGET}:generateAccessToken", emu.url()),
+        "delegates": [],
+        "source_credentials": source,
+    });
+    std::fs::write(&adc, file.to_string()).unwrap();
+    sb.write_config(&format!(
+        "[credentials.deploy]\nkind = \"google\"\nkey_file = {:?}\nlifetime = \"2h\"\n",
+        adc.display().to_string()
+    ));
+    sb.run(["config", "check"]).ok();
+    sb.run(["get", "deploy"]).upstream_failure(
+        "credcache: cannot get a token for deploy: iamcredentials answered 400: INVALID_ARGUMENT: ",
+        &format!("(a lifetime over 1h needs the organization policy constraints/iam.allowServiceAccountCredentialLifetimeExtension to list {TARGET})"),
+    );
+    emu.allow_lifetime_extension(TARGET);
+    let json: serde_json::Value = serde_json::from_str(
+        sb.run(["get", "deploy", "--refresh", "--format", "json"])
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(
+        emu.subject_of(json["token"].as_str().unwrap()).as_deref(),
+        Some(TARGET)
+    );
+    let expires_in = json["expires_in"].as_i64().unwrap();
+    assert!(
+        expires_in > 3600,
+        "longer than the default hour: {expires_in}"
+    );
+    let calls = emu.calls_to(Endpoint::IamAccessToken);
+    assert_eq!(calls.len(), 2);
+    assert!(
+        calls.iter().all(|c| c.scope.as_deref() == Some("7200s")),
+        "{calls:?}"
+    );
+    assert_eq!(calls[0].status, 400);
+    assert_eq!(calls[1].status, 200);
+}

@@ -4,7 +4,7 @@
 //! shapes in [`super`].
 
 use chrono::{DateTime, Utc};
-use credcache_shared::protocol::{CredentialInfo, DaemonStatus, ScopedInfo};
+use credcache_shared::protocol::{CredentialInfo, DaemonStatus, ScopedInfo, SourceInfo};
 use credcache_shared::time::format_rfc3339;
 use serde::Serialize;
 
@@ -114,6 +114,34 @@ struct StatusJson<'a> {
     warnings: &'a [String],
     sdk: Vec<SdkJson<'a>>,
     credentials: Vec<CredentialJson<'a>>,
+    sources: Vec<SourceJson<'a>>,
+    sources_not_shown: u32,
+}
+
+/// One source token in `status --json` (never the token).
+#[derive(Serialize)]
+struct SourceJson<'a> {
+    source: &'a str,
+    state: &'static str,
+    expires_at: Option<String>,
+    fetched_at: Option<String>,
+    shared_by: u32,
+    fetches: u64,
+    last_error: Option<&'a str>,
+}
+
+impl<'a> From<&'a SourceInfo> for SourceJson<'a> {
+    fn from(info: &'a SourceInfo) -> Self {
+        Self {
+            source: &info.source,
+            state: info.state.as_str(),
+            expires_at: info.expires_at.map(format_rfc3339),
+            fetched_at: info.fetched_at.map(format_rfc3339),
+            shared_by: info.shared_by,
+            fetches: info.fetches,
+            last_error: info.last_error.as_deref(),
+        }
+    }
 }
 
 /// `list --json`: an array of credential objects.
@@ -191,6 +219,8 @@ pub fn status_json(status: &DaemonStatus) -> Result<String, Error> {
             .iter()
             .map(CredentialJson::from)
             .collect(),
+        sources: status.sources.iter().map(SourceJson::from).collect(),
+        sources_not_shown: status.sources_not_shown,
     })
 }
 
@@ -273,7 +303,34 @@ pub fn status_text(status: &DaemonStatus, now: DateTime<Utc>) -> String {
             ]);
         }
     }
-    format!("{}\n{}", table(&facts), table(&creds))
+    let mut text = format!("{}\n{}", table(&facts), table(&creds));
+    if !status.sources.is_empty() || status.sources_not_shown > 0 {
+        let mut sources = vec![row([
+            "SOURCE",
+            "STATE",
+            "EXPIRES-IN",
+            "SHARED-BY",
+            "LAST-ERROR",
+        ])];
+        sources.extend(status.sources.iter().map(|s| {
+            vec![
+                s.source.clone(),
+                s.state.as_str().to_owned(),
+                expires_in(s.expires_at, now),
+                s.shared_by.to_string(),
+                s.last_error.clone().unwrap_or_else(|| "-".into()),
+            ]
+        }));
+        if status.sources_not_shown > 0 {
+            sources.push(vec![format!(
+                "... and {} more sources",
+                status.sources_not_shown
+            )]);
+        }
+        text.push('\n');
+        text.push_str(&table(&sources));
+    }
+    text
 }
 
 /// `3m 2s`, for `status` and `daemon status`.
@@ -476,6 +533,8 @@ x              google  expired        expired
             sdk: Vec::new(),
             credentials: vec![info("google", CredentialState::Fresh, Some(at(600, 0)))],
             more_after: None,
+            sources: vec![],
+            sources_not_shown: 0,
         }
     }
 
@@ -507,6 +566,60 @@ x              google  expired        expired
             text.contains("config error:  config.toml: credentials.x.kind"),
             "{text}"
         );
+    }
+
+    fn with_sources() -> DaemonStatus {
+        let mut s = status();
+        s.sources = vec![
+            SourceInfo {
+                source: "key file /home/u/sa.json".into(),
+                state: CredentialState::Fresh,
+                expires_at: Some(at(1200, 0)),
+                fetched_at: Some(at(-2400, 0)),
+                shared_by: 10,
+                fetches: 1,
+                last_error: None,
+            },
+            SourceInfo {
+                source: "external account /home/u/wif.json (STS token)".into(),
+                state: CredentialState::Failing,
+                expires_at: None,
+                fetched_at: None,
+                shared_by: 1,
+                fetches: 0,
+                last_error: Some("sts answered 400: invalid_grant: expired".into()),
+            },
+        ];
+        s
+    }
+
+    #[test]
+    fn status_shows_source_tokens_after_the_credentials() {
+        assert!(!status_text(&status(), at(0, 0)).contains("SOURCE"));
+        let mut s = with_sources();
+        let text = status_text(&s, at(0, 0));
+        assert!(
+            text.ends_with(
+                "\n\n\
+SOURCE                                         STATE    EXPIRES-IN  SHARED-BY  LAST-ERROR
+key file /home/u/sa.json                       fresh    20m         10         -
+external account /home/u/wif.json (STS token)  failing  -           1          sts answered 400: invalid_grant: expired
+"
+            ),
+            "{text}"
+        );
+        s.sources_not_shown = 3;
+        assert!(
+            status_text(&s, at(0, 0)).ends_with("\n... and 3 more sources\n"),
+            "{text}"
+        );
+        let v: Value = serde_json::from_str(&status_json(&s).unwrap()).unwrap();
+        assert_eq!(v["sources"][0]["source"], "key file /home/u/sa.json");
+        assert_eq!(v["sources"][0]["shared_by"], 10);
+        assert_eq!(v["sources"][0]["expires_at"], "2027-01-15T08:20:00Z");
+        assert_eq!(v["sources"][1]["state"], "failing");
+        assert_eq!(v["sources"][1]["expires_at"], Value::Null);
+        assert_eq!(v["sources_not_shown"], 3);
     }
 
     #[test]
@@ -560,12 +673,27 @@ x              google  expired        expired
                 "schema_version",
                 "sdk",
                 "socket",
+                "sources",
+                "sources_not_shown",
                 "started_at",
                 "uptime_secs",
                 "warnings",
             ]
         );
         assert_eq!(keys(&v["credentials"][0]), CREDENTIAL);
+        let v: Value = serde_json::from_str(&status_json(&with_sources()).unwrap()).unwrap();
+        assert_eq!(
+            keys(&v["sources"][0]),
+            [
+                "expires_at",
+                "fetched_at",
+                "fetches",
+                "last_error",
+                "shared_by",
+                "source",
+                "state"
+            ]
+        );
 
         let list: Value =
             serde_json::from_str(&credentials_json(&status().credentials).unwrap()).unwrap();

@@ -122,6 +122,7 @@ impl Engine {
     /// The daemon's own state.
     pub fn status(&self) -> DaemonStatus {
         let page = self.list_page(None);
+        let (sources, sources_not_shown) = self.source_infos();
         let now = self.0.clock.now();
         DaemonStatus {
             daemon_version: credcache_shared::VERSION.to_owned(),
@@ -146,6 +147,8 @@ impl Engine {
             sdk: self.sdk_status(),
             credentials: page.credentials,
             more_after: page.next,
+            sources,
+            sources_not_shown,
         }
     }
 }

@@ -15,9 +15,9 @@ use crate::providers::{Fetched, Provider};
 
 /// Counts calls, holds each until the test lets it go, and answers from a
 /// script.
-struct Scripted {
-    calls: AtomicU32,
-    gate: Semaphore,
+pub(super) struct Scripted {
+    pub(super) calls: AtomicU32,
+    pub(super) gate: Semaphore,
     answers: Mutex<Vec<Result<i64, FetchError>>>,
     clock: Arc<FakeClock>,
     /// What each fetch was asked for beyond the credential's own token.
@@ -39,11 +39,11 @@ impl Provider for Scripted {
     }
 }
 
-fn start() -> DateTime<Utc> {
+pub(super) fn start() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap()
 }
 
-fn engine_with(
+pub(super) fn engine_with(
     answers: Vec<Result<i64, FetchError>>,
 ) -> (Engine, Arc<Scripted>, Arc<FakeClock>, tempfile::TempDir) {
     engine_for(

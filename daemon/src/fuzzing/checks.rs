@@ -51,11 +51,23 @@ pub enum Body {
 pub fn assert_no_token(message: &str, input: &[u8], body: Body) {
     let text = String::from_utf8_lossy(input);
     let mut secrets = Vec::new();
+    let mut public = Vec::new();
     if text.trim_start().starts_with(['{', '[']) {
         secrets = scan_secret_values(&text);
+        // Every other quoted string is public, in JSON cut short too.
+        let quotes: Vec<usize> = text.match_indices('"').map(|(i, _)| i).collect();
+        public.extend(
+            quotes
+                .windows(2)
+                .map(|p| &text[p[0] + 1..p[1]])
+                .filter(|q| !secrets.iter().any(|s| s == q))
+                .map(str::to_owned),
+        );
     }
-    let mut public = Vec::new();
-    match serde_json::from_slice::<Value>(input) {
+    // Read lossily as well: serde skips the fields it ignores without
+    // checking their UTF-8, so a parser may take what `Value` refuses.
+    let parsed = serde_json::from_slice::<Value>(input).or_else(|_| serde_json::from_str(&text));
+    match parsed {
         Ok(v) => walk(&v, false, &mut secrets, &mut public),
         Err(_) if body == Body::Success => secrets.push(text.to_string()),
         Err(_) => {}
@@ -86,10 +98,23 @@ fn is_token_char(c: char) -> bool {
 
 fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
+    // `token_type`, `subject_token_type`: a URN naming the kind;
+    // `token_uri`, `token_url`: an endpoint. No secrets.
+    if k.ends_with("_type") || k.ends_with("_uri") || k.ends_with("_url") {
+        return false;
+    }
     k == "value"
-        || ["token", "secret", "password", "signature", "assertion"]
-            .iter()
-            .any(|w| k.contains(w))
+        || k == "authorization"
+        || [
+            "token",
+            "secret",
+            "password",
+            "signature",
+            "assertion",
+            "private_key",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
 }
 
 /// Every string under a secret key is a secret; every other string, key and

@@ -9,7 +9,7 @@
 pub(crate) mod executable;
 pub(crate) mod external;
 mod id_token;
-mod impersonation;
+pub(crate) mod impersonation;
 mod workforce;
 
 pub use id_token::GoogleIdToken;
@@ -176,6 +176,12 @@ impl Google {
             return impersonation::access_token_from_file(cx, &self.settings, path).await;
         }
         if workforce::is_workforce_user(&text) {
+            self.no_lifetime(&format!(
+                "{} is an external_account_authorized_user",
+                path.display()
+            ))?;
+        }
+        if workforce::is_workforce_user(&text) {
             return workforce::access_token(
                 cx,
                 &text,
@@ -190,10 +196,31 @@ impl Google {
             if file.service_account_impersonation_url.is_some() {
                 return impersonation::access_token_from_external(cx, &self.settings, path).await;
             }
+            self.no_lifetime(&format!(
+                "{} is an external_account without service_account_impersonation_url",
+                path.display()
+            ))?;
             return external::sts_token(cx, &self.settings, path, &self.settings.scopes).await;
         }
         let key: KeyFile = parse_key_file(&text, path)?;
+        self.no_lifetime(&format!(
+            "{} is of type {:?}",
+            path.display(),
+            http::sanitize(key.kind.as_deref().unwrap_or(""), 40)
+        ))?;
         self.fetch_with_key(cx, key, path).await
+    }
+
+    /// A config error if `lifetime` is set where nothing impersonates
+    /// (`Config::load` catches a `key_file`; this, the ADC order), `what`
+    /// saying what the identity is.
+    fn no_lifetime(&self, what: &str) -> Result<(), FetchError> {
+        if self.settings.lifetime.is_none() || self.settings.impersonate_service_account.is_some() {
+            return Ok(());
+        }
+        Err(FetchError::config(format!(
+            "lifetime applies only with impersonate_service_account or an impersonated_service_account key file, and {what}"
+        )))
     }
 
     /// A token from a `service_account` or `authorized_user` key read from
@@ -278,6 +305,7 @@ impl Google {
     }
 
     async fn fetch_from_metadata(&self, cx: &FetchContext<'_>) -> Result<Fetched, FetchError> {
+        self.no_lifetime("the identity is the metadata server's")?;
         let host = self.metadata_host();
         let url =
             format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
@@ -582,5 +610,41 @@ mod tests {
         let google = Google::new(settings(None, Some(peer.host())));
         let e = google.fetch_from_metadata(&h.cx()).await.unwrap_err();
         assert_eq!((e.class, e.status), (ErrorClass::Transient, Some(503)));
+    }
+
+    /// `lifetime` without impersonation is refused before anything is
+    /// sent, wherever the ADC order lands.
+    #[tokio::test]
+    async fn a_lifetime_with_nothing_to_impersonate_is_a_config_error() {
+        let peer = Peer::start(vec![Reply::json(200, TOKEN)]).await;
+        let h = Harness::new();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(None, Some(peer.host()));
+        s.lifetime = Some(std::time::Duration::from_secs(7200));
+        let e = Google::new(s.clone())
+            .fetch_from_metadata(&h.cx())
+            .await
+            .unwrap_err();
+        assert_eq!(e.class, ErrorClass::Config);
+        assert_eq!(
+            e.message,
+            "lifetime applies only with impersonate_service_account or an impersonated_service_account key file, and the identity is the metadata server's"
+        );
+        let path = key_file(
+            &dir,
+            serde_json::json!({"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r"}),
+        );
+        let e = Google::new(s)
+            .fetch_with_file(&h.cx(), &path)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "lifetime applies only with impersonate_service_account or an impersonated_service_account key file, and {} is of type \"authorized_user\"",
+                path.display()
+            )
+        );
+        assert!(peer.requests().is_empty());
     }
 }

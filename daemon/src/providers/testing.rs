@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
 
-use super::{AuthToken, BoxFuture, Dependencies, FetchContext, FetchError, Provider};
+use super::{AuthToken, BoxFuture, Dependencies, FetchContext, FetchError, Provider, SourceId};
 use crate::http::Http;
 
 /// 2030-01-01T00:00:00Z: the `now` of every fetch in these tests.
@@ -69,10 +69,11 @@ impl Dependencies for FakeDeps {
     /// Like `auth_token`: the source is named by its key, never fetched.
     fn source_token<'a>(
         &'a self,
-        key: &'a str,
+        id: SourceId<'a>,
+        _user: &'a str,
         _source: &'a dyn Provider,
     ) -> BoxFuture<'a, Result<AuthToken, FetchError>> {
-        self.auth_token(key)
+        self.auth_token(id.key)
     }
 
     fn refresh_token<'a>(

@@ -515,8 +515,10 @@ fn parse_google(f: &mut Fields<'_>) -> Option<GoogleSettings> {
             }
         }
     }
+    // `lifetime` also applies to an `impersonated_service_account` key
+    // file (gcloud writes none in it): `Config::load` checks the file.
     if impersonate_service_account.is_none() {
-        for key in ["delegates", "lifetime", "iam_endpoint"] {
+        for key in ["delegates", "iam_endpoint"] {
             if f.table.contains_key(key) {
                 f.problem(key, "applies only with impersonate_service_account");
             }

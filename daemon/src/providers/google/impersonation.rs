@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 use super::{Google, KeyFile, parse_key_file, read_key_file};
 use crate::http::{self, Answer};
 use crate::providers::{
-    AuthToken, BoxFuture, FetchContext, FetchError, Fetched, Provider, authorized, within_lifetime,
+    AuthToken, BoxFuture, FetchContext, FetchError, Fetched, Provider, SourceId, authorized,
+    within_lifetime,
 };
 
 pub const DEFAULT_IAM_ENDPOINT: &str = "https://iamcredentials.googleapis.com";
@@ -117,7 +118,7 @@ impl ImpersonatedFile {
 /// `(https://HOST[/prefix], EMAIL)` from
 /// `https://HOST[/prefix]/v1/projects/-/serviceAccounts/EMAIL:generateAccessToken`;
 /// `None` for any other shape, or plain `http` to a host not loopback.
-fn split_impersonation_url(url: &str) -> Option<(String, String)> {
+pub(crate) fn split_impersonation_url(url: &str) -> Option<(String, String)> {
     let parsed = reqwest::Url::parse(url).ok()?;
     let secure = parsed.scheme() == "https"
         || (parsed.scheme() == "http"
@@ -142,6 +143,8 @@ pub(crate) struct Plan {
     scopes: Vec<String>,
     quota_project: Option<String>,
     source_key: String,
+    /// What the source is, for `status`.
+    source_label: String,
     source: Source,
 }
 
@@ -216,6 +219,10 @@ impl Plan {
             scopes: settings.scopes.clone(),
             quota_project: None,
             source_key,
+            source_label: match &source.key_file {
+                Some(path) => format!("key file {}", path.display()),
+                None => "application default credentials".to_owned(),
+            },
             source: Source::Settings(Google::new(source)),
         }
     }
@@ -237,6 +244,7 @@ impl Plan {
             scopes: settings.scopes.clone(),
             quota_project: file.quota_project,
             source_key,
+            source_label: format!("source_credentials of {}", path.display()),
             source: Source::File {
                 path: path.to_owned(),
                 google: Google::new(source),
@@ -268,7 +276,7 @@ impl Plan {
             base: settings.iam_endpoint.clone().unwrap_or(base),
             target,
             delegates: Vec::new(),
-            lifetime: lifetime.or(settings.lifetime).unwrap_or(ONE_HOUR),
+            lifetime: settings.lifetime.or(lifetime).unwrap_or(ONE_HOUR),
             scopes: settings.scopes.clone(),
             quota_project: file.quota_project_id.filter(|q| !q.is_empty()),
             source_key: format!(
@@ -276,6 +284,7 @@ impl Plan {
                 path.display(),
                 source.token_uri.as_deref().unwrap_or("")
             ),
+            source_label: format!("external account {} (STS token)", path.display()),
             source: Source::External {
                 path: path.to_owned(),
                 settings: source,
@@ -336,14 +345,16 @@ impl Plan {
     }
 
     async fn source_token(&self, cx: &FetchContext<'_>) -> Result<AuthToken, FetchError> {
-        cx.source_token(&self.source_key, &self.source)
-            .await
-            .map_err(|e| {
-                e.context(format!(
-                    "getting the source token to impersonate {}",
-                    self.target
-                ))
-            })
+        let id = SourceId {
+            key: &self.source_key,
+            label: &self.source_label,
+        };
+        cx.source_token(id, &self.source).await.map_err(|e| {
+            e.context(format!(
+                "getting the source token to impersonate {}",
+                self.target
+            ))
+        })
     }
 }
 
