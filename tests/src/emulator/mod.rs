@@ -23,7 +23,7 @@ mod managed_identity;
 mod reply;
 mod server;
 pub mod snippet;
-mod state;
+pub(crate) mod state;
 #[cfg(test)]
 mod testing;
 mod timestamp;
