@@ -92,7 +92,13 @@ impl Bench {
     pub fn new(plan: Plan) -> anyhow::Result<Bench> {
         let mut bins = Bins::find()?;
         if let Some(client) = &plan.client {
-            bins.client = client.clone();
+            // Absolute: kubeconfigs name it, and kubectl resolves a
+            // relative command against the kubeconfig's directory.
+            bins.client = std::path::absolute(client)
+                .with_context(|| format!("--client {}", client.display()))?;
+            if !bins.client.is_file() {
+                bail!("--client {}: no such file", client.display());
+            }
         }
         let lab = match plan.socket {
             Some(_) => None,
