@@ -107,13 +107,16 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let google = match &gcloud {
         Some(gcloud) => Some(GcloudHome::make(gcloud, dir.path(), lab)?),
         None => {
-            for name in [
+            let mut names = vec![
                 "gke-gcloud-auth-plugin",
                 "gcloud auth print-access-token",
                 "gcloud container azure clusters print-access-token",
-                "kubectl via gke-gcloud-auth-plugin",
-                "kubectl via gcloud",
-            ] {
+            ];
+            // Without kubectl those get their own line below.
+            if kubectl.is_some() {
+                names.extend(["kubectl via gke-gcloud-auth-plugin", "kubectl via gcloud"]);
+            }
+            for name in names {
                 lines.push(skipped(name, "gcloud is not installed"));
             }
             None
