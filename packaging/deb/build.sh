@@ -14,16 +14,18 @@
 #                  packaging/client-target.sh; the daemon with --release)
 #   --out DIR      where the .deb goes (default: target/debian)
 #   --fast         gzip -1 instead of xz (CI and tests: debug binaries)
-#   --assets DIR   only generate the units, completions, man pages and
-#                  docs under DIR/usr/... (what cargo-deb's metadata in
-#                  client/Cargo.toml packages); needs --bin-dir or a build
+#   --assets DIR   only stage the client and generate the units,
+#                  completions, man pages and docs under DIR/usr/... (what
+#                  cargo-deb's metadata in client/Cargo.toml packages, with
+#                  target/release/credcached); without --bin-dir the client
+#                  is built as install.sh builds it
 #
 # The package does not enable the units; each user runs
 # `systemctl --user enable --now credcached.socket`.
 set -eu
 
 usage() {
-    sed -n '2,23s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,25s/^# \{0,1\}//p' "$0" >&2
     exit 2
 }
 
@@ -103,6 +105,8 @@ EOF
 
 if [ -n "$assets_only" ]; then
     stage_assets "$assets_only"
+    # The client itself too: cargo-deb packages this one, the fast build.
+    install -m 755 "$cc" "$assets_only/usr/bin/credcache"
     exit 0
 fi
 

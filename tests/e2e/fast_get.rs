@@ -172,7 +172,32 @@ fn the_static_client_has_no_interpreter_and_serves_get() {
         .output()
         .unwrap();
     assert!(out.status.success(), "cargo build: {out:?}");
-    let client = target_dir.join(&target).join("debug/credcache");
+    let built = target_dir.join(&target).join("debug/credcache");
+    assert!(!has_interpreter(&built), "{} is dynamic", built.display());
+
+    // `install.sh --bin-dir` installs that build as it is: the client it
+    // puts on PATH is the static one, and takes the fast path below.
+    let sb = Sandbox::new();
+    let bins = sb.dir.path().join("bins");
+    std::fs::create_dir_all(&bins).unwrap();
+    std::fs::copy(&built, bins.join("credcache")).unwrap();
+    std::fs::copy(bin_dir().join("credcached"), bins.join("credcached")).unwrap();
+    let prefix = sb.dir.path().join("prefix");
+    let out = Command::new("sh")
+        .arg(repo().join("packaging/install.sh"))
+        .arg("--bin-dir")
+        .arg(&bins)
+        .arg("--prefix")
+        .arg(&prefix)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &sb.home)
+        .env("CREDCACHE_SOCKET", &sb.socket)
+        .env("CREDCACHE_DATA_DIR", &sb.data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "install.sh --bin-dir: {out:?}");
+    let client = prefix.join("bin/credcache");
     assert!(!has_interpreter(&client), "{} is dynamic", client.display());
 
     // It takes the fast path against a running daemon: the same token, and

@@ -607,6 +607,36 @@ fn the_deb_carries_binaries_units_completions_and_man_pages() {
     let assets = manifest["package"]["metadata"]["deb"]["assets"]
         .as_array()
         .unwrap();
+    // It packages the client build.sh stages (the fast, static build), not
+    // target/release's dynamic one.
+    let client_sources: Vec<&str> = assets
+        .iter()
+        .filter_map(|a| a.as_array()?.first()?.as_str())
+        .filter(|source| source.ends_with("bin/credcache"))
+        .collect();
+    assert_eq!(
+        client_sources,
+        ["../target/deb-assets/usr/bin/credcache"],
+        "cargo-deb must package the client build.sh --assets stages"
+    );
+    // And `build.sh --assets` stages that client beside the generated files.
+    let staged = sb.dir.path().join("deb-assets");
+    let assets_run = Command::new("sh")
+        .arg(repo().join("packaging/deb/build.sh"))
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .arg("--assets")
+        .arg(&staged)
+        .output()
+        .unwrap();
+    assert!(assets_run.status.success(), "{assets_run:?}");
+    let client = std::fs::read(staged.join("usr/bin/credcache")).unwrap();
+    assert_eq!(client, std::fs::read(bin_dir().join("credcache")).unwrap());
+    let mode = std::fs::metadata(staged.join("usr/bin/credcache"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o755);
     let dests: BTreeSet<String> = assets
         .iter()
         .map(|a| match a {

@@ -50,6 +50,12 @@ pub struct Cli {
     #[arg(long, value_name = "NAME", requires = "socket")]
     pub name: Option<String>,
 
+    /// The `credcache` client the `client` and `peers` scenarios time
+    /// (default: the one beside the benchmark), e.g. the one
+    /// `packaging/install.sh` installs.
+    #[arg(long, value_name = "PATH")]
+    pub client: Option<PathBuf>,
+
     /// Run only these scenarios (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "SCENARIO,...")]
     pub only: Option<Vec<Scenario>>,
@@ -60,6 +66,9 @@ pub struct Cli {
 pub enum Scenario {
     /// Whole-process `credcache get` against `cat` of a small file.
     Client,
+    /// `credcache get` next to the tools it replaces (git, gcloud,
+    /// gke-gcloud-auth-plugin, kubectl through each), where installed.
+    Peers,
     /// Cached gets over C concurrent connections.
     Throughput,
     /// K distinct credentials fetched from the emulator at once.
@@ -74,8 +83,9 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order a full run takes them.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Client,
+        Scenario::Peers,
         Scenario::Throughput,
         Scenario::Cold,
         Scenario::Memory,
@@ -91,6 +101,7 @@ impl Scenario {
             Scenario::Memory => "memory",
             Scenario::Startup => "startup",
             Scenario::Soak => "soak",
+            Scenario::Peers => "peers",
         }
     }
 
@@ -118,6 +129,7 @@ pub struct Plan {
     pub soak_duration: Duration,
     pub socket: Option<PathBuf>,
     pub name: Option<String>,
+    pub client: Option<PathBuf>,
     pub quick: bool,
 }
 
@@ -214,6 +226,7 @@ impl Cli {
             )),
             socket: self.socket,
             name: self.name,
+            client: self.client,
             quick,
         })
     }

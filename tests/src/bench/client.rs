@@ -117,7 +117,7 @@ fn time(mut command: Command) -> anyhow::Result<Duration> {
 
 /// The first `program` on PATH, resolved once so that no run pays for the
 /// lookup.
-fn find_on_path(program: &str) -> Option<PathBuf> {
+pub(super) fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))

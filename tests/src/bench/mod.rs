@@ -11,6 +11,7 @@ mod conn;
 mod home;
 mod lab;
 mod memory;
+mod peers;
 mod procfs;
 mod redis;
 mod report;

@@ -15,7 +15,7 @@ use super::conn::{Conn, get_frame};
 use super::home::{self, Bins, Daemon};
 use super::lab::{self, Lab};
 use super::report::Line;
-use super::{client, cold, memory, procfs, soak, startup, throughput};
+use super::{client, cold, memory, peers, procfs, soak, startup, throughput};
 use crate::sandbox::Sandbox;
 
 /// Everything the scenarios share.
@@ -90,7 +90,16 @@ pub struct Loaded {
 
 impl Bench {
     pub fn new(plan: Plan) -> anyhow::Result<Bench> {
-        let bins = Bins::find()?;
+        let mut bins = Bins::find()?;
+        if let Some(client) = &plan.client {
+            // Absolute: kubeconfigs name it, and kubectl resolves a
+            // relative command against the kubeconfig's directory.
+            bins.client = std::path::absolute(client)
+                .with_context(|| format!("--client {}", client.display()))?;
+            if !bins.client.is_file() {
+                bail!("--client {}: no such file", client.display());
+            }
+        }
         let lab = match plan.socket {
             Some(_) => None,
             None => Some(Lab::start(bins.clone())?),
@@ -137,6 +146,14 @@ impl Bench {
         self.target.as_ref().context("no target")
     }
 
+    /// The emulator and the target daemon together (ours: set up on first
+    /// use).
+    pub fn lab_and_target(&mut self) -> anyhow::Result<(&Lab, &Target)> {
+        self.target()?;
+        let target = self.target.as_ref().context("no target")?;
+        Ok((self.lab()?, target))
+    }
+
     /// Makes the home with many cached tokens, unless made already.
     pub fn make_loaded(&mut self) -> anyhow::Result<()> {
         if self.loaded.is_none() {
@@ -176,6 +193,7 @@ impl Bench {
                 Scenario::Memory => memory::run(self),
                 Scenario::Startup => startup::run(self),
                 Scenario::Soak => soak::run(self),
+                Scenario::Peers => peers::run(self),
             };
             if let Err(e) = outcome {
                 let why = format!("{e:#}");

@@ -287,6 +287,15 @@ impl Emulator {
         self.shared.lock().registry.identity_header = Some(value.to_owned());
     }
 
+    /// Also accepts JWT grants whose audience is Google's own token URL
+    /// (`https://oauth2.googleapis.com/token`), not this emulator's: the
+    /// Google libraries gcloud runs sign that audience whatever the key's
+    /// `token_uri` says. Off by default, so a client that signs for the
+    /// wrong audience is still caught.
+    pub fn accept_googles_audience(&self) {
+        self.shared.lock().registry.googles_audience = true;
+    }
+
     /// Registers a GKE cluster (`projects/p/locations/l/azureClusters/c`).
     /// Once any is registered, unknown clusters answer 404.
     pub fn register_cluster(&self, name: &str) {

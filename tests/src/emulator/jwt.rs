@@ -13,6 +13,9 @@ use super::state::Registry;
 const MAX_LIFETIME_SECS: i64 = 3600;
 const SKEW_SECS: i64 = 300;
 
+/// Google's token URL, the audience Google's own libraries sign
+/// (`Registry::googles_audience`).
+const GOOGLES_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 const BAD_SIGNATURE: &str = "Invalid JWT Signature.";
 const BAD_TIMES: &str = "Invalid JWT: Token must be a short-lived token (60 minutes) and in a \
                          reasonable timeframe. Check your iat and exp values in the JWT claim.";
@@ -95,7 +98,9 @@ pub(crate) fn verify(
     if record.disabled {
         return Err(grant("Invalid grant: account not found"));
     }
-    if claims.get("aud").and_then(Value::as_str) != Some(token_uri) {
+    let aud = claims.get("aud").and_then(Value::as_str);
+    let googles = registry.googles_audience && aud == Some(GOOGLES_TOKEN_URI);
+    if aud != Some(token_uri) && !googles {
         return Err(grant(format!(
             "Invalid JWT: Failed audience check. The right audience is {token_uri}"
         )));
@@ -182,6 +187,21 @@ mod tests {
         // Without a kid the key is found by issuer.
         let jwt = sign_jwt(&sa, &claims(&sa, now), false);
         assert!(check(&shared, &jwt, now).is_ok());
+    }
+
+    #[test]
+    fn googles_audience_only_when_switched_on() {
+        let (shared, sa, _dir) = setup();
+        let now = 1_700_000_000;
+        let mut googles = claims(&sa, now);
+        googles["aud"] = json!(GOOGLES_TOKEN_URI);
+        let jwt = sign_jwt(&sa, &googles, true);
+        assert!(check(&shared, &jwt, now).is_err());
+        shared.lock().registry.googles_audience = true;
+        assert_eq!(check(&shared, &jwt, now).unwrap().scope, "s1 s2");
+        let mut other = claims(&sa, now);
+        other["aud"] = json!("https://example.com/token");
+        assert!(check(&shared, &sign_jwt(&sa, &other, true), now).is_err());
     }
 
     #[test]

@@ -24,7 +24,7 @@ mod reply;
 mod server;
 mod signin;
 pub mod snippet;
-mod state;
+pub(crate) mod state;
 #[cfg(test)]
 mod testing;
 mod timestamp;

@@ -127,6 +127,9 @@ pub(crate) struct Registry {
     pub(crate) lifetime_extension: HashSet<String>,
     /// The only subject token STS accepts; `None`: any non-empty one.
     pub(crate) sts_subject: Option<String>,
+    /// Whether a JWT grant may also name Google's own token URL as its
+    /// audience, as Google's libraries sign (gcloud; the bench's peers).
+    pub(crate) googles_audience: bool,
     /// Client id → the certificates registered on that Entra app.
     pub(crate) entra_certificates: HashMap<String, Vec<RegisteredCertificate>>,
     /// App Service 2017's `secret` header value; `None` accepts any non-empty one.
