@@ -105,9 +105,9 @@ impl Engine {
         let store = self.0.store.clone();
         let n = name.to_owned();
         tokio::task::spawn_blocking(move || store.remove_refresh_tokens(&n))
-        .await
-        .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?
-        .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?;
+            .await
+            .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?
+            .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?;
         tracing::info!(credential = name, "logged out");
         Ok(vec![name.to_owned()])
     }
