@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use credcache_tests::emulator::{DeviceOutcome, Emulator, Endpoint};
+use credcache_tests::emulator::{DeviceOutcome, Emulator, Endpoint, Fault};
 
 use crate::harness::{Sandbox, count, dir_contains, eventually};
 
@@ -92,6 +92,64 @@ fn device_code_approved_then_the_rotated_refresh_token_survives_a_restart() {
     // `forget` drops tokens, not the sign-in.
     sb.run(["forget", "me"]).ok();
     assert!(sb.get("me").starts_with("eyJ.emu-user-"));
+}
+
+#[test]
+fn one_sign_in_serves_other_scopes_at_once_without_spending_a_refresh_token_twice() {
+    let emu = Emulator::start();
+    let sb = entra(&emu, "device-code", "");
+    emu.set_device_outcome(DeviceOutcome::Approve);
+    sb.run(["login", "me"]).ok();
+    // Two resources asked for at the same time: each refresh must start
+    // from the refresh token the other one kept (the emulator, like a
+    // strict Entra, refuses a spent one with invalid_grant). The first
+    // refresh to arrive is held half a second, so without that order the
+    // second would spend the same refresh token first.
+    emu.push_fault(Endpoint::EntraToken, Fault::slow(Duration::from_millis(500)));
+    let scopes = [
+        "https://management.azure.com/.default",
+        "https://storage.azure.com/.default",
+    ];
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = scopes
+            .iter()
+            .map(|scope| s.spawn(|| sb.run(["get", "me", "--scope", scope])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for out in &outs {
+        assert!(out.ok().starts_with("eyJ.emu-user-"), "{out:?}");
+    }
+    let asked: Vec<String> = emu
+        .calls_to(Endpoint::EntraToken)
+        .into_iter()
+        .filter(|c| c.grant_type.as_deref() == Some("refresh_token"))
+        .filter_map(|c| c.scope)
+        .collect();
+    for scope in scopes {
+        assert!(
+            asked.iter().any(|a| a.starts_with(scope)),
+            "{scope} not asked: {asked:?}"
+        );
+    }
+    let sent = presented(&emu);
+    assert!(sent.iter().all(|(status, _)| *status == 200), "{sent:?}");
+    let mut unique: Vec<&String> = sent.iter().map(|(_, t)| t).collect();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        sent.len(),
+        "a refresh token was sent twice: {sent:?}"
+    );
+    // No new sign-in was needed, and the scoped tokens sit under `me`.
+    assert_eq!(emu.calls_to(Endpoint::EntraDeviceCode).len(), 1);
+    let list = sb.run(["list"]);
+    assert!(
+        list.ok()
+            .contains("me [https://storage.azure.com/.default]"),
+        "{list:?}"
+    );
 }
 
 #[test]

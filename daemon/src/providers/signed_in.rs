@@ -12,7 +12,9 @@
 
 pub mod flow;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use credcache_shared::Secret;
 use credcache_shared::config::{
@@ -219,6 +221,11 @@ pub async fn mint(
         SignIn::Entra { .. } => None,
     };
     let identity = sign_in.identity(google.as_ref());
+    // One refresh at a time per credential: its token and its tokens for
+    // other scopes share one refresh token, which a refresh may rotate (and
+    // the old one then be refused), so the next must start from the kept one.
+    let one_at_a_time = refresh_lock(cx.name);
+    let _turn = one_at_a_time.lock().await;
     let Some(refresh_token) = cx.deps.refresh_token(cx.name, &identity).await else {
         return Err(FetchError::needs_login(cx.name, "not signed in"));
     };
@@ -279,6 +286,15 @@ pub async fn mint(
         }
     }
     Ok(fetched)
+}
+
+/// The lock [`mint`] holds while it uses `name`'s refresh token. One per
+/// signed-in credential name, for the daemon's life: a handful of entries.
+fn refresh_lock(name: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Mutex::default);
+    let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    Arc::clone(locks.entry(name.to_owned()).or_default())
 }
 
 /// The OAuth `error` code of an error body.
