@@ -105,7 +105,10 @@ fn one_sign_in_serves_other_scopes_at_once_without_spending_a_refresh_token_twic
     // strict Entra, refuses a spent one with invalid_grant). The first
     // refresh to arrive is held half a second, so without that order the
     // second would spend the same refresh token first.
-    emu.push_fault(Endpoint::EntraToken, Fault::slow(Duration::from_millis(500)));
+    emu.push_fault(
+        Endpoint::EntraToken,
+        Fault::slow(Duration::from_millis(500)),
+    );
     let scopes = [
         "https://management.azure.com/.default",
         "https://storage.azure.com/.default",

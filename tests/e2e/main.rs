@@ -45,6 +45,7 @@ mod id_token;
 mod impersonation;
 #[cfg(unix)] // symlinks and file modes
 mod kubeconfig;
+#[cfg(unix)] // BROWSER scripts in sh, curl following the redirect
 mod login;
 mod machine_interface;
 mod pacing;
@@ -53,7 +54,9 @@ mod packaging;
 #[cfg(unix)] // SIGKILL and file modes
 mod persistence;
 mod refresh;
+#[cfg(target_os = "linux")] // the SDK endpoints' peer check is Linux's (elsewhere: off)
 mod sdk;
+#[cfg(target_os = "linux")] // as sdk; the SDKs run under exec --sdk
 mod sdk_clients;
 mod secrets;
 #[cfg(unix)] // /proc, setpriv, file modes

@@ -222,6 +222,7 @@ fn open_browser(url: &str) -> Result<(), String> {
 }
 
 /// The next connection to the listener, or `None` once `deadline` passes.
+#[cfg(unix)]
 fn accept_until(listener: &TcpListener, deadline: Instant) -> Result<Option<TcpStream>, Error> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     use std::os::fd::AsFd;
@@ -251,6 +252,32 @@ fn accept_until(listener: &TcpListener, deadline: Instant) -> Result<Option<TcpS
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::Other(format!("waiting for the browser: {e}"))),
         }
+    }
+}
+
+/// The next connection to the listener, or `None` once `deadline` passes.
+/// std has no accept with a timeout here: a thread accepts one connection
+/// and hands it over. Every call but the last takes its connection, so at
+/// most the last thread is left waiting, and only when the sign-in is being
+/// given up on and the process is about to exit.
+#[cfg(not(unix))]
+fn accept_until(listener: &TcpListener, deadline: Instant) -> Result<Option<TcpStream>, Error> {
+    let mine = listener
+        .try_clone()
+        .map_err(|e| Error::Other(format!("waiting for the browser: {e}")))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(mine.accept());
+    });
+    let left = deadline.saturating_duration_since(Instant::now());
+    match rx.recv_timeout(left) {
+        Ok(Ok((stream, _))) => {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+            Ok(Some(stream))
+        }
+        Ok(Err(e)) => Err(Error::Other(format!("waiting for the browser: {e}"))),
+        Err(_) => Ok(None),
     }
 }
 

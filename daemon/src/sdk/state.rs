@@ -131,11 +131,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
+    // Private from its creation: 0600, or an owner-only DACL on Windows.
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = crate::sys::create_new_private(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -144,7 +142,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn secret_and_ports_survive_a_reload_and_are_private() {
@@ -157,7 +154,9 @@ mod tests {
         let (again, same, _) = State::load(&config);
         assert_eq!(same.expose(), secret.expose());
         assert_eq!(again.port("corp"), Some(41234));
+        #[cfg(unix)]
         for f in ["sdk.secret", "sdk-ports"] {
+            use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(tmp.path().join(f))
                 .unwrap()
                 .permissions()
