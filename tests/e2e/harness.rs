@@ -26,6 +26,7 @@ pub fn google_sandbox(emu: &Emulator) -> Sandbox {
 
 /// Whether any file under `dir` (recursively) holds `needle` as raw bytes:
 /// for "no secret in the data directory's plaintext".
+#[cfg(unix)] // its users (login, federation) are Unix-only
 pub fn dir_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;

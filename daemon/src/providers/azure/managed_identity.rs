@@ -40,7 +40,12 @@ use crate::providers::{ErrorClass, FetchContext, FetchError, Fetched, token_resp
 
 pub const DEFAULT_IMDS: &str = "http://169.254.169.254";
 /// Where the Arc agent writes its challenge files.
+#[cfg(not(windows))]
 pub const DEFAULT_ARC_TOKEN_DIR: &str = "/var/opt/azcmagent/tokens";
+/// Where the Arc agent writes its challenge files (`%ProgramData%` on a
+/// standard install).
+#[cfg(windows)]
+pub const DEFAULT_ARC_TOKEN_DIR: &str = r"C:\ProgramData\AzureConnectedMachineAgent\Tokens";
 /// The largest challenge file read, as the Azure SDKs allow.
 pub const MAX_ARC_KEY: usize = 4096;
 const IMDS_API_VERSION: &str = "2018-02-01";
@@ -645,6 +650,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // Unix paths
     fn the_arc_challenge_is_read_only_from_the_token_dir() {
         assert_eq!(
             challenge_path("Basic realm=/var/opt/azcmagent/tokens/a.key").as_deref(),

@@ -516,6 +516,7 @@ fn certificate_method_needs_its_fields_and_one_password_source() {
 }
 
 #[test]
+#[cfg(unix)] // Unix paths (arc_token_dir must be absolute)
 fn user_assigned_identities_and_the_arc_directory() {
     let base = "[credentials.mi]\nkind = \"azure\"\nmethod = \"managed-identity\"\n";
     let res = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/ua";
