@@ -974,6 +974,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // openssl makes the certificate
     fn registers_certificates_and_the_msi_secret() {
         let emu = Emulator::start();
         let dir = tempfile::tempdir().unwrap();

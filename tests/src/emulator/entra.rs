@@ -482,6 +482,7 @@ mod tests {
 
     /// A key and self-signed certificate with common name `cn`, made by
     /// `openssl`: (key PEM, certificate PEM).
+    #[cfg(unix)]
     fn openssl_certificate(dir: &std::path::Path, cn: &str) -> (String, Vec<u8>) {
         let out = std::process::Command::new("openssl")
             .args([
@@ -523,6 +524,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // openssl makes the certificates
     fn certificate_assertions_are_checked_by_thumbprint_key_and_claims() {
         let emu = Emulator::start();
         let dir = tempfile::tempdir().unwrap();
@@ -598,6 +600,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // openssl makes the certificates
     fn subject_name_registration_needs_the_chain() {
         let emu = Emulator::start();
         let dir = tempfile::tempdir().unwrap();
