@@ -504,6 +504,7 @@ mod tests {
         )
     }
 
+    #[cfg(unix)]
     fn der(pem: &[u8]) -> Vec<u8> {
         x509_parser::pem::Pem::iter_from_buffer(pem)
             .next()
@@ -512,6 +513,7 @@ mod tests {
             .contents
     }
 
+    #[cfg(unix)]
     fn assertion(key: &str, header: Value, claims: Value) -> String {
         let head = URL_SAFE_NO_PAD.encode(header.to_string());
         let body = URL_SAFE_NO_PAD.encode(claims.to_string());
