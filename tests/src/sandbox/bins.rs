@@ -11,8 +11,10 @@ use std::time::SystemTime;
 /// The binaries, and the packages they come from.
 const BINS: [&str; 2] = ["credcache", "credcached"];
 const PACKAGES: [&str; 2] = ["credcache", "credcache-daemon"];
-/// The workspace directories whose Rust sources go into them.
-const SOURCE_DIRS: [&str; 3] = ["client/src", "daemon/src", "shared/src"];
+/// The workspace directories whose Rust sources go into each binary (in
+/// `BINS` order): a binary is stale only when one of its own sources is
+/// newer, since cargo relinks neither for the other's changes.
+const SOURCE_DIRS: [&[&str]; 2] = [&["client/src", "shared/src"], &["daemon/src", "shared/src"]];
 
 /// The directory holding the binaries: the profile directory of the
 /// running executable (`target/<profile>/`, whatever `CARGO_TARGET_DIR`
@@ -48,19 +50,20 @@ fn workspace() -> &'static Path {
 
 /// Why the binaries must be built, if they must.
 fn needs_build(dir: &Path) -> Option<String> {
-    let mut oldest: Option<SystemTime> = None;
-    for bin in BINS {
+    for (bin, sources) in BINS.iter().zip(SOURCE_DIRS) {
         let path = dir.join(exe(bin));
         let Ok(built) = path.metadata().and_then(|m| m.modified()) else {
             return Some(format!("{} is missing", path.display()));
         };
-        oldest = Some(oldest.map_or(built, |o| o.min(built)));
+        let newest = sources
+            .iter()
+            .filter_map(|d| newest_rust_source(&workspace().join(d)))
+            .max();
+        if newest.is_some_and(|newest| newest > built) {
+            return Some(format!("{} is older than its sources", path.display()));
+        }
     }
-    let newest = SOURCE_DIRS
-        .iter()
-        .filter_map(|d| newest_rust_source(&workspace().join(d)))
-        .max()?;
-    (newest > oldest?).then(|| "the binaries are older than their sources".to_owned())
+    None
 }
 
 /// The latest modification time of a `.rs` file under `dir`.
@@ -142,11 +145,13 @@ mod tests {
     #[test]
     fn binaries_newer_than_every_source_need_none_and_older_ones_do() {
         let dir = tempfile::tempdir().unwrap();
-        let newest = SOURCE_DIRS
-            .iter()
-            .filter_map(|d| newest_rust_source(&workspace().join(d)))
-            .max()
-            .expect("the workspace has sources");
+        let newest_of = |dirs: &[&str]| {
+            dirs.iter()
+                .filter_map(|d| newest_rust_source(&workspace().join(d)))
+                .max()
+                .expect("the workspace has sources")
+        };
+        let newest = newest_of(&SOURCE_DIRS.concat());
         for bin in BINS {
             let file = std::fs::File::create(dir.path().join(bin)).unwrap();
             file.set_modified(newest + std::time::Duration::from_secs(1))
@@ -157,11 +162,12 @@ mod tests {
             .write(true)
             .open(dir.path().join("credcached"))
             .unwrap();
-        file.set_modified(newest - std::time::Duration::from_secs(1))
+        file.set_modified(newest_of(SOURCE_DIRS[1]) - std::time::Duration::from_secs(1))
             .unwrap();
-        assert_eq!(
-            needs_build(dir.path()).as_deref(),
-            Some("the binaries are older than their sources")
+        let why = needs_build(dir.path()).unwrap();
+        assert!(
+            why.ends_with("credcached is older than its sources"),
+            "{why}"
         );
     }
 
