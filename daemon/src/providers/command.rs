@@ -47,10 +47,7 @@ impl Provider for CommandProvider {
                     .find(|l| !l.trim().is_empty())
                     .map(|l| sanitize(l, 200))
                     .unwrap_or_default();
-                let how = match status.code() {
-                    Some(code) => format!("exited with status {code}"),
-                    None => "was killed by a signal".to_owned(),
-                };
+                let how = super::process::how_it_ended(status.code());
                 let why = if first.is_empty() {
                     String::new()
                 } else {

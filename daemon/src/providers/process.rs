@@ -18,6 +18,27 @@ const DRAIN: std::time::Duration = std::time::Duration::from_millis(200);
 /// The most stderr kept (only its first line is ever shown).
 const MAX_STDERR: usize = 64 * 1024;
 
+/// How a program that failed ended, for its error: "exited with status
+/// 3", or "was killed by a signal" when it has no exit code.
+pub(crate) fn how_it_ended(code: Option<i32>) -> String {
+    match code {
+        Some(code) => format!("exited with status {code}"),
+        None => "was killed by a signal".to_owned(),
+    }
+}
+
+/// A program's output read as JSON, or why not by position only: the
+/// output may hold a token, so none of it goes into the error.
+pub(crate) fn json_output(out: &[u8]) -> Result<serde_json::Value, String> {
+    serde_json::from_slice(out).map_err(|e| {
+        format!(
+            "something that is not JSON (at line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })
+}
+
 /// Runs `program` (called `what` in messages: "command \"vault\"",
 /// "`az account get-access-token`") in a process group of its own, with
 /// `timeout`; a program that cannot be started is `cannot_start`'s error.

@@ -119,10 +119,7 @@ fn failure(code: Option<i32>, stderr: &[u8]) -> FetchError {
         // Retrying will not help until someone runs `az login`.
         return FetchError::permanent(format!("Azure CLI is not logged in: run `az login`{said}"));
     }
-    let how = match code {
-        Some(code) => format!("exited with status {code}"),
-        None => "was killed by a signal".to_owned(),
-    };
+    let how = crate::providers::process::how_it_ended(code);
     FetchError::transient(format!("{WHAT} {how}{said}"))
 }
 
@@ -130,13 +127,7 @@ fn failure(code: Option<i32>, stderr: &[u8]) -> FetchError {
 /// itself goes into an error: it holds the token.
 pub(crate) fn parse_output(out: &[u8], now: DateTime<Utc>) -> Result<Fetched, FetchError> {
     let bad = |why: String| FetchError::transient(format!("{WHAT} printed {why}"));
-    let v: Value = serde_json::from_slice(out).map_err(|e| {
-        bad(format!(
-            "something that is not JSON (at line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })?;
+    let v: Value = crate::providers::process::json_output(out).map_err(bad)?;
     let token = match v.get("accessToken") {
         Some(Value::String(t)) if !t.is_empty() => Secret::new(t.clone()),
         Some(_) => return Err(bad("an accessToken that is not a non-empty string".into())),
