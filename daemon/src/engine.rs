@@ -438,7 +438,7 @@ impl Engine {
         let found = found.and_then(|want| {
             let Some(w) = &want else { return Ok(want) };
             let key = variant::key(name, Some(w));
-            let known = self.0.slots.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&key);
+            let known = self.0.slots.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&*key);
             if !known && self.variant_keys(name).len() >= variant::MAX_VARIANTS {
                 return Err(WireError::new(
                     ErrorKind::Config,

@@ -9,7 +9,11 @@
 //! one: Azure Arc's challenge, an upstream answer naming a file to read.
 //! That goes through [`read_under`]: the file must resolve to somewhere
 //! under a fixed directory.
+//!
+//! The daemon's own private files (the at-rest key, the SDK endpoints'
+//! secret and ports) are written whole through [`replace_private`].
 
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -77,6 +81,26 @@ fn read_under_blocking(path: &Path, dir: &Path, max: usize) -> Result<Vec<u8>, R
 mod tests {
     use super::*;
 
+    #[test]
+    fn replace_private_writes_whole_private_files_and_leaves_no_temp() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("sub").join("sdk.secret");
+        replace_private(&path, b"one").unwrap();
+        replace_private(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["sdk.secret"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
     #[tokio::test]
     async fn reads_refuse_devices_and_big_files_and_under_keeps_to_its_dir() {
         let tmp = tempfile::tempdir().unwrap();
@@ -109,4 +133,21 @@ mod tests {
         let e = read_blocking(Path::new("/dev/zero"), MAX_FILE, READ_TIMEOUT).unwrap_err();
         assert!(e.to_string().contains("character device"), "{e}");
     }
+}
+
+/// Writes `path` whole: to `NAME.tmp` beside it, private from its creation
+/// (0600, or an owner-only DACL on Windows), synced, then renamed over
+/// `path`, so a crash never leaves a half-written file in its place.
+pub fn replace_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = crate::sys::create_new_private(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

@@ -8,7 +8,6 @@
 //! A lost or different key makes every record unreadable, which the store
 //! treats as "not cached": the daemon fetches anew and never crashes.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -182,18 +181,10 @@ pub fn load_or_create(path: &Path) -> (Sealer, Vec<String>) {
     }
 }
 
+/// Written whole, so a crash never leaves a half-written key that would
+/// then be "replaced".
 fn write_key(path: &Path, key: &[u8; KEY_LEN]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    // Written to a temporary name and renamed, so a crash never leaves a
-    // half-written key that would then be "replaced".
-    let tmp = path.with_extension("key.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = crate::sys::create_new_private(&tmp)?;
-    f.write_all(&crate::sys::protect_key(key)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::files::replace_private(path, &crate::sys::protect_key(key)?)
 }
 
 /// The warning ssh would give for a private file that others can read.

@@ -12,6 +12,8 @@
 //! survives a restart. A reload that changes the credential drops them
 //! with it; `forget NAME` drops them all.
 
+use std::borrow::Cow;
+
 use credcache_shared::config::{Credential, Source};
 use credcache_shared::protocol::{ErrorKind, WireError};
 
@@ -26,12 +28,13 @@ const MAX_SCOPES: usize = 32;
 /// upstream call each, and memory, so past this it is told to `forget`.
 pub const MAX_VARIANTS: usize = 64;
 
-/// The slot key of `name`'s token for `want` (`None`: the configured one).
-pub fn key(name: &str, want: Option<&Want>) -> String {
+/// The slot key of `name`'s token for `want` (`None`: the configured one,
+/// whose key is the name itself, borrowed: the cached `get` allocates none).
+pub fn key<'a>(name: &'a str, want: Option<&Want>) -> Cow<'a, str> {
     match want {
-        None => name.to_owned(),
-        Some(Want::Scopes(scopes)) => format!("{name} scopes:{}", scopes.join(" ")),
-        Some(Want::IdToken { audience }) => format!("{name} audience:{audience}"),
+        None => Cow::Borrowed(name),
+        Some(Want::Scopes(scopes)) => format!("{name} scopes:{}", scopes.join(" ")).into(),
+        Some(Want::IdToken { audience }) => format!("{name} audience:{audience}").into(),
     }
 }
 

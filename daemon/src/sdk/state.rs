@@ -4,7 +4,6 @@
 //! credential, so an IDE launch configuration keeps working.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -85,13 +84,13 @@ impl State {
                 .map(|(n, p)| format!("{n} {p}\n"))
                 .collect::<String>()
         };
-        write_private(&self.ports_file, text.as_bytes())
+        crate::files::replace_private(&self.ports_file, text.as_bytes())
     }
 
     /// A new secret, written to the file.
     pub fn rotate_secret(&self) -> std::io::Result<Secret> {
         let secret = new_secret();
-        write_private(
+        crate::files::replace_private(
             &self.secret_file,
             format!("{}\n", secret.expose()).as_bytes(),
         )?;
@@ -123,20 +122,6 @@ fn parse_ports(text: &str) -> BTreeMap<String, u16> {
             (port != 0 && !name.is_empty()).then(|| (name.to_owned(), port))
         })
         .collect()
-}
-
-/// Writes `path` whole, 0600, through a temp file and a rename.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    // Private from its creation: 0600, or an owner-only DACL on Windows.
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = crate::sys::create_new_private(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
