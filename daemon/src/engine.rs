@@ -831,9 +831,9 @@ impl Engine {
         Ok(names)
     }
 
-    /// Flushes the cache to disk (at shutdown).
-    pub fn flush(&self) {
-        if let Err(e) = self.0.store.flush() {
+    /// Flushes the cache to disk and closes it (at shutdown).
+    pub fn close(&self) {
+        if let Err(e) = self.0.store.close() {
             tracing::warn!("could not flush the cache: {e}");
         }
     }

@@ -27,6 +27,11 @@ use crate::store::{Store, StoreError};
 use crate::sys;
 use crate::systemd;
 
+/// How long a start waits for a cache database still held: a daemon
+/// exiting as this one starts (`daemon restart`, a service restart) lets go
+/// of it within milliseconds.
+const CACHE_LOCK_PATIENCE: Duration = Duration::from_secs(2);
+
 /// How the daemon was asked to run.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -215,7 +220,7 @@ async fn serve(
     warnings.extend(log_warning);
     let sealer = Arc::new(sealer);
     let opened = match unwritable {
-        None => match Store::open(&paths.cache_dir, sealer.clone()) {
+        None => match Store::open_waiting(&paths.cache_dir, sealer.clone(), CACHE_LOCK_PATIENCE) {
             Err(e @ StoreError::Locked { .. }) => return Err(StartError::Other(e.to_string())),
             opened => opened.map_err(|e| e.to_string()),
         },
@@ -282,7 +287,8 @@ async fn serve(
     };
     server::serve(listener, engine.clone(), Limits::default(), shutdown).await;
 
-    engine.flush();
+    // sled's lock goes before the daemon lock, never after it.
+    engine.close();
     // An activated socket stays: systemd listens on and starts us again.
     // A pipe goes with its last handle.
     if !socket_activated && cfg!(unix) {

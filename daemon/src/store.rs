@@ -19,10 +19,10 @@
 //! refusing to start would cost the user their tools.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
-
 use credcache_shared::Secret;
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +106,28 @@ impl Store {
                 Ok((store, Some(warning)))
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// [`Store::open`], waiting up to `patience` for a database another
+    /// process holds. The daemon holds the daemon lock when it opens the
+    /// cache, so a holder is almost always the previous daemon on its way
+    /// out; one that is not (another socket, the same data directory) is
+    /// still refused as [`StoreError::Locked`] once `patience` is spent.
+    pub fn open_waiting(
+        path: &Path,
+        sealer: Arc<Sealer>,
+        patience: Duration,
+    ) -> Result<(Self, Option<String>), StoreError> {
+        const POLL: Duration = Duration::from_millis(10);
+        let deadline = Instant::now() + patience;
+        loop {
+            match Self::open(path, sealer.clone()) {
+                Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(POLL);
+                }
+                opened => return opened,
+            }
         }
     }
 
@@ -305,6 +327,18 @@ impl Store {
 
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db()?.flush().map(drop).map_err(|e| self.err(e))
+    }
+
+    /// Flushes and closes the database, which releases sled's lock on it.
+    /// The daemon does this at shutdown before it lets go of the daemon
+    /// lock, so the daemon started next never finds the cache still held.
+    /// Every later call is an error.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let db = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        match db {
+            Some(db) => db.flush().map(drop).map_err(|e| self.err(e)),
+            None => Ok(()),
+        }
     }
 
     /// Bytes on disk, for status and benchmarks.
@@ -650,6 +684,36 @@ mod tests {
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("second open succeeded"),
         }
+    }
+
+    #[test]
+    fn a_closed_database_opens_and_one_still_held_is_locked_after_the_wait() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("cache");
+        let (first, _) = Store::open(&path, sealer()).unwrap();
+        first.put("gcp", "fp", &record("kept")).unwrap();
+        match Store::open_waiting(&path, sealer(), Duration::from_millis(50)) {
+            Err(StoreError::Locked { .. }) => {}
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("opened a database another handle holds"),
+        }
+        // A store that is closed lets go of the database even while a
+        // clone of it lives on, as the daemon's tasks' clones do.
+        let clone = first.clone();
+        let waiting = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                Store::open_waiting(&path, sealer(), Duration::from_secs(60))
+            })
+        };
+        first.close().unwrap();
+        let (second, _) = waiting.join().unwrap().unwrap();
+        assert_eq!(
+            second.load_all().len(),
+            1,
+            "what was put before close was flushed"
+        );
+        assert!(clone.flush().is_err(), "a closed store refuses further use");
     }
 
     #[test]

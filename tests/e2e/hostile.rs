@@ -111,6 +111,34 @@ fn a_second_daemon_is_refused_naming_the_first() {
     assert!(sb.daemon_pid_alive().is_some());
 }
 
+/// Two sockets over one data directory: the second daemon waits briefly
+/// for the cache (a daemon restarting lets go of it at once), then refuses
+/// in one line that names it, and the first keeps serving.
+#[test]
+fn a_second_daemon_on_another_socket_over_the_same_cache_is_refused() {
+    let sb = Sandbox::new();
+    started(&sb);
+    let other = sb.dir.path().join("run2/credcache.sock");
+    let out: crate::harness::Out = sb
+        .command("credcached")
+        .env("CREDCACHE_SOCKET", &other)
+        .output()
+        .unwrap()
+        .into();
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "cache database {} is in use by another process",
+            sb.data.join("cache").display()
+        )),
+        "{out:?}"
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(!other.exists(), "no socket for a daemon that did not start");
+    assert!(sb.daemon_pid_alive().is_some());
+    sb.run(["daemon", "status"]).ok();
+}
+
 #[test]
 fn files_are_private() {
     let sb = Sandbox::new();
