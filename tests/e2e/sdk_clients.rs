@@ -87,6 +87,29 @@ fn python_azure_identity_two_resources_one_call_each_across_two_processes() {
     assert_eq!(emu.calls(Endpoint::EntraToken), 3);
 }
 
+/// MSAL Python's `ManagedIdentityClient` is what the Azure CLI's
+/// `az login --identity` asks (azure-cli is not installed here: it is
+/// 700 MB): the same App Service protocol, its own client and parser.
+#[test]
+fn msal_managed_identity_client_as_the_azure_cli_uses_it() {
+    let Some(python) = python() else { return };
+    let emu = Emulator::start();
+    let sb = sdk_sandbox(&emu);
+    let first = run_sdk(&sb, "corp", &python, &["msal_tokens.py", VAULT, STORAGE]);
+    let second = run_sdk(&sb, "corp", &python, &["msal_tokens.py", VAULT, STORAGE]);
+    for resource in [VAULT, STORAGE] {
+        let token = first[resource].as_str().unwrap();
+        assert_eq!(
+            emu.token_info(token).unwrap().scope,
+            Some(format!("{resource}/.default")),
+            "{first}"
+        );
+        assert_eq!(second[resource], token, "the daemon's cached token");
+    }
+    // One call per resource, plus `exec`'s own for corp's default scope.
+    assert_eq!(emu.calls(Endpoint::EntraToken), 3);
+}
+
 #[test]
 fn python_google_auth_default_refresh_project_and_id_token() {
     let Some(python) = python() else { return };
