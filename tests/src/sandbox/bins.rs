@@ -1,7 +1,12 @@
 //! The `credcache` and `credcached` binaries the tests run. They belong to
 //! other packages, so `cargo test -p credcache-tests` alone does not build
 //! them: [`bin_dir`] does, once per test process, when they are missing or
-//! older than their sources.
+//! older than their sources. On Windows it never builds: the tests run
+//! under Wine there, which can start the Linux cargo but would hand it a
+//! Windows path (`Z:\...`) as the target directory, and that cargo then
+//! creates a directory of that literal name in the workspace. There the
+//! binaries must be built first (`.ci/windows` does), and a missing one is
+//! a panic that names the command.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,12 +29,20 @@ pub fn bin_dir() -> PathBuf {
     DIR.get_or_init(|| {
         let dir = profile_dir();
         if let Some(why) = needs_build(&dir) {
+            if cfg!(windows) {
+                panic!("{why}: {}", WINDOWS_BUILD);
+            }
             build(&dir, &why);
         }
         dir
     })
     .clone()
 }
+
+/// What to run before the tests on Windows, where they do not build the
+/// binaries themselves.
+const WINDOWS_BUILD: &str = "build them first with `cargo build --workspace --bins --target \
+x86_64-pc-windows-gnu` (with the environment .ci/windows sets), or run .ci/windows";
 
 /// `target/<profile>/`: a test executable lives in its `deps/`, a binary
 /// (the benchmark) in it.
@@ -139,7 +152,7 @@ mod tests {
     fn missing_binaries_need_a_build() {
         let dir = tempfile::tempdir().unwrap();
         let why = needs_build(dir.path()).unwrap();
-        assert!(why.ends_with("credcache is missing"), "{why}");
+        assert!(why.ends_with(&format!("{} is missing", exe("credcache"))), "{why}");
     }
 
     #[test]
@@ -153,20 +166,20 @@ mod tests {
         };
         let newest = newest_of(&SOURCE_DIRS.concat());
         for bin in BINS {
-            let file = std::fs::File::create(dir.path().join(bin)).unwrap();
+            let file = std::fs::File::create(dir.path().join(exe(bin))).unwrap();
             file.set_modified(newest + std::time::Duration::from_secs(1))
                 .unwrap();
         }
         assert_eq!(needs_build(dir.path()), None);
         let file = std::fs::File::options()
             .write(true)
-            .open(dir.path().join("credcached"))
+            .open(dir.path().join(exe("credcached")))
             .unwrap();
         file.set_modified(newest_of(SOURCE_DIRS[1]) - std::time::Duration::from_secs(1))
             .unwrap();
         let why = needs_build(dir.path()).unwrap();
         assert!(
-            why.ends_with("credcached is older than its sources"),
+            why.ends_with(&format!("{} is older than its sources", exe("credcached"))),
             "{why}"
         );
     }
