@@ -403,6 +403,9 @@ impl Endpoint {
             "CREDCACHE_CONFIG" => "unset CREDCACHE_CONFIG to use the running one",
             _ => "set CREDCACHE_CONFIG to its file to use the running one",
         };
+        // Absolute as the daemon names its own (on Windows that also
+        // makes `Z:/tmp\x` one path with one kind of separator).
+        let ours = std::path::absolute(ours).unwrap_or_else(|_| ours.clone());
         Err(Error::Usage(format!(
             "the running daemon (pid {}) reads {}, not {} ({source}): \
              run `credcache daemon restart --config {}` to switch it, or {undo}",

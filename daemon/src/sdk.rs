@@ -9,13 +9,16 @@
 //! them, with the Azure secret, beside the cache key); an endpoint opens
 //! when a client first asks for its variables (`sdk-env`, `exec --sdk`),
 //! and at start for every credential that had one. `serve.rs` checks the
-//! peer of every connection (`peer_linux.rs`: the kernel's socket table)
+//! peer of every connection (`peer_linux.rs`: the kernel's socket table;
+//! `peer_windows.rs`: the TCP table's owning process and its token)
 //! and the protocol's header, and counts what it served and refused.
 
 mod azure;
 mod google;
 #[cfg(target_os = "linux")]
 mod peer_linux;
+#[cfg(windows)]
+mod peer_windows;
 mod serve;
 mod state;
 
@@ -64,6 +67,7 @@ impl Protocol {
 }
 
 /// The process on the other end of a connection.
+#[cfg(unix)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer {
     pub uid: u32,
@@ -71,14 +75,44 @@ pub struct Peer {
     pub inode: u64,
 }
 
+/// The process on the other end of a connection: Windows names the
+/// process (the TCP table's owning pid), and its token's user is compared
+/// with ours when it is found (`peer_windows.rs`).
+#[cfg(windows)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub pid: u32,
+    /// Whether the process runs as the daemon's own user (its token's
+    /// SID is ours); false when its token cannot be read.
+    pub same_user: bool,
+}
+
 impl Peer {
+    /// Whether the peer runs as the daemon's user, the one who may ask.
+    fn is_ours(self) -> bool {
+        #[cfg(unix)]
+        return self.uid == our_uid();
+        #[cfg(windows)]
+        return self.same_user;
+    }
+
+    /// Its uid, where users are uids (for the log).
+    fn uid(self) -> Option<u32> {
+        #[cfg(unix)]
+        return Some(self.uid);
+        #[cfg(windows)]
+        return None;
+    }
+
     /// The process holding the peer's socket, if it is one we may see.
-    /// A walk of `/proc/*/fd`: only for a refusal's log line, never on
-    /// the path of a request that is served.
+    /// On Linux a walk of `/proc/*/fd`: only for a refusal's log line,
+    /// never on the path of a request that is served.
     fn pid(self) -> Option<u32> {
         #[cfg(target_os = "linux")]
         return peer_linux::pid_of(self.inode);
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(windows)]
+        return Some(self.pid);
+        #[cfg(not(any(target_os = "linux", windows)))]
         {
             let _ = self.inode;
             None
@@ -93,10 +127,16 @@ fn peer_of(peer: SocketAddr, local: SocketAddr) -> Option<Peer> {
     peer_linux::lookup(peer, local)
 }
 
-/// Elsewhere the kernel's socket table is not read (yet): no peer is known,
-/// so the Google endpoint refuses every request and says why; the Azure
-/// one still requires its secret.
-#[cfg(not(target_os = "linux"))]
+/// Who is connecting: the TCP table's owning process, and its user.
+#[cfg(windows)]
+fn peer_of(peer: SocketAddr, local: SocketAddr) -> Option<Peer> {
+    peer_windows::lookup(peer, local)
+}
+
+/// Elsewhere (macOS) no socket table is read: no peer is known, so the
+/// Google endpoint refuses every request and says why; the Azure one
+/// still requires its secret.
+#[cfg(not(any(target_os = "linux", windows)))]
 fn peer_of(_peer: SocketAddr, _local: SocketAddr) -> Option<Peer> {
     None
 }
@@ -107,14 +147,27 @@ fn our_uid() -> u32 {
     rustix::process::getuid().as_raw()
 }
 
-/// No uids here: no peer is ever known (`peer_of`), so this is never met.
-#[cfg(not(unix))]
-fn our_uid() -> u32 {
-    u32::MAX
+/// Whether this system can name the peer of a loopback connection. On
+/// Windows that is found out once, on a connection of our own: Wine's
+/// TCP table names no owning process (every pid is 0), and neither may a
+/// restricted Windows.
+pub fn peer_check() -> bool {
+    #[cfg(target_os = "linux")]
+    return true;
+    #[cfg(windows)]
+    return peer_windows::works();
+    #[cfg(not(any(target_os = "linux", windows)))]
+    return false;
 }
 
-/// Whether this platform can name the peer of a loopback connection.
-pub const PEER_CHECK: bool = cfg!(target_os = "linux");
+/// Why the Google endpoint refuses everything where [`peer_check`] fails:
+/// the refusal's body and the note `status` shows.
+pub const NO_PEER_CHECK: &str = if cfg!(windows) {
+    "this system does not name the process behind a loopback connection \
+     (its TCP table gives no owning process), so the metadata endpoint is off"
+} else {
+    "this platform cannot tell which user is connecting, so the metadata endpoint is off"
+};
 
 /// One credential's endpoint: where it listens and what it did.
 pub struct Endpoint {
@@ -136,7 +189,15 @@ impl Endpoint {
             listening: self.listening.load(Ordering::Relaxed),
             served: self.served.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
-            error: self.error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            error: self
+                .error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .or_else(|| {
+                    (self.protocol == Protocol::Google && !peer_check())
+                        .then(|| NO_PEER_CHECK.to_owned())
+                }),
         }
     }
 }

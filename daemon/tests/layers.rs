@@ -81,9 +81,14 @@ fn graph_of(src: &Path) -> Graph {
         let edges = graph.entry(module.clone()).or_default();
         for target in imports(&code_only(&text), parts.len()) {
             if target != module {
-                edges
-                    .entry(target)
-                    .or_insert_with(|| rel.display().to_string());
+                // Named with `/` on every platform, as ARCHITECTURE.md
+                // names files, not with Windows' `\`.
+                edges.entry(target).or_insert_with(|| {
+                    rel.iter()
+                        .map(|p| p.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                });
             }
         }
     }

@@ -186,17 +186,36 @@ pub fn is_pipe(path: &Path) -> bool {
 /// `key_file`: `GOOGLE_APPLICATION_CREDENTIALS` if set (even if missing:
 /// that is an error, reported at fetch), else gcloud's
 /// `application_default_credentials.json` (in `CLOUDSDK_CONFIG`, default
-/// `~/.config/gcloud`) if it exists.
+/// `~/.config/gcloud`, or `%APPDATA%\gcloud` on Windows) if it exists.
 pub fn google_adc_file() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
     let gcloud = match std::env::var_os("CLOUDSDK_CONFIG").filter(|p| !p.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => BaseDirs::new()?.home_dir().join(".config/gcloud"),
+        None => default_gcloud_dir()?,
     };
     let file = gcloud.join("application_default_credentials.json");
     file.is_file().then_some(file)
+}
+
+/// gcloud's own configuration directory when `CLOUDSDK_CONFIG` is unset.
+#[cfg(not(windows))]
+fn default_gcloud_dir() -> Option<PathBuf> {
+    Some(BaseDirs::new()?.home_dir().join(".config/gcloud"))
+}
+
+/// gcloud's own configuration directory when `CLOUDSDK_CONFIG` is unset:
+/// gcloud and the Google SDKs read `APPDATA` on Windows, not the profile
+/// folder, so the variable comes first and the roaming folder is only the
+/// fallback when it is unset.
+#[cfg(windows)]
+fn default_gcloud_dir() -> Option<PathBuf> {
+    let appdata = match std::env::var_os("APPDATA").filter(|p| !p.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => BaseDirs::new()?.config_dir().to_path_buf(),
+    };
+    Some(appdata.join("gcloud"))
 }
 
 pub fn expand_tilde(path: &str) -> PathBuf {

@@ -209,8 +209,7 @@ fn the_builtin_google_credential_uses_the_metadata_server() {
 fn adc_file_and_a_missing_google_application_credentials() {
     let emu = Emulator::start();
     let mut sb = Sandbox::new();
-    let gcloud = sb.home.join(".config/gcloud");
-    std::fs::create_dir_all(&gcloud).unwrap();
+    let gcloud = sb.gcloud_dir();
     emu.write_authorized_user(gcloud.join("application_default_credentials.json"));
     // The built-in credential's settings, but with the emulator as token URI.
     sb.write_config(&format!(

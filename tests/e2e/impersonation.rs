@@ -223,8 +223,7 @@ fn an_impersonated_service_account_adc_file() {
     emu.grant_impersonation(HOP, TARGET);
     // What `gcloud auth application-default login
     // --impersonate-service-account` writes, pointed at the emulator.
-    let gcloud = sb.home.join(".config/gcloud");
-    std::fs::create_dir_all(&gcloud).unwrap();
+    let gcloud = sb.gcloud_dir();
     let adc = serde_json::json!({
         "type": "impersonated_service_account",
         "service_account_impersonation_url": format!("{}/v1/projects/-/serviceAccounts/{TARGET}:generateAccessToken", emu.url()),

@@ -196,3 +196,123 @@ fn the_started_daemon_inherits_no_handle_of_the_client() {
     );
     assert_eq!(sb.run(["daemon", "stop"]).code, 0);
 }
+
+/// A `command` program that hangs is killed on timeout together with
+/// what it started: the Job Object is Windows' process group. The script
+/// starts an emulator in the background (a process that would otherwise
+/// run for ever, listening on a port), waits until the emulator has
+/// written its files (it writes them once listening), then hangs.
+#[test]
+fn a_command_that_hangs_is_killed_with_what_it_started() {
+    let sb = Sandbox::new();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let emulator = crate::harness::bin_dir().join("credcache-emulator.exe");
+    let dir = sb.dir.path().join("emu");
+    let up = dir.join("authorized-user.json");
+    let script = sb.dir.path().join("hang.cmd");
+    std::fs::write(
+        &script,
+        format!(
+            "@echo off\r\nstart \"\" /b \"{}\" serve --port {port} --dir \"{}\" >nul\r\n\
+             :wait\r\nif not exist \"{}\" goto wait\r\nping -n 600 127.0.0.1 >nul\r\n",
+            emulator.display(),
+            dir.display(),
+            up.display()
+        ),
+    )
+    .unwrap();
+    sb.write_config(&format!(
+        "[daemon]\nhttp_timeout = \"10s\"\n{}",
+        Sandbox::command_credential("hang", &script)
+    ));
+    let out = sb.run(["get", "hang"]);
+    assert_eq!(out.code, 5, "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("did not finish within 10 s; killed it and its process group"),
+        "{out:#?}"
+    );
+    assert!(
+        up.is_file(),
+        "the background emulator never came up, so nothing was tested"
+    );
+    // The job was terminated: the emulator's port closes once Wine or
+    // Windows has finished tearing it down.
+    credcache_tests::eventually::eventually(Duration::from_secs(60), || {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(_) => Err("the emulator the script started still listens"),
+            Err(_) => Ok(()),
+        }
+    });
+}
+
+/// `exec` passes the child's exit code through, a `.cmd`'s and an
+/// `.exe`'s alike, and the token is in the child's environment.
+#[test]
+fn exec_passes_the_exit_code_through() {
+    let sb = Sandbox::new();
+    let (script, _) = sb.counting_script("v");
+    sb.write_config(&format!(
+        "{}env_var = \"VAULT_TOKEN\"\n",
+        Sandbox::command_credential("vault", &script)
+    ));
+    for code in [0, 3, 42, 255] {
+        let out = sb.run(["exec", "vault", "--", "cmd", "/c", &format!("exit {code}")]);
+        assert_eq!(out.code, code, "{out:#?}");
+    }
+    let out = sb.run(["exec", "vault", "--", "cmd", "/c", "echo %VAULT_TOKEN%"]);
+    assert_eq!(out.ok().trim_end(), "tok-1-v");
+    let missing = sb.dir.path().join("no-such-program.exe");
+    let out = sb.run(["exec", "vault", "--", missing.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.starts_with("credcache: cannot run "),
+        "{out:#?}"
+    );
+}
+
+/// `kubeconfig --merge` writes the `.exe`'s absolute Windows path as the
+/// exec plugin's command (a drive path with backslashes, as kubectl on
+/// Windows runs it, not a `\\?\` verbatim one), and that command with
+/// its args prints an ExecCredential.
+#[test]
+fn kubeconfig_merge_writes_the_exe_as_a_windows_path() {
+    let sb = Sandbox::new();
+    let (script, _) = sb.counting_script("k");
+    sb.write_config(&Sandbox::command_credential("prod", &script));
+    let path = sb.home.join(".kube").join("config");
+    let out = sb.run(["kubeconfig", "prod", "--merge", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    let v: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let exec = &v["users"][0]["user"]["exec"];
+    let command = exec["command"].as_str().unwrap();
+    let bytes = command.as_bytes();
+    assert!(
+        bytes.len() > 3 && bytes[0].is_ascii_alphabetic() && &bytes[1..3] == b":\\",
+        "a drive path: {command}"
+    );
+    assert!(!command.contains('/'), "backslashes only: {command}");
+    assert!(command.ends_with("\\credcache.exe"), "{command}");
+    assert_eq!(
+        std::path::Path::new(command).canonicalize().unwrap(),
+        crate::harness::bin_dir()
+            .join("credcache.exe")
+            .canonicalize()
+            .unwrap()
+    );
+    let args: Vec<&str> = exec["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let ec = sb.command_for(command).args(&args).output().unwrap();
+    assert!(ec.status.success(), "{ec:?}");
+    let ec: serde_json::Value = serde_json::from_slice(&ec.stdout).unwrap();
+    assert_eq!(ec["kind"], "ExecCredential");
+    assert_eq!(ec["status"]["token"], "tok-1-k");
+}

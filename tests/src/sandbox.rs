@@ -98,6 +98,18 @@ impl Sandbox {
         self
     }
 
+    /// gcloud's configuration directory for the programs run here (where
+    /// `application_default_credentials.json` is looked for), created.
+    pub fn gcloud_dir(&self) -> PathBuf {
+        let dir = if cfg!(windows) {
+            self.home.join("AppData").join("Roaming").join("gcloud")
+        } else {
+            self.home.join(".config/gcloud")
+        };
+        std::fs::create_dir_all(&dir).expect("create gcloud's directory");
+        dir
+    }
+
     #[track_caller]
     pub fn write_config(&self, text: &str) {
         self.try_write_config(text).unwrap();
@@ -147,6 +159,10 @@ impl Sandbox {
                 cmd.env(key, v);
             }
         }
+        // gcloud's directory is under APPDATA on Windows, which must be the
+        // sandbox's too, not the real profile's.
+        #[cfg(windows)]
+        cmd.env("APPDATA", self.home.join("AppData").join("Roaming"));
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
@@ -277,7 +293,10 @@ pub fn signal(pid: i32, sig: rustix::process::Signal) {
     }
 }
 
-/// Kills process `pid` at once (SIGKILL; TerminateProcess on Windows).
+/// Kills process `pid` at once (SIGKILL; TerminateProcess on Windows,
+/// which also waits until the process is gone: TerminateProcess returns
+/// before its handles are closed, and Wine refuses a lock on the daemon's
+/// lock file until then, rather than blocking for it).
 pub fn kill(pid: i32) {
     #[cfg(unix)]
     signal(pid, rustix::process::Signal::KILL);
@@ -285,14 +304,17 @@ pub fn kill(pid: i32) {
     {
         use windows_sys::Win32::Foundation::CloseHandle;
         use windows_sys::Win32::System::Threading::{
-            OpenProcess, PROCESS_TERMINATE, TerminateProcess,
+            INFINITE, OpenProcess, PROCESS_SYNCHRONIZE, PROCESS_TERMINATE, TerminateProcess,
+            WaitForSingleObject,
         };
         let Ok(pid) = u32::try_from(pid) else { return };
         // SAFETY: plain calls on a handle we open and close.
         unsafe {
-            let h = OpenProcess(PROCESS_TERMINATE, 0, pid);
+            let h = OpenProcess(PROCESS_TERMINATE | PROCESS_SYNCHRONIZE, 0, pid);
             if !h.is_null() {
-                TerminateProcess(h, 137);
+                if TerminateProcess(h, 137) != 0 {
+                    WaitForSingleObject(h, INFINITE);
+                }
                 CloseHandle(h);
             }
         }

@@ -267,7 +267,9 @@ pub fn status_text(status: &DaemonStatus, now: DateTime<Utc>) -> String {
     for e in &status.sdk {
         let state = match &e.error {
             Some(error) if !e.listening => format!("not listening: {error}"),
-            _ => format!("{} served, {} refused", e.served, e.refused),
+            // A listening endpoint with a note: it refuses what it cannot check.
+            Some(note) => format!("{} served, {} refused; {note}", e.served, e.refused),
+            None => format!("{} served, {} refused", e.served, e.refused),
         };
         facts.push(row([
             "sdk endpoint:",

@@ -77,7 +77,7 @@ pub(crate) async fn run_with_env(
         .kill_on_drop(true);
     crate::sys::isolate_child(&mut command);
     let mut child = command.spawn().map_err(|e| cannot_start(&e))?;
-    let mut group = GroupGuard(child.id());
+    let mut group = GroupGuard(crate::sys::ChildGroup::of(&child));
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(FetchError::transient(format!(
             "cannot read the output of {what}"
@@ -171,18 +171,21 @@ pub(crate) async fn run_with_env(
     if held {
         group.kill();
     }
-    group.0 = None;
+    if let Some(rest) = group.0.take() {
+        rest.release();
+    }
     Ok((status, out, err))
 }
 
-/// Kills the program's process group when dropped, unless disarmed
-/// (`.0 = None`): on timeout, overflow, an error, or a cancelled fetch.
-struct GroupGuard(Option<u32>);
+/// Kills the program's process group (a Job Object on Windows) when
+/// dropped, unless disarmed (`.0` taken): on timeout, overflow, an error,
+/// or a cancelled fetch.
+struct GroupGuard(Option<crate::sys::ChildGroup>);
 
 impl GroupGuard {
     fn kill(&mut self) {
-        if let Some(pid) = self.0.take() {
-            crate::sys::kill_child_group(pid);
+        if let Some(group) = self.0.take() {
+            group.kill();
         }
     }
 }

@@ -19,7 +19,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use super::{Endpoint, Endpoints, PEER_CHECK, Peer, Protocol, azure, google};
+use super::{Endpoint, Endpoints, NO_PEER_CHECK, Peer, Protocol, azure, google, peer_check};
 
 /// Connections served at once, per endpoint; more wait to be accepted.
 const MAX_CONNECTIONS: usize = 64;
@@ -85,6 +85,7 @@ pub async fn run(listener: TcpListener, endpoints: Arc<Endpoints>, endpoint: Arc
             // Read inline: procfs answers from kernel memory, never from a
             // disk, and a hop to the blocking pool cost more than the read
             // (a few wake-ups per connection, measured in BENCHMARKS.md).
+            // Windows' TCP table and process token are in memory likewise.
             let peer = super::peer_of(peer_addr, local);
             let service = service_fn(move |req| {
                 let endpoints = endpoints.clone();
@@ -125,7 +126,7 @@ async fn handle(
         tracing::warn!(
             credential = %endpoint.name,
             port = endpoint.port,
-            peer_uid = ?peer.map(|p| p.uid),
+            peer_uid = ?peer.and_then(|p| p.uid()),
             peer_pid = ?pid,
             path = %req.uri().path(),
             status = answer.status.as_u16(),
@@ -145,14 +146,14 @@ fn refusal(protocol: Protocol, peer: Option<Peer>, req: &Request<Incoming>) -> O
     let why = if req.headers().contains_key("x-forwarded-for") {
         "a request with X-Forwarded-For is refused"
     } else {
-        let ours = super::our_uid();
         match peer {
-            Some(p) if p.uid == ours => return None,
+            Some(p) if p.is_ours() => return None,
             Some(_) => "the connecting process belongs to another user",
             // No socket table to read here: the secret still guards Azure.
-            None if !PEER_CHECK && protocol == Protocol::Azure => return None,
-            None if !PEER_CHECK => {
-                "this platform cannot tell which user is connecting, so the metadata endpoint is off"
+            None if protocol == Protocol::Azure && !peer_check() => return None,
+            None if !peer_check() => NO_PEER_CHECK,
+            None if cfg!(windows) => {
+                "the connecting process could not be found in the TCP connection table"
             }
             None => "the connecting process could not be found in the kernel's socket table",
         }

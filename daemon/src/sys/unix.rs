@@ -141,11 +141,25 @@ pub fn isolate_child(command: &mut tokio::process::Command) {
     command.process_group(0);
 }
 
-/// Kills the process group [`isolate_child`] made for `pid`.
-pub fn kill_child_group(pid: u32) {
-    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+/// The process group [`isolate_child`] made for a program: it and what
+/// it started.
+pub struct ChildGroup(u32);
+
+impl ChildGroup {
+    /// The group of `child`, whose pid leads it.
+    pub fn of(child: &tokio::process::Child) -> Option<Self> {
+        child.id().map(Self)
     }
+
+    /// Kills the whole group.
+    pub fn kill(self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.0 as i32) {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+
+    /// Leaves the group alone.
+    pub fn release(self) {}
 }
 
 /// The program to start for `name`: itself (a Unix `execvp` searches PATH).

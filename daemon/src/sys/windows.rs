@@ -24,6 +24,11 @@ use windows_sys::Win32::Security::Cryptography::{
     CRYPT_INTEGER_BLOB, CRYPTPROTECT_UI_FORBIDDEN, CryptProtectData, CryptUnprotectData,
 };
 use windows_sys::Win32::System::Console::{GetStdHandle, STD_OUTPUT_HANDLE, SetStdHandle};
+use windows_sys::Win32::System::JobObjects::{
+    AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
+    SetInformationJobObject, TerminateJobObject,
+};
 use windows_sys::Win32::System::Pipes::WaitNamedPipeW;
 use windows_sys::Win32::System::Threading::{CREATE_NEW_PROCESS_GROUP, CREATE_NO_WINDOW};
 use zeroize::Zeroizing;
@@ -194,9 +199,80 @@ pub fn isolate_child(command: &mut tokio::process::Command) {
     command.creation_flags(CREATE_NO_WINDOW | CREATE_NEW_PROCESS_GROUP);
 }
 
-/// The child itself is killed by `kill_on_drop`; Windows has no process
-/// group to signal.
-pub fn kill_child_group(_pid: u32) {}
+/// The program and every process it starts, held in a Job Object: the
+/// Windows twin of the Unix process group, which Windows does not have
+/// for killing. The job kills whatever is left in it if the daemon dies
+/// holding it (`JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`).
+pub struct ChildGroup(HANDLE);
+
+// SAFETY: a job handle is a kernel handle, usable from any thread.
+unsafe impl Send for ChildGroup {}
+unsafe impl Sync for ChildGroup {}
+
+impl ChildGroup {
+    /// A job holding `child`, or `None` if one cannot be made (then only
+    /// the program itself is killed, by `kill_on_drop`). The program runs
+    /// for a moment before it is assigned: a process it starts in that
+    /// moment is outside the job. (Starting it suspended would close the
+    /// gap, but std and tokio cannot resume a process they started.)
+    pub fn of(child: &tokio::process::Child) -> Option<Self> {
+        let process = child.raw_handle()?;
+        // SAFETY: plain calls; the job handle is owned by the ChildGroup
+        // from here, and `process` is the child's open handle.
+        unsafe {
+            let job = CreateJobObjectW(std::ptr::null(), std::ptr::null());
+            if job.is_null() {
+                return None;
+            }
+            let group = Self(job);
+            if !group.set_limits(JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE)
+                || AssignProcessToJobObject(job, process.cast()) == 0
+            {
+                tracing::debug!(
+                    "cannot put a helper program in a job object: {}",
+                    io::Error::last_os_error()
+                );
+                return None;
+            }
+            Some(group)
+        }
+    }
+
+    fn set_limits(&self, flags: u32) -> bool {
+        let mut info = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
+        info.BasicLimitInformation.LimitFlags = flags;
+        // SAFETY: `info` is the structure the class names, of its size.
+        unsafe {
+            SetInformationJobObject(
+                self.0,
+                JobObjectExtendedLimitInformation,
+                (&raw const info).cast(),
+                size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+            ) != 0
+        }
+    }
+
+    /// Kills every process in the job.
+    pub fn kill(self) {
+        // SAFETY: our job handle, closed by drop.
+        unsafe { TerminateJobObject(self.0, 1) };
+    }
+
+    /// Lets the processes left in the job live on (a daemon the program
+    /// started, which let go of its output), as a Unix process group
+    /// that is not signalled does.
+    pub fn release(self) {
+        self.set_limits(0);
+    }
+}
+
+impl Drop for ChildGroup {
+    fn drop(&mut self) {
+        // SAFETY: our job handle. With the kill-on-close limit still set,
+        // this also ends whatever is left in it.
+        unsafe { CloseHandle(self.0) };
+    }
+}
 
 /// The program to start for `name`: a bare name is looked up on PATH with
 /// the extensions of PATHEXT, so `az` finds `az.cmd` (std only tries
