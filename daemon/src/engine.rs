@@ -612,10 +612,12 @@ impl Engine {
         if !force && let Some(e) = slot.kept_error() {
             return Err(e);
         }
-        self.fetch(loaded, entry, want, &key, &slot).await
+        self.fetch(loaded, entry, want, &key, &slot, None).await
     }
 
-    /// One upstream fetch, with the fetch lock held by the caller.
+    /// One upstream fetch, with the fetch lock held by the caller; or, with
+    /// `ready`, a token already in hand (the one a sign-in brought), kept
+    /// exactly as a fetched one is.
     async fn fetch(
         &self,
         loaded: &Loaded,
@@ -623,6 +625,7 @@ impl Engine {
         want: Option<&Want>,
         key: &str,
         slot: &Arc<Slot>,
+        ready: Option<crate::providers::Fetched>,
     ) -> Result<CachedToken, FetchError> {
         let name = entry.cred.name.as_str();
         {
@@ -647,9 +650,11 @@ impl Engine {
         let bound = timeout + Duration::from_secs(1);
         // Every kind's token passes the same check before it is kept.
         let provider = entry.provider(&*self.0.providers, &loaded.config);
-        let fetched = tokio::time::timeout(bound, provider.fetch(&cx))
-            .await
-            .map(|r| r.and_then(|f| crate::http::check_token(&f.token).map(|()| f)));
+        let fetched = match ready {
+            Some(ready) => Ok(Ok(ready)),
+            None => tokio::time::timeout(bound, provider.fetch(&cx)).await,
+        }
+        .map(|r| r.and_then(|f| crate::http::check_token(&f.token).map(|()| f)));
         let outcome = match fetched {
             Ok(Ok(fetched)) if fetched.expires_at <= now => Err(FetchError::transient(format!(
                 "the token fetched has already expired (expiry {})",
