@@ -612,10 +612,12 @@ impl Engine {
         if !force && let Some(e) = slot.kept_error() {
             return Err(e);
         }
-        self.fetch(loaded, entry, want, &key, &slot).await
+        self.fetch(loaded, entry, want, &key, &slot, None).await
     }
 
-    /// One upstream fetch, with the fetch lock held by the caller.
+    /// One upstream fetch, with the fetch lock held by the caller; or, with
+    /// `ready`, a token already in hand (the one a sign-in brought), kept
+    /// exactly as a fetched one is.
     async fn fetch(
         &self,
         loaded: &Loaded,
@@ -623,6 +625,7 @@ impl Engine {
         want: Option<&Want>,
         key: &str,
         slot: &Arc<Slot>,
+        ready: Option<crate::providers::Fetched>,
     ) -> Result<CachedToken, FetchError> {
         let name = entry.cred.name.as_str();
         {
@@ -647,9 +650,11 @@ impl Engine {
         let bound = timeout + Duration::from_secs(1);
         // Every kind's token passes the same check before it is kept.
         let provider = entry.provider(&*self.0.providers, &loaded.config);
-        let fetched = tokio::time::timeout(bound, provider.fetch(&cx))
-            .await
-            .map(|r| r.and_then(|f| crate::http::check_token(&f.token).map(|()| f)));
+        let fetched = match ready {
+            Some(ready) => Ok(Ok(ready)),
+            None => tokio::time::timeout(bound, provider.fetch(&cx)).await,
+        }
+        .map(|r| r.and_then(|f| crate::http::check_token(&f.token).map(|()| f)));
         let outcome = match fetched {
             Ok(Ok(fetched)) if fetched.expires_at <= now => Err(FetchError::transient(format!(
                 "the token fetched has already expired (expiry {})",
@@ -731,31 +736,53 @@ impl Engine {
             .collect())
     }
 
-    /// Fetches anew: one credential, or every one that has a token.
+    /// Fetches anew: one credential, or every one that has a token; with
+    /// each, its tokens for other scopes and audiences (`get --scope`, the
+    /// SDK endpoints), so that `refresh corp` renews all that `corp` serves.
     pub async fn refresh(&self, name: Option<&str>) -> Result<Vec<String>, WireError> {
         self.maybe_reload();
         let loaded = self.loaded();
-        let names = self.targets(&loaded, name)?;
+        let mut names = self.targets(&loaded, name)?;
+        // Slot keys to fetch: the credentials' own (those `targets` chose)
+        // and every variant that holds a token.
+        let mut keys: Vec<String> = names.clone();
+        if name.is_none() {
+            for owner in self.variant_owners() {
+                if loaded.entries.contains_key(&owner) && !names.contains(&owner) {
+                    names.push(owner);
+                }
+            }
+        }
+        for n in &names {
+            keys.extend(
+                self.variant_keys(n)
+                    .into_iter()
+                    .filter(|k| self.slot(k).lock().token.is_some()),
+            );
+        }
         let mut tasks = tokio::task::JoinSet::new();
-        for n in names.clone() {
+        for key in keys {
             let engine = self.clone();
             let loaded = loaded.clone();
             tasks.spawn(async move {
-                let entry = &loaded.entries[&n];
+                let entry = &loaded.entries[variant::name_of(&key)];
+                let want = variant::want_of(&key);
                 let result = engine
-                    .token(&loaded, entry, None, Duration::ZERO, true)
+                    .token(&loaded, entry, want.as_ref(), Duration::ZERO, true)
                     .await;
-                (n, result)
+                (key, result)
             });
         }
         let mut failures = Vec::new();
+        let mut attempted = 0;
         while let Some(joined) = tasks.join_next().await {
+            attempted += 1;
             match joined {
                 Ok((_, Ok(_))) => {}
-                Ok((n, Err(e))) => {
+                Ok((key, Err(e))) => {
                     let mut w = wire_fetch_error(&e);
-                    if name.is_none() {
-                        w.message = format!("{n}: {}", w.message);
+                    if name.is_none() || variant::want_of(&key).is_some() {
+                        w.message = format!("{}: {}", variant::label(&key), w.message);
                     }
                     failures.push(w)
                 }
@@ -771,12 +798,27 @@ impl Engine {
             n => Err(WireError::new(
                 failures[0].kind,
                 format!(
-                    "{n} of {} refreshes failed; first: {}",
-                    names.len(),
+                    "{n} of {attempted} refreshes failed; first: {}",
                     failures[0].message
                 ),
             )),
         }
+    }
+
+    /// The credentials that hold tokens for other scopes or audiences.
+    fn variant_owners(&self) -> Vec<String> {
+        let owners: Vec<String> = self
+            .0
+            .variants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        owners
+            .into_iter()
+            .filter(|owner| !self.variant_keys(owner).is_empty())
+            .collect()
     }
 
     /// Drops tokens from memory and disk: one credential, or all.
@@ -785,16 +827,8 @@ impl Engine {
         let mut names = self.targets(&loaded, name)?;
         if name.is_none() {
             // Credentials with only tokens for other scopes count too.
-            let owners: Vec<String> = self
-                .0
-                .variants
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .keys()
-                .cloned()
-                .collect();
-            for owner in owners {
-                if !names.contains(&owner) && !self.variant_keys(&owner).is_empty() {
+            for owner in self.variant_owners() {
+                if !names.contains(&owner) {
                     names.push(owner);
                 }
             }

@@ -42,6 +42,22 @@ pub enum Protocol {
     Google,
 }
 
+/// The endpoint's credential as configured now; or, when a reload removed
+/// it or changed its kind away from the endpoint's protocol, the message
+/// the endpoint answers with in place of a token.
+fn current(endpoints: &Endpoints, endpoint: &Endpoint) -> Result<Arc<Credential>, String> {
+    let name = &endpoint.name;
+    let cred = endpoints.engine.credential(name).map_err(|e| e.message)?;
+    match Protocol::of(&cred) {
+        Ok(now) if now == endpoint.protocol() => Ok(cred),
+        Ok(now) => Err(format!(
+            "{name} is now a {} credential: run `credcache sdk-env {name}` again for its variables",
+            now.kind()
+        )),
+        Err(e) => Err(e.message),
+    }
+}
+
 impl Protocol {
     fn of(cred: &Credential) -> Result<Self, WireError> {
         match &cred.source {
@@ -172,7 +188,9 @@ pub const NO_PEER_CHECK: &str = if cfg!(windows) {
 /// One credential's endpoint: where it listens and what it did.
 pub struct Endpoint {
     pub name: String,
-    pub protocol: Protocol,
+    /// `Protocol::Google` or not; switched in place (same port) when the
+    /// credential's kind changes and its variables are asked for again.
+    google: AtomicBool,
     pub port: u16,
     listening: AtomicBool,
     served: AtomicU64,
@@ -181,10 +199,30 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    fn new(name: &str, protocol: Protocol, port: u16, error: Option<String>) -> Self {
+        Self {
+            name: name.to_owned(),
+            google: AtomicBool::new(protocol == Protocol::Google),
+            port,
+            listening: AtomicBool::new(error.is_none()),
+            served: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            error: Mutex::new(error),
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        if self.google.load(Ordering::Relaxed) {
+            Protocol::Google
+        } else {
+            Protocol::Azure
+        }
+    }
+
     fn status(&self) -> SdkEndpointStatus {
         SdkEndpointStatus {
             name: self.name.clone(),
-            kind: self.protocol.kind().to_owned(),
+            kind: self.protocol().kind().to_owned(),
             port: self.port,
             listening: self.listening.load(Ordering::Relaxed),
             served: self.served.load(Ordering::Relaxed),
@@ -195,7 +233,7 @@ impl Endpoint {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone()
                 .or_else(|| {
-                    (self.protocol == Protocol::Google && !peer_check())
+                    (self.protocol() == Protocol::Google && !peer_check())
                         .then(|| NO_PEER_CHECK.to_owned())
                 }),
         }
@@ -267,8 +305,20 @@ impl Endpoints {
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
             && e.listening.load(Ordering::Relaxed)
-            && e.protocol == protocol
         {
+            // A reload changed the credential's kind: the same port now
+            // speaks the other protocol (the old variables are stale
+            // anyway, and IDE launch configs keep their port).
+            if e.protocol() != protocol {
+                e.google
+                    .store(protocol == Protocol::Google, Ordering::Relaxed);
+                tracing::info!(
+                    credential = name,
+                    port = e.port,
+                    kind = protocol.kind(),
+                    "SDK endpoint switched protocol"
+                );
+            }
             return Ok(e.clone());
         }
         let port = want.unwrap_or(0);
@@ -285,15 +335,7 @@ impl Endpoints {
                 } else {
                     format!("the SDK endpoint of {name} cannot listen on 127.0.0.1:{port}: {e}")
                 };
-                let failed = Arc::new(Endpoint {
-                    name: name.to_owned(),
-                    protocol,
-                    port,
-                    listening: AtomicBool::new(false),
-                    served: AtomicU64::new(0),
-                    refused: AtomicU64::new(0),
-                    error: Mutex::new(Some(message.clone())),
-                });
+                let failed = Arc::new(Endpoint::new(name, protocol, port, Some(message.clone())));
                 self.open
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -308,15 +350,7 @@ impl Endpoints {
         {
             tracing::warn!("could not record the SDK port of {name}: {e}");
         }
-        let endpoint = Arc::new(Endpoint {
-            name: name.to_owned(),
-            protocol,
-            port,
-            listening: AtomicBool::new(true),
-            served: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
-            error: Mutex::new(None),
-        });
+        let endpoint = Arc::new(Endpoint::new(name, protocol, port, None));
         self.open
             .lock()
             .unwrap_or_else(|p| p.into_inner())

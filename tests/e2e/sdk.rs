@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 
-use credcache_tests::emulator::{Emulator, Endpoint};
+use credcache_tests::emulator::{Emulator, Endpoint, Fault};
 use serde_json::Value;
 
 use crate::azure::{CLIENT, TENANT};
@@ -211,6 +211,57 @@ fn each_scope_is_one_upstream_call_listed_under_its_credential() {
 }
 
 #[test]
+fn refresh_renews_a_credentials_tokens_for_other_scopes_too() {
+    let emu = Emulator::start();
+    let sb = sdk_sandbox(&emu);
+    let vault_scope = format!("{VAULT}/.default");
+    let own = sb.get("corp");
+    let vault = get(&sb, &["get", "corp", "--scope", &vault_scope]);
+    let bq = get(&sb, &["get", "gcp", "--scope", BIGQUERY]);
+    assert_eq!(emu.calls(Endpoint::EntraToken), 2);
+    assert_eq!(emu.calls(Endpoint::GoogleToken), 1);
+
+    // One credential: its own token and its scoped one, nothing of gcp's.
+    let out = sb.run(["refresh", "corp"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(emu.calls(Endpoint::EntraToken), 4);
+    assert_eq!(emu.calls(Endpoint::GoogleToken), 1);
+    let vault2 = get(&sb, &["get", "corp", "--scope", &vault_scope]);
+    assert_ne!(vault2, vault, "the scoped token was fetched anew");
+    assert_eq!(
+        emu.token_info(&vault2).unwrap().scope.as_deref(),
+        Some("https://vault.azure.net/.default")
+    );
+    assert_ne!(sb.get("corp"), own);
+    assert_eq!(emu.calls(Endpoint::EntraToken), 4, "both served from cache");
+
+    // All: gcp has only a scoped token, and is renewed and named too.
+    let out = sb.run(["refresh", "--all"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("gcp"), "{out:?}");
+    assert_eq!(emu.calls(Endpoint::EntraToken), 6);
+    assert_eq!(emu.calls(Endpoint::GoogleToken), 2);
+    assert_ne!(get(&sb, &["get", "gcp", "--scope", BIGQUERY]), bq);
+
+    // Entra refusing both: one line says so, and the tokens in hand stay.
+    let vault3 = get(&sb, &["get", "corp", "--scope", &vault_scope]);
+    emu.push_fault(
+        Endpoint::EntraToken,
+        Fault::json(
+            400,
+            r#"{"error":"invalid_scope","error_description":"AADSTS70011: the scope is not valid"}"#,
+        )
+        .times(2),
+    );
+    let out = sb.run(["refresh", "corp"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("2 of 2 refreshes failed"), "{out:?}");
+    assert!(out.stderr.contains("AADSTS70011"), "{out:?}");
+    assert_eq!(out.stderr.trim_end().lines().count(), 1, "{out:?}");
+    assert_eq!(get(&sb, &["get", "corp", "--scope", &vault_scope]), vault3);
+}
+
+#[test]
 fn scope_on_another_kind_or_a_bad_scope_is_a_usage_error() {
     let emu = Emulator::start();
     let sb = sdk_sandbox(&emu);
@@ -410,6 +461,60 @@ fn the_azure_endpoint_wants_its_secret_and_caches_per_resource() {
         "no secret in the log"
     );
     assert!(!log.contains(token), "no token in the log");
+}
+
+#[test]
+fn a_credential_whose_kind_changes_keeps_its_port_and_speaks_the_new_protocol() {
+    let emu = Emulator::start();
+    let sb = sdk_sandbox(&emu);
+    let vars = sdk_env(&sb, "corp");
+    let port = port_of(&vars, "IDENTITY_ENDPOINT");
+    let secret = vars["IDENTITY_HEADER"].as_str().unwrap().to_owned();
+    let azure_path = format!("/msi/token?api-version=2019-08-01&resource={VAULT}");
+    let azure = [("X-IDENTITY-HEADER", secret.as_str())];
+    assert_eq!(http_get(port, &azure_path, &azure).status, 200);
+
+    // corp becomes a Google credential (the same key as gcp).
+    let key = sb.dir.path().join("sa.json");
+    sb.write_config(&format!(
+        "[credentials.corp]\nkind = \"google\"\nkey_file = {:?}\n",
+        key.display().to_string()
+    ));
+    sb.run(["daemon", "reload"]).ok();
+    // Until its variables are asked for again, the old protocol's clients
+    // are told why, and get no token.
+    let stale = http_get(port, &azure_path, &azure);
+    assert_eq!(stale.status, 404, "{stale:?}");
+    assert!(
+        stale
+            .body
+            .contains("corp is now a google credential: run `credcache sdk-env corp` again"),
+        "{stale:?}"
+    );
+    assert_eq!(emu.calls(Endpoint::GoogleToken), 0);
+
+    let vars = sdk_env(&sb, "corp");
+    assert_eq!(port_of(&vars, "GCE_METADATA_HOST"), port, "{vars}");
+    assert!(vars.get("IDENTITY_ENDPOINT").is_none(), "{vars}");
+    let token = http_get(port, TOKEN_PATH, &[FLAVOR]);
+    assert_eq!(token.status, 200, "{token:?}");
+    let json: Value = serde_json::from_str(&token.body).unwrap();
+    assert!(
+        emu.token_info(json["access_token"].as_str().unwrap())
+            .is_some()
+    );
+    assert_eq!(emu.calls(Endpoint::GoogleToken), 1);
+    let status: Value = serde_json::from_str(sb.run(["status", "--json"]).ok()).unwrap();
+    assert_eq!(status["sdk"][0]["kind"], "google", "{status}");
+    assert_eq!(status["sdk"][0]["port"], port);
+
+    // Gone from the config: a clear answer, still no token.
+    sb.write_config("[credentials.other]\nkind = \"command\"\ncommand = [\"echo\", \"t\"]\n");
+    sb.run(["daemon", "reload"]).ok();
+    let gone = http_get(port, TOKEN_PATH, &[FLAVOR]);
+    assert_eq!(gone.status, 404, "{gone:?}");
+    assert!(gone.body.contains("corp"), "{gone:?}");
+    assert!(!gone.body.contains("access_token"));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use credcache_shared::protocol::{ErrorKind, LoginMethod, LoginStep, WireError};
 use super::{Engine, wire_fetch_error};
 use crate::fetch_error::FetchError;
 use crate::providers::signed_in::SignIn;
-use crate::providers::signed_in::flow::{self, Polled, Session};
+use crate::providers::signed_in::flow::{self, Polled, Session, SignedIn};
 
 /// How long `on_reauth` may run before it is killed.
 const ON_REAUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,9 +57,7 @@ impl Engine {
                 self.sessions().insert(name.to_owned(), session);
                 Ok(LoginStep::Pending { interval_secs })
             }
-            Ok(Polled::SignedIn(refresh_token)) => {
-                self.signed_in(name, &session, refresh_token).await
-            }
+            Ok(Polled::SignedIn(done)) => self.signed_in(name, &session, done).await,
             Err(e) => {
                 tracing::info!(credential = name, "sign-in failed: {}", e.message);
                 Err(wire_fetch_error(&e))
@@ -78,7 +76,7 @@ impl Engine {
         let loaded = self.loaded();
         let now = self.0.clock.now();
         match flow::redeem(&loaded.http, name, &session, code, state, now).await {
-            Ok(refresh_token) => self.signed_in(name, &session, refresh_token).await,
+            Ok(done) => self.signed_in(name, &session, done).await,
             Err(e) => {
                 tracing::info!(credential = name, "sign-in failed: {}", e.message);
                 Err(wire_fetch_error(&e))
@@ -114,13 +112,18 @@ impl Engine {
 
     /// A sign-in finished: the refresh token goes to the store (replacing
     /// any other), the old tokens and a kept "needs login" go, and the
-    /// first token is fetched with it.
+    /// access token the sign-in brought becomes the first token (or, if it
+    /// brought none usable, one is fetched with the refresh token).
     async fn signed_in(
         &self,
         name: &str,
         session: &Session,
-        refresh_token: Secret,
+        done: SignedIn,
     ) -> Result<LoginStep, WireError> {
+        let SignedIn {
+            refresh_token,
+            first,
+        } = done;
         let store = self.0.store.clone();
         let (n, identity) = (name.to_owned(), session.identity.clone());
         tokio::task::spawn_blocking(move || {
@@ -137,17 +140,15 @@ impl Engine {
         })?;
         tracing::info!(credential = name, "signed in");
         let slot = self.slot(name);
-        {
-            let _flight = slot.fetch.lock().await;
-            slot.clear();
-        }
         let loaded = self.loaded();
         let entry = self.entry(&loaded, name)?;
         self.note_asked(name);
-        let token = self
-            .token(&loaded, entry, None, Duration::ZERO, true)
-            .await
-            .map_err(|e| wire_fetch_error(&e))?;
+        let token = {
+            let _flight = slot.fetch.lock().await;
+            slot.clear();
+            self.fetch(&loaded, entry, None, name, &slot, first).await
+        }
+        .map_err(|e| wire_fetch_error(&e))?;
         Ok(LoginStep::Done {
             expires_at: token.expires_at,
         })

@@ -54,6 +54,19 @@ pub fn want_of(key: &str) -> Option<Want> {
     })
 }
 
+/// How a slot key reads in a message: `corp` for a credential's own token,
+/// `corp [https://vault.azure.net/.default]` or `gcp [audience:A]` for
+/// another, as `status` lists them.
+pub fn label(key: &str) -> Cow<'_, str> {
+    match key.split_once(' ') {
+        None => Cow::Borrowed(key),
+        Some((name, rest)) => {
+            let rest = rest.strip_prefix("scopes:").unwrap_or(rest);
+            Cow::Owned(format!("{name} [{rest}]"))
+        }
+    }
+}
+
 /// The scopes `cred` asks for by default (a `google` or `azure` credential).
 fn configured_scopes(cred: &Credential) -> Option<Vec<String>> {
     match &cred.source {
@@ -144,5 +157,18 @@ mod tests {
         assert_eq!(key("gcp", None), "gcp");
         assert_eq!(name_of("gcp"), "gcp");
         assert_eq!(want_of("gcp"), None);
+    }
+
+    #[test]
+    fn labels_read_as_status_lists_them() {
+        assert_eq!(label("corp"), "corp");
+        assert_eq!(
+            label("corp scopes:a https://x/.default"),
+            "corp [a https://x/.default]"
+        );
+        assert_eq!(
+            label("gcp audience:https://run.app"),
+            "gcp [audience:https://run.app]"
+        );
     }
 }

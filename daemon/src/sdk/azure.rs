@@ -43,6 +43,9 @@ pub async fn answer(
     if req.method() != hyper::Method::GET {
         return error(StatusCode::METHOD_NOT_ALLOWED, "only GET is served");
     }
+    if let Err(why) = super::current(endpoints, endpoint) {
+        return error(StatusCode::NOT_FOUND, &why);
+    }
     let query = req.uri().query().unwrap_or("");
     let mut resource = None;
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {

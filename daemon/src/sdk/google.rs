@@ -93,10 +93,9 @@ pub async fn answer(
         url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
             .into_owned()
             .collect();
-    let engine = &endpoints.engine;
-    let cred = match engine.credential(&endpoint.name) {
+    let cred = match super::current(endpoints, endpoint) {
         Ok(c) => c,
-        Err(e) => return Answer::text(StatusCode::NOT_FOUND, e.message),
+        Err(why) => return Answer::text(StatusCode::NOT_FOUND, why),
     };
     let identity = Identity::of(&cred).await;
     match path {

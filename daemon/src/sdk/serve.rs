@@ -107,9 +107,10 @@ async fn handle(
     peer: Option<Peer>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let answer = match refusal(endpoint.protocol, peer, &req) {
+    let protocol = endpoint.protocol();
+    let answer = match refusal(protocol, peer, &req) {
         Some(answer) => answer,
-        None => match endpoint.protocol {
+        None => match protocol {
             Protocol::Azure => azure::answer(endpoints, endpoint, &req).await,
             Protocol::Google => google::answer(endpoints, endpoint, &req).await,
         },
@@ -138,7 +139,7 @@ async fn handle(
         // An SDK at work keeps an `idle_timeout` daemon up, as a client does.
         endpoints.engine.note_request();
     }
-    respond(endpoint.protocol, answer)
+    respond(protocol, answer)
 }
 
 /// The refusals both protocols share, in the protocol's own shape.

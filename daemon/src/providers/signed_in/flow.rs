@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::{GoogleClient, SignIn, google_client, oauth_error_code};
 use crate::fetch_error::FetchError;
 use crate::http::{self, Http};
+use crate::providers::Fetched;
 
 /// The device code grant's `grant_type`.
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -50,8 +51,19 @@ enum Pending {
 pub enum Polled {
     /// Not yet: ask again after this many seconds.
     Pending(u64),
-    /// Signed in: the refresh token to keep.
-    SignedIn(Secret),
+    /// Signed in.
+    SignedIn(SignedIn),
+}
+
+/// What a finished sign-in yields.
+pub struct SignedIn {
+    /// The refresh token to keep.
+    pub refresh_token: Secret,
+    /// The access token the same answer carried, for the credential's
+    /// configured scopes (the sign-in asked for them): its first token,
+    /// so that signing in costs no second call. `None` when the answer's
+    /// token is unusable; the first token is then minted as any other.
+    pub first: Option<Fetched>,
 }
 
 /// Starts a sign-in by `method`. For the browser flow `redirect_port` is
@@ -243,7 +255,7 @@ pub async fn poll(
         ]);
     let answer = http::send("entra token endpoint (device code)", request).await?;
     if answer.is_success() {
-        return refresh_token_of(&answer).map(Polled::SignedIn);
+        return signed_in(&answer, now).map(Polled::SignedIn);
     }
     match oauth_error_code(&answer.body).as_deref() {
         Some("authorization_pending") => Ok(Polled::Pending(*interval_secs)),
@@ -269,7 +281,7 @@ pub async fn redeem(
     code: &Secret,
     state: &str,
     now: DateTime<Utc>,
-) -> Result<Secret, FetchError> {
+) -> Result<SignedIn, FetchError> {
     let Pending::Browser {
         verifier,
         state: expected,
@@ -320,19 +332,29 @@ pub async fn redeem(
     if !answer.is_success() {
         return Err(answer.error(now));
     }
-    refresh_token_of(&answer)
+    signed_in(&answer, now)
 }
 
-/// The refresh token of a successful sign-in answer.
-fn refresh_token_of(answer: &http::Answer) -> Result<Secret, FetchError> {
+/// The refresh token of a successful sign-in answer, and its access token.
+fn signed_in(answer: &http::Answer, now: DateTime<Utc>) -> Result<SignedIn, FetchError> {
     let v: Value = answer.json()?;
-    match v.get("refresh_token").and_then(Value::as_str) {
-        Some(t) if !t.is_empty() => Ok(Secret::new(t)),
-        _ => Err(FetchError::permanent(format!(
-            "{} answered {} without a refresh token (offline access not granted?)",
-            answer.what, answer.status
-        ))),
-    }
+    let refresh_token = match v.get("refresh_token").and_then(Value::as_str) {
+        Some(t) if !t.is_empty() => Secret::new(t),
+        _ => {
+            return Err(FetchError::permanent(format!(
+                "{} answered {} without a refresh token (offline access not granted?)",
+                answer.what, answer.status
+            )));
+        }
+    };
+    let first = super::token_response::parse(answer, now)
+        .and_then(|f| http::check_token(&f.token).map(|()| f))
+        .ok()
+        .filter(|f| f.expires_at > now);
+    Ok(SignedIn {
+        refresh_token,
+        first,
+    })
 }
 
 /// `n` random bytes, base64url: PKCE verifiers and `state`.
