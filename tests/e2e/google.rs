@@ -222,13 +222,13 @@ fn adc_file_and_a_missing_google_application_credentials() {
         token,
         "the gcloud ADC file was used"
     );
-    sb.kill_daemon();
-
     let missing = sb.dir.path().join("nope.json");
     sb.env(
         "GOOGLE_APPLICATION_CREDENTIALS",
         missing.display().to_string(),
     );
+    // A daemon started anew, with the variable.
+    sb.run(["daemon", "restart"]).ok();
     let out = sb.run(["get", "google"]);
     assert_eq!(out.code, 2, "{out:?}");
     assert!(

@@ -354,7 +354,11 @@ fn a_revoked_sign_in_needs_login_runs_on_reauth_once_and_leaks_nothing() {
     let live = emu.live_refresh_tokens(PUBLIC_CLIENT);
     assert_eq!(live.len(), 1);
     let spent: Vec<String> = presented(&emu).into_iter().map(|(_, t)| t).collect();
-    assert_eq!(spent.len(), 1, "the refresh; the first token came with the sign-in");
+    assert_eq!(
+        spent.len(),
+        1,
+        "the refresh; the first token came with the sign-in"
+    );
 
     // No refresh token in the data directory's plaintext, the debug log,
     // `status --json`, or any process's command line.

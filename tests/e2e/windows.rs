@@ -268,10 +268,7 @@ fn exec_passes_the_exit_code_through() {
     let missing = sb.dir.path().join("no-such-program.exe");
     let out = sb.run(["exec", "vault", "--", missing.to_str().unwrap()]);
     assert_eq!(out.code, 1, "{out:#?}");
-    assert!(
-        out.stderr.starts_with("credcache: cannot run "),
-        "{out:#?}"
-    );
+    assert!(out.stderr.starts_with("credcache: cannot run "), "{out:#?}");
 }
 
 /// `kubeconfig --merge` writes the `.exe`'s absolute Windows path as the

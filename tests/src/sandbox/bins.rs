@@ -152,7 +152,10 @@ mod tests {
     fn missing_binaries_need_a_build() {
         let dir = tempfile::tempdir().unwrap();
         let why = needs_build(dir.path()).unwrap();
-        assert!(why.ends_with(&format!("{} is missing", exe("credcache"))), "{why}");
+        assert!(
+            why.ends_with(&format!("{} is missing", exe("credcache"))),
+            "{why}"
+        );
     }
 
     #[test]
