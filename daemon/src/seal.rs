@@ -141,7 +141,7 @@ pub fn load_or_create(path: &Path) -> (Sealer, Vec<String>) {
                 let mut bytes = bytes;
                 bytes.iter_mut().for_each(|b| *b = 0);
                 return (
-                    Sealer::new(&key, format!("file {}", path.display())),
+                    Sealer::new(&key, file_location(path)),
                     warnings,
                 );
             }
@@ -164,10 +164,7 @@ pub fn load_or_create(path: &Path) -> (Sealer, Vec<String>) {
     }
     let key = random_key();
     match write_key(path, &key) {
-        Ok(()) => (
-            Sealer::new(&key, format!("file {}", path.display())),
-            warnings,
-        ),
+        Ok(()) => (Sealer::new(&key, file_location(path)), warnings),
         Err(e) => {
             warnings.push(format!(
                 "cannot write the cache key {}: {e}",
@@ -179,6 +176,12 @@ pub fn load_or_create(path: &Path) -> (Sealer, Vec<String>) {
             )
         }
     }
+}
+
+/// Where a key kept in `path` lives, for `status`: the file and how it is
+/// protected (its mode, or DPAPI on Windows).
+fn file_location(path: &Path) -> String {
+    format!("file {} ({})", path.display(), crate::sys::KEY_PROTECTION)
 }
 
 /// Written whole, so a crash never leaves a half-written key that would
@@ -249,6 +252,13 @@ mod tests {
         );
         assert!(b.location().contains("cache.key"));
         #[cfg(unix)]
+        assert!(
+            b.location()
+                .ends_with("cache.key (protected by its file mode)"),
+            "{}",
+            b.location()
+        );
+        #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::write(&path, b"short").unwrap();
@@ -288,6 +298,12 @@ mod tests {
         assert!(
             b.open("n", "f", &sealed).is_some(),
             "the same key next time"
+        );
+        assert!(
+            b.location()
+                .ends_with("cache.key (sealed with DPAPI for this user)"),
+            "status says how the key is kept: {}",
+            b.location()
         );
 
         // What another machine's DPAPI would have written: not openable here.

@@ -100,7 +100,10 @@ fn a_lost_key_and_a_wrong_key_each_cost_one_refetch() {
         serde_json::from_str(sb.run(["status", "--json"]).ok()).unwrap();
     assert_eq!(
         status["cache_key"],
-        format!("file {}", key_file(&sb).display())
+        format!(
+            "file {} (protected by its file mode)",
+            key_file(&sb).display()
+        )
     );
     assert_eq!(
         status["dumpable"], false,

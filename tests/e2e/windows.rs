@@ -313,3 +313,75 @@ fn kubeconfig_merge_writes_the_exe_as_a_windows_path() {
     assert_eq!(ec["kind"], "ExecCredential");
     assert_eq!(ec["status"]["token"], "tok-1-k");
 }
+
+/// `install-service` registers a logon task with Task Scheduler and starts
+/// it; `uninstall-service` ends and deletes it and removes the task's XML.
+/// Windows looks for a bare `schtasks` in the program's own directory
+/// before System32, so the stand-in sits beside a copy of `credcache.exe`
+/// (the Linux test `packaging::logon_task_is_registered_and_removed_with_schtasks`
+/// drives the same code with a shell stand-in).
+#[test]
+fn the_logon_task_is_registered_and_removed_with_schtasks() {
+    let sb = Sandbox::new();
+    let bins = crate::harness::bin_dir();
+    let app = sb.dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let client = app.join("credcache.exe");
+    std::fs::copy(bins.join("credcache.exe"), &client).unwrap();
+    std::fs::copy(
+        bins.join("credcache-stand-in.exe"),
+        app.join("schtasks.exe"),
+    )
+    .unwrap();
+    let calls = || -> Vec<String> {
+        std::fs::read_to_string(app.join("schtasks.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    // The copy has no credcached.exe beside it: --bin-dir names the real one.
+    let service = |args: &[&std::ffi::OsStr]| {
+        let out = sb
+            .command_for(&client)
+            .arg("daemon")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let said = service(&[
+        "install-service".as_ref(),
+        "--bin-dir".as_ref(),
+        bins.as_os_str(),
+    ]);
+    assert!(
+        said.contains("logon task is registered and started"),
+        "{said}"
+    );
+    let xml_path = sb.home.join("AppData\\Local\\credcache\\credcached.xml");
+    assert_eq!(
+        calls(),
+        [
+            format!("/Create /TN credcached /XML {} /F", xml_path.display()),
+            "/Run /TN credcached".to_owned(),
+        ]
+    );
+    let xml = std::fs::read_to_string(&xml_path).unwrap();
+    let daemon = bins.join("credcached.exe");
+    assert!(
+        xml.contains(&format!("<Command>{}</Command>", daemon.display())),
+        "{xml}"
+    );
+    assert!(xml.contains("<Arguments>--detach</Arguments>"), "{xml}");
+    assert!(xml.contains("<LogonTrigger>"), "{xml}");
+
+    service(&["uninstall-service".as_ref()]);
+    assert!(!xml_path.exists(), "the task's XML is removed");
+    assert_eq!(
+        calls()[2..],
+        ["/End /TN credcached", "/Delete /TN credcached /F"]
+    );
+}

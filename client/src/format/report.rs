@@ -527,7 +527,8 @@ x              google  expired        expired
             config_path: "/home/u/.config/credcache/config.toml".into(),
             config_error: None,
             requests_served: 17,
-            cache_key: "file /home/me/.config/credcache/cache.key".into(),
+            cache_key: "file /home/me/.config/credcache/cache.key (protected by its file mode)"
+                .into(),
             dumpable: false,
             warnings: vec![
                 "/k.json is readable by others (mode 644); it holds a secret: chmod 600 it".into(),
@@ -554,7 +555,7 @@ x              google  expired        expired
         );
         assert!(
             text.contains(
-                "requests:   17\ncache key:  file /home/me/.config/credcache/cache.key\n\
+                "requests:   17\ncache key:  file /home/me/.config/credcache/cache.key (protected by its file mode)\n\
                  warning:    /k.json is readable by others (mode 644); it holds a secret: chmod 600 it\n\nNAME"
             ),
             "{text}"

@@ -104,6 +104,9 @@ pub fn loose_file_warning(path: &Path) -> Option<String> {
     })
 }
 
+/// How the at-rest key file is protected, for `status` (after its path).
+pub const KEY_PROTECTION: &str = "protected by its file mode";
+
 /// The at-rest key as written to its file: as it is (the file's mode
 /// protects it).
 pub fn protect_key(key: &[u8]) -> io::Result<Vec<u8>> {

@@ -85,6 +85,9 @@ pub fn loose_file_warning(_path: &Path) -> Option<String> {
     None
 }
 
+/// How the at-rest key file is protected, for `status` (after its path).
+pub const KEY_PROTECTION: &str = "sealed with DPAPI for this user";
+
 /// Seals the at-rest key with DPAPI for the current user: a copy of the
 /// file on another machine or account does not open.
 pub fn protect_key(key: &[u8]) -> io::Result<Vec<u8>> {
