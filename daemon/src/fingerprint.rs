@@ -41,14 +41,16 @@ fn fingerprint_of(
     };
     let mut h = Sha256::new();
     h.update(b"credcache-fingerprint-v1\0");
-    h.update(serde_json::to_vec(&cred.source).expect("settings serialize"));
+    // Streamed into the hash: the same bytes as `to_vec`, without a buffer
+    // per credential (10,000 of them at start, issue 15).
+    serde_json::to_writer(&mut h, &cred.source).expect("settings serialize");
     // What the environment adds to an Azure identity (AZURE_CLIENT_ID, the
     // method `auto` chose, ...): no secrets, and not the federated token
     // file's content, which rotates while the identity stays the same.
     if let Source::Azure(settings) = &cred.source {
         h.update(b"\0azure\0");
         let plan = azure::plan(settings, env).plan;
-        h.update(serde_json::to_vec(&plan).expect("plan serializes"));
+        serde_json::to_writer(&mut h, &plan).expect("plan serializes");
     }
     for file in identity_files_in(cred, env) {
         h.update(b"\0file\0");
@@ -185,5 +187,22 @@ mod tests {
             "IDENTITY_HEADER is a secret, not an identity"
         );
         assert_ne!(vm["azure"], fp(&[])["azure"], "App Service is not IMDS");
+    }
+
+    /// The fingerprint is the documented bytes hashed, so cache keys written
+    /// by an earlier build still match: a `command` credential (no files,
+    /// no environment, no `auth`) is SHA-256 of the version tag and its
+    /// settings as JSON, the first 16 bytes in hex.
+    #[test]
+    fn is_the_hash_of_the_settings_as_json() {
+        let config = parse("[credentials.vault]\nkind = \"command\"\ncommand = [\"vault-token\"]\n");
+        let mut h = Sha256::new();
+        h.update(b"credcache-fingerprint-v1\0");
+        h.update(serde_json::to_vec(&config.credentials["vault"].source).unwrap());
+        let want: String = h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(all(&config)["vault"], want);
     }
 }

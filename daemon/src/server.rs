@@ -6,21 +6,23 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use credcache_shared::codec::CodecError;
+use credcache_shared::codec::{self, CodecError};
 use credcache_shared::protocol::{ErrorKind, LoginStep, Request, Response, WireError};
 use credcache_shared::{PROTOCOL_VERSION, VERSION};
 use std::path::{Path, PathBuf};
 
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::tokio::Listener as _;
-use tokio::io::BufReader;
+use tokio::io::{AsyncWriteExt as _, BufReader};
 use tokio::sync::{Semaphore, broadcast, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::engine::Engine;
-use crate::wire::{read_frame, write_frame};
+use crate::wire::{read_frame, read_frame_with, write_frame};
 
 /// Bytes buffered per connection: requests are a few dozen bytes (a
 /// larger frame is read through it all the same).
@@ -210,20 +212,43 @@ struct Conn {
     watchers: Arc<Semaphore>,
 }
 
-/// Writes one frame, giving up after `limit`: a client that does not read
-/// its replies is dropped, not waited for.
+/// Encodes `response` into `frame` (the connection's buffer, reused) and
+/// writes it, giving up after `limit`: a client that does not read its
+/// replies is dropped, not waited for. The timer is armed only when the
+/// socket does not take the whole frame at once; a reply almost always
+/// fits its buffer, and arming and cancelling a timer for each of them was
+/// a visible share of a busy daemon's work (BENCHMARKS.md, issue 15).
 async fn send(
     writer: &mut &Stream,
+    frame: &mut Vec<u8>,
     response: &Response,
     limit: Duration,
 ) -> Result<(), CodecError> {
-    match tokio::time::timeout(limit, write_frame(writer, response)).await {
-        Ok(written) => written,
-        Err(_) => Err(CodecError::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "the client did not take its reply in time",
-        ))),
-    }
+    codec::encode_frame_into(response, frame)?;
+    let frame = &*frame;
+    let mut write = std::pin::pin!(async move {
+        writer.write_all(frame).await?;
+        writer.flush().await
+    });
+    let at_once = std::future::poll_fn(|cx| {
+        Poll::Ready(match write.as_mut().poll(cx) {
+            Poll::Ready(written) => Some(written),
+            Poll::Pending => None,
+        })
+    })
+    .await;
+    let written = match at_once {
+        Some(written) => written,
+        None => tokio::time::timeout(limit, write)
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client did not take its reply in time",
+                ))
+            }),
+    };
+    written.map_err(CodecError::Io)
 }
 
 /// One client connection: `Hello` first, then requests until the client
@@ -240,20 +265,37 @@ async fn connection(stream: Stream, conn: Conn) {
     // then body): they arrive together.
     let mut reader = BufReader::with_capacity(READ_BUFFER, &stream);
     let mut writer = &stream;
+    // Kept from one request to the next: a busy connection allocates nothing.
+    let mut body = Vec::new();
+    let mut frame = Vec::new();
+    // One idle timer per connection, re-armed only when it fires early:
+    // a request moves `last`, not the timer.
+    let mut last = Instant::now();
+    let idle_timer = tokio::time::sleep_until(last + idle);
+    tokio::pin!(idle_timer);
     let mut greeted = false;
     loop {
-        let next = tokio::select! {
-            read = tokio::time::timeout(idle, read_frame::<_, Request>(&mut reader)) => read,
-            _ = stop.wait_for(|s| *s) => return,
+        let next = {
+            let read = read_frame_with::<_, Request>(&mut reader, &mut body);
+            tokio::pin!(read);
+            loop {
+                tokio::select! {
+                    read = &mut read => break read,
+                    () = &mut idle_timer => {
+                        if last.elapsed() >= idle {
+                            tracing::debug!("closing an idle connection");
+                            return;
+                        }
+                        idle_timer.as_mut().reset(last + idle);
+                    }
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
         };
         let request = match next {
-            Ok(Ok(Some(r))) => r,
-            Ok(Ok(None)) => return,
-            Err(_) => {
-                tracing::debug!("closing an idle connection");
-                return;
-            }
-            Ok(Err(e)) => {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
                 tracing::debug!("closing a connection: {e}");
                 if matches!(e, CodecError::Malformed(_) | CodecError::TooLarge { .. }) {
                     let reply = Response::Error(WireError::new(
@@ -315,7 +357,7 @@ async fn connection(stream: Stream, conn: Conn) {
                         ErrorKind::Busy,
                         "the daemon has too many watch connections; try again later",
                     ));
-                    let _ = send(&mut writer, &busy, limits.write_timeout).await;
+                    let _ = send(&mut writer, &mut frame, &busy, limits.write_timeout).await;
                     return;
                 };
                 let w = Watcher {
@@ -332,10 +374,11 @@ async fn connection(stream: Stream, conn: Conn) {
             }
         };
         engine.note_request();
-        if let Err(e) = send(&mut writer, &response, limits.write_timeout).await {
+        if let Err(e) = send(&mut writer, &mut frame, &response, limits.write_timeout).await {
             tracing::debug!("could not answer a client: {e}");
             return;
         }
+        last = Instant::now();
         if shutdown {
             tracing::info!("shutdown requested by a client");
             engine.request_shutdown();
@@ -365,17 +408,18 @@ impl Watcher<'_> {
     ) {
         let (engine, name, limit) = (self.engine, self.name, self.write_timeout);
         let mut writer = stream;
+        let mut frame = Vec::new();
         // Subscribe before the first answer, so no new token can slip between.
         let mut changes = engine.subscribe();
         let first = match engine.get(name, None, false).await {
             Ok(token) => token,
             Err(e) => {
-                let _ = send(&mut writer, &Response::Error(e), limit).await;
+                let _ = send(&mut writer, &mut frame, &Response::Error(e), limit).await;
                 return;
             }
         };
         let mut last = (first.expires_at, first.fetched_at);
-        if send(&mut writer, &Response::Token(first), limit)
+        if send(&mut writer, &mut frame, &Response::Token(first), limit)
             .await
             .is_err()
         {
@@ -401,7 +445,7 @@ impl Watcher<'_> {
             last = (token.expires_at, token.fetched_at);
             // A watcher keeps its credential warm.
             engine.keep_warm(name);
-            if send(&mut writer, &Response::Token(token), limit)
+            if send(&mut writer, &mut frame, &Response::Token(token), limit)
                 .await
                 .is_err()
             {

@@ -6,9 +6,22 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// A body buffer grown past this by a large frame is given back after it:
+/// requests are a few dozen bytes, and a connection holds its buffer.
+const KEEP_BODY: usize = 4096;
+
 /// Reads one frame. `Ok(None)` is a clean end of stream between frames.
 pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
     reader: &mut R,
+) -> Result<Option<T>, CodecError> {
+    read_frame_with(reader, &mut Vec::new()).await
+}
+
+/// [`read_frame`] reading the body into `body`, a buffer the caller keeps
+/// from one frame to the next.
+pub async fn read_frame_with<R: AsyncRead + Unpin, T: DeserializeOwned>(
+    reader: &mut R,
+    body: &mut Vec<u8>,
 ) -> Result<Option<T>, CodecError> {
     let mut header = [0u8; 4];
     let mut got = 0;
@@ -21,15 +34,17 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
     }
     // Checked before allocating: a hostile length costs nothing.
     let len = codec::body_len(header)?;
-    let mut body = vec![0u8; len];
-    reader
-        .read_exact(&mut body)
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => CodecError::Truncated,
-            _ => CodecError::Io(e),
-        })?;
-    codec::from_slice(&body).map(Some)
+    body.clear();
+    body.resize(len, 0);
+    reader.read_exact(body).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => CodecError::Truncated,
+        _ => CodecError::Io(e),
+    })?;
+    let decoded = codec::from_slice(body).map(Some);
+    if body.capacity() > KEEP_BODY {
+        *body = Vec::new();
+    }
+    decoded
 }
 
 /// Writes one frame.

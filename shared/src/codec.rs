@@ -63,11 +63,29 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 
 /// A whole frame: length prefix and body.
 pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
-    let body = to_vec(msg)?;
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&body);
+    let mut frame = Vec::new();
+    encode_frame_into(msg, &mut frame)?;
     Ok(frame)
+}
+
+/// [`encode_frame`] into `frame`, replacing what it held: a server answering
+/// request after request on one connection reuses one buffer. On an error
+/// `frame` is left empty.
+pub fn encode_frame_into<T: Serialize>(msg: &T, frame: &mut Vec<u8>) -> Result<(), CodecError> {
+    frame.clear();
+    frame.extend_from_slice(&[0; 4]);
+    let encoded = bincode::serde::encode_into_std_write(msg, frame, config());
+    let len = frame.len() - 4;
+    if let Err(e) = encoded {
+        frame.clear();
+        return Err(CodecError::Malformed(e.to_string()));
+    }
+    if len > MAX_FRAME {
+        frame.clear();
+        return Err(CodecError::TooLarge { len });
+    }
+    frame[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
 }
 
 /// The body length a frame header announces, refused if over the limit.
@@ -126,6 +144,38 @@ mod tests {
         let frame = encode_frame(&req).unwrap();
         let back: Request = read_frame(&mut &frame[..]).unwrap().unwrap();
         assert_eq!(back, req);
+    }
+
+    /// A reused buffer holds exactly the one frame, whatever it held
+    /// before; an oversized message leaves it empty, never half a frame.
+    #[test]
+    fn a_frame_encoded_into_a_used_buffer_is_that_frame_alone() {
+        let long = Request::Get {
+            name: "x".repeat(300),
+            min_valid_secs: None,
+            refresh: true,
+            scopes: vec!["s".into()],
+        };
+        let short = Request::List { after: None };
+        let mut buf = Vec::new();
+        encode_frame_into(&long, &mut buf).unwrap();
+        assert_eq!(buf, encode_frame(&long).unwrap());
+        encode_frame_into(&short, &mut buf).unwrap();
+        let mut want = (to_vec(&short).unwrap().len() as u32).to_le_bytes().to_vec();
+        want.extend(to_vec(&short).unwrap());
+        assert_eq!(buf, want);
+        let back: Request = read_frame(&mut &buf[..]).unwrap().unwrap();
+        assert_eq!(back, short);
+
+        let huge = Request::Get {
+            name: "x".repeat(MAX_FRAME + 1),
+            min_valid_secs: None,
+            refresh: false,
+            scopes: Vec::new(),
+        };
+        let err = encode_frame_into(&huge, &mut buf).unwrap_err();
+        assert!(matches!(err, CodecError::TooLarge { .. }), "{err}");
+        assert!(buf.is_empty());
     }
 
     #[test]
