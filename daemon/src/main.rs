@@ -17,6 +17,7 @@ LISTEN_FDS and reports readiness with sd_notify.
   --version       print the version";
 
 fn main() -> ExitCode {
+    credcache_daemon::sys::one_malloc_arena();
     let mut options = Options::default();
     let mut args = std::env::args_os().skip(1);
     while let Some(arg) = args.next() {

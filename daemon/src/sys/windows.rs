@@ -85,6 +85,9 @@ pub fn loose_file_warning(_path: &Path) -> Option<String> {
     None
 }
 
+/// Nothing to do: the Windows heap has no per-thread arenas to cap.
+pub fn one_malloc_arena() {}
+
 /// How the at-rest key file is protected, for `status` (after its path).
 pub const KEY_PROTECTION: &str = "sealed with DPAPI for this user";
 

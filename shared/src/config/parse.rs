@@ -1,6 +1,8 @@
 //! The config validator: a TOML table in, a [`Config`] or every problem out.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +51,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
                 });
                 continue;
             };
-            let mut f = Fields::new(table, &at, keys::CREDENTIAL);
+            let mut f = creds_fields.sibling(table, &at, keys::CREDENTIAL);
             if let Some(cred) = parse_credential(name, &mut f) {
                 credentials.insert(name.clone(), Arc::new(cred));
             }
@@ -146,7 +148,14 @@ struct Fields<'t> {
     /// credentials' names).
     known: Option<Vec<&'static [&'static str]>>,
     problems: Problems,
+    /// Shared by every table of one parse.
+    urls: UrlMemo,
 }
+
+/// What [`check_url`] said of each URL, by URL, for one parse: 10,000
+/// credentials may name a handful of endpoints, and URL parsing was a
+/// fifteenth of such a config's start-up (BENCHMARKS.md, issue 15).
+type UrlMemo = Rc<RefCell<HashMap<String, Result<String, String>>>>;
 
 impl<'t> Fields<'t> {
     fn new(table: &'t Table, prefix: &str, known: &'static [&'static str]) -> Self {
@@ -155,11 +164,25 @@ impl<'t> Fields<'t> {
             prefix: prefix.to_owned(),
             known: Some(vec![known]),
             problems: Vec::new(),
+            urls: UrlMemo::default(),
         }
     }
 
     fn child(&self, table: &'t Table, key: &str, known: &'static [&'static str]) -> Fields<'t> {
-        Fields::new(table, &self.at(key), known)
+        self.sibling(table, &self.at(key), known)
+    }
+
+    /// Fields of another table at `prefix`, in the same parse.
+    fn sibling(
+        &self,
+        table: &'t Table,
+        prefix: &str,
+        known: &'static [&'static str],
+    ) -> Fields<'t> {
+        Fields {
+            urls: self.urls.clone(),
+            ..Fields::new(table, prefix, known)
+        }
     }
 
     /// Accepts the keys of `list` too (a credential's, once its kind is
@@ -289,10 +312,16 @@ impl<'t> Fields<'t> {
 
     fn opt_url(&mut self, key: &str) -> Option<String> {
         let s = self.opt_str(key)?;
-        match check_url(&s) {
+        let checked = self
+            .urls
+            .borrow_mut()
+            .entry(s)
+            .or_insert_with_key(|s| check_url(s).map_err(|why| why.to_string()))
+            .clone();
+        match checked {
             Ok(url) => Some(url),
             Err(why) => {
-                self.problem(key, why.to_string());
+                self.problem(key, why);
                 None
             }
         }
