@@ -38,7 +38,7 @@ use crate::providers::{
     Want,
 };
 use crate::schedule::{self, Policy};
-use crate::store::{Record, Store};
+use crate::store::{Record, Store, Stored};
 
 /// Where the daemon's files are, for status.
 #[derive(Debug, Clone)]
@@ -122,21 +122,27 @@ impl Engine {
         clock: Arc<dyn Clock>,
         providers: impl Fn(&Credential, &Config) -> Arc<dyn Provider> + Send + Sync + 'static,
     ) -> Result<Self, EngineError> {
-        // Reading and opening the cached records needs nothing of the
-        // config: on a second CPU it overlaps the config's providers and
-        // fingerprints (with 10,000 credentials, a third of the start).
-        let (loaded, records) = std::thread::scope(|s| {
-            let records = s.spawn(|| store.load_all());
-            let loaded = Loaded::new(config, &locations.config_file);
-            let records = records
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (loaded, records)
-        });
-        let loaded = loaded?;
+        let loaded = Loaded::new(config, &locations.config_file)?;
+        let records = store.load_all();
+        Self::with_records(loaded, locations, store, records, clock, providers)
+    }
+
+    /// [`Engine::new`] with the config already [`Loaded`] and the store's
+    /// records already read ([`Store::load_all`]): the daemon's start does
+    /// the two at once on two threads, since neither needs the other.
+    pub fn with_records(
+        loaded: Loaded,
+        locations: Locations,
+        store: Store,
+        records: Vec<Stored>,
+        clock: Arc<dyn Clock>,
+        providers: impl Fn(&Credential, &Config) -> Arc<dyn Provider> + Send + Sync + 'static,
+    ) -> Result<Self, EngineError> {
         let now = clock.now();
         let mut slots = HashMap::new();
         let mut variants: HashMap<String, BTreeSet<String>> = HashMap::new();
+        // Records of other settings, or expired: removed below.
+        let mut stale = Vec::new();
         for stored in records {
             let name = variant::name_of(&stored.name);
             let current = loaded
@@ -144,6 +150,7 @@ impl Engine {
                 .get(name)
                 .is_some_and(|e| e.fingerprint == stored.fingerprint);
             if !current || stored.record.expires_at <= now {
+                stale.push((stored.name, stored.fingerprint));
                 continue;
             }
             let token = CachedToken {
@@ -172,14 +179,9 @@ impl Engine {
             }
             slots.insert(stored.name, Arc::new(slot));
         }
-        let keep = |key: &str, fp: &str| {
-            slots.contains_key(key)
-                && loaded
-                    .entries
-                    .get(variant::name_of(key))
-                    .is_some_and(|e| e.fingerprint == fp)
-        };
-        if let Err(e) = store.retain(keep) {
+        // `load_all` has dropped what did not open; the rest of what is
+        // not kept is known, so the cache is not walked a second time.
+        if let Err(e) = store.remove_all(stale.iter().map(|(n, f)| (n.as_str(), f.as_str()))) {
             tracing::warn!("could not prune the cache: {e}");
         }
         for w in &loaded.warnings {

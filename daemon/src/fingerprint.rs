@@ -195,7 +195,8 @@ mod tests {
     /// settings as JSON, the first 16 bytes in hex.
     #[test]
     fn is_the_hash_of_the_settings_as_json() {
-        let config = parse("[credentials.vault]\nkind = \"command\"\ncommand = [\"vault-token\"]\n");
+        let config =
+            parse("[credentials.vault]\nkind = \"command\"\ncommand = [\"vault-token\"]\n");
         let mut h = Sha256::new();
         h.update(b"credcache-fingerprint-v1\0");
         h.update(serde_json::to_vec(&config.credentials["vault"].source).unwrap());

@@ -18,12 +18,12 @@ use credcache_shared::readiness::Readiness;
 use interprocess::local_socket::tokio::Listener;
 
 use crate::clock::SystemClock;
-use crate::engine::{Engine, Locations};
+use crate::engine::{Engine, Loaded, Locations};
 use crate::logging;
 use crate::providers;
 use crate::seal;
 use crate::server::{self, Limits};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Stored};
 use crate::sys;
 use crate::systemd;
 
@@ -213,44 +213,39 @@ async fn serve(
     };
     let lock = take_lock(&paths.lock_file(), &paths.pid_file())?;
 
-    let config = Config::load(&paths.config_file)
-        .map_err(|e| StartError::Config(e.to_string(), e.lines().collect()))?;
-    // The key lives beside the config, never in the data directory.
-    let (sealer, mut warnings) = seal::load_or_create(&seal::key_path(&paths.config_file));
-    warnings.extend(log_warning);
-    let sealer = Arc::new(sealer);
-    let opened = match unwritable {
-        None => match Store::open_waiting(&paths.cache_dir, sealer.clone(), CACHE_LOCK_PATIENCE) {
-            Err(e @ StoreError::Locked { .. }) => return Err(StartError::Other(e.to_string())),
-            opened => opened.map_err(|e| e.to_string()),
-        },
-        Some(e) => Err(e.to_string()),
-    };
-    let (store, warning) = match opened {
-        Ok(opened) => opened,
-        // Read-only, full, or otherwise unwritable: serve from memory
-        // rather than not at all.
-        Err(e) => {
-            let store = Store::open_memory(sealer).map_err(|m| {
-                StartError::Other(format!("{e}; and no memory-only cache either: {m}"))
-            })?;
-            let warning = format!(
-                "the data directory {} cannot be written ({e}); running memory-only: tokens are not kept across restarts",
-                paths.data_dir.display()
-            );
-            (store, Some(warning))
-        }
-    };
-    warnings.extend(warning);
+    // The config and the cache need nothing of each other: with 10,000
+    // credentials, parsing the one and reading the other are each a third
+    // of the start, so they run on two threads (BENCHMARKS.md, issue 15).
+    let (loaded, cache) = std::thread::scope(|s| {
+        let cache = s.spawn(|| open_cache(&paths, unwritable));
+        let loaded = Config::load(&paths.config_file)
+            .map_err(|e| StartError::Config(e.to_string(), e.lines().collect()))
+            .and_then(|config| {
+                Loaded::new(config, &paths.config_file)
+                    .map_err(|e| StartError::Other(e.to_string()))
+            });
+        let cache = cache
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (loaded, cache)
+    });
+    let loaded = loaded?;
+    let OpenCache {
+        store,
+        records,
+        warnings: cache_warnings,
+    } = cache?;
+    let warnings: Vec<String> = log_warning.into_iter().chain(cache_warnings).collect();
     let locations = Locations {
         config_file: paths.config_file.clone(),
         socket: paths.socket.clone(),
         cache_dir: paths.cache_dir.clone(),
     };
-    let engine = Engine::new(
-        config,
+    let engine = Engine::with_records(
+        loaded,
         locations,
         store,
+        records,
         Arc::new(SystemClock),
         providers::build,
     )
@@ -367,6 +362,54 @@ async fn idle_exit(engine: &Engine) {
         }
         tokio::time::sleep(limit - idle).await;
     }
+}
+
+/// The cache, opened, with what it holds.
+struct OpenCache {
+    store: Store,
+    records: Vec<Stored>,
+    /// About the key or the cache, for `status`.
+    warnings: Vec<String>,
+}
+
+/// Loads the cache key (beside the config, never in the data directory)
+/// and opens the cache, or a memory-only one when the data directory
+/// cannot be written (`unwritable` says why), and reads its records.
+fn open_cache(
+    paths: &Paths,
+    unwritable: Option<paths::PathError>,
+) -> Result<OpenCache, StartError> {
+    let (sealer, mut warnings) = seal::load_or_create(&seal::key_path(&paths.config_file));
+    let sealer = Arc::new(sealer);
+    let opened = match unwritable {
+        None => match Store::open_waiting(&paths.cache_dir, sealer.clone(), CACHE_LOCK_PATIENCE) {
+            Err(e @ StoreError::Locked { .. }) => return Err(StartError::Other(e.to_string())),
+            opened => opened.map_err(|e| e.to_string()),
+        },
+        Some(e) => Err(e.to_string()),
+    };
+    let (store, warning) = match opened {
+        Ok(opened) => opened,
+        // Read-only, full, or otherwise unwritable: serve from memory
+        // rather than not at all.
+        Err(e) => {
+            let store = Store::open_memory(sealer).map_err(|m| {
+                StartError::Other(format!("{e}; and no memory-only cache either: {m}"))
+            })?;
+            let warning = format!(
+                "the data directory {} cannot be written ({e}); running memory-only: tokens are not kept across restarts",
+                paths.data_dir.display()
+            );
+            (store, Some(warning))
+        }
+    };
+    warnings.extend(warning);
+    let records = store.load_all();
+    Ok(OpenCache {
+        store,
+        records,
+        warnings,
+    })
 }
 
 /// Why the data directory cannot be used as it is.

@@ -325,6 +325,29 @@ impl Store {
         Ok(removed)
     }
 
+    /// Removes the records of these names and fingerprints, and flushes if
+    /// there were any.
+    pub fn remove_all<'a>(
+        &self,
+        records: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<usize, StoreError> {
+        let db = self.db()?;
+        let mut removed = 0;
+        for (name, fingerprint) in records {
+            if db
+                .remove(key(name, fingerprint))
+                .map_err(|e| self.err(e))?
+                .is_some()
+            {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            db.flush().map_err(|e| self.err(e))?;
+        }
+        Ok(removed)
+    }
+
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db()?.flush().map(drop).map_err(|e| self.err(e))
     }
@@ -612,6 +635,24 @@ mod tests {
         assert_eq!(store.load_all().len(), 1);
         assert_eq!(store.retain(|_, _| false).unwrap(), 1);
         assert!(store.load_all().is_empty());
+    }
+
+    /// What the engine's start prunes: exactly the records named, by name
+    /// and fingerprint; a record already gone is no error.
+    #[test]
+    fn remove_all_removes_the_records_named_and_no_other() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&tmp.path().join("cache"), sealer()).unwrap();
+        store.put("a", "fp1", &record("a")).unwrap();
+        store.put("b", "fp1", &record("b")).unwrap();
+        store.put("c", "fp1", &record("c")).unwrap();
+        let removed = store
+            .remove_all([("a", "fp1"), ("b", "fp2"), ("gone", "fp1")])
+            .unwrap();
+        assert_eq!(removed, 1);
+        let mut left: Vec<_> = store.load_all().into_iter().map(|s| s.name).collect();
+        left.sort();
+        assert_eq!(left, ["b", "c"]);
     }
 
     #[test]

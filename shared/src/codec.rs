@@ -161,7 +161,9 @@ mod tests {
         encode_frame_into(&long, &mut buf).unwrap();
         assert_eq!(buf, encode_frame(&long).unwrap());
         encode_frame_into(&short, &mut buf).unwrap();
-        let mut want = (to_vec(&short).unwrap().len() as u32).to_le_bytes().to_vec();
+        let mut want = (to_vec(&short).unwrap().len() as u32)
+            .to_le_bytes()
+            .to_vec();
         want.extend(to_vec(&short).unwrap());
         assert_eq!(buf, want);
         let back: Request = read_frame(&mut &buf[..]).unwrap().unwrap();
