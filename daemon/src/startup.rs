@@ -213,23 +213,15 @@ async fn serve(
     };
     let lock = take_lock(&paths.lock_file(), &paths.pid_file())?;
 
-    // The config and the cache need nothing of each other: with 10,000
-    // credentials, parsing the one and reading the other are each a third
-    // of the start, so they run on two threads (BENCHMARKS.md, issue 15).
-    let (loaded, cache) = std::thread::scope(|s| {
-        let cache = s.spawn(|| open_cache(&paths, unwritable));
-        let loaded = Config::load(&paths.config_file)
-            .map_err(|e| StartError::Config(e.to_string(), e.lines().collect()))
-            .and_then(|config| {
-                Loaded::new(config, &paths.config_file)
-                    .map_err(|e| StartError::Other(e.to_string()))
-            });
-        let cache = cache
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (loaded, cache)
-    });
-    let loaded = loaded?;
+    let config = Config::load(&paths.config_file)
+        .map_err(|e| StartError::Config(e.to_string(), e.lines().collect()))?;
+    let loaded =
+        Loaded::new(config, &paths.config_file).map_err(|e| StartError::Other(e.to_string()))?;
+    // The config and the cache need nothing of each other, but making them
+    // on two threads saved no time: with one malloc arena
+    // (`sys::one_malloc_arena`) the two threads contend for its lock, and
+    // the start then took as long with more CPU (BENCHMARKS.md, issue 15).
+    let cache = open_cache(&paths, unwritable);
     let OpenCache {
         store,
         records,
