@@ -265,7 +265,8 @@ async fn connection(stream: Stream, conn: Conn) {
     // then body): they arrive together.
     let mut reader = BufReader::with_capacity(READ_BUFFER, &stream);
     let mut writer = &stream;
-    // Kept from one request to the next: a busy connection allocates nothing.
+    // Kept from one request to the next: no frame buffer is allocated per
+    // request.
     let mut body = Vec::new();
     let mut frame = Vec::new();
     // One idle timer per connection, re-armed only when it fires early:
