@@ -128,8 +128,8 @@ impl Engine {
     }
 
     /// [`Engine::new`] with the config already [`Loaded`] and the store's
-    /// records already read ([`Store::load_all`]): the daemon's start does
-    /// the two at once on two threads, since neither needs the other.
+    /// records already read ([`Store::load_all`]), as the daemon's start
+    /// makes them (`startup::open_cache`).
     pub fn with_records(
         loaded: Loaded,
         locations: Locations,
