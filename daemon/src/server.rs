@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::engine::Engine;
-use crate::wire::{read_frame, read_frame_with, write_frame};
+use crate::wire::{KEEP_BUFFER, read_frame, read_frame_with, write_frame};
 
 /// Bytes buffered per connection: requests are a few dozen bytes (a
 /// larger frame is read through it all the same).
@@ -225,29 +225,34 @@ async fn send(
     limit: Duration,
 ) -> Result<(), CodecError> {
     codec::encode_frame_into(response, frame)?;
-    let frame = &*frame;
-    let mut write = std::pin::pin!(async move {
-        writer.write_all(frame).await?;
-        writer.flush().await
-    });
-    let at_once = std::future::poll_fn(|cx| {
-        Poll::Ready(match write.as_mut().poll(cx) {
-            Poll::Ready(written) => Some(written),
-            Poll::Pending => None,
+    let written = {
+        let bytes = &*frame;
+        let mut write = std::pin::pin!(async move {
+            writer.write_all(bytes).await?;
+            writer.flush().await
+        });
+        let at_once = std::future::poll_fn(|cx| {
+            Poll::Ready(match write.as_mut().poll(cx) {
+                Poll::Ready(written) => Some(written),
+                Poll::Pending => None,
+            })
         })
-    })
-    .await;
-    let written = match at_once {
-        Some(written) => written,
-        None => tokio::time::timeout(limit, write)
-            .await
-            .unwrap_or_else(|_| {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the client did not take its reply in time",
-                ))
-            }),
+        .await;
+        match at_once {
+            Some(written) => written,
+            None => tokio::time::timeout(limit, write)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client did not take its reply in time",
+                    ))
+                }),
+        }
     };
+    if frame.capacity() > KEEP_BUFFER {
+        *frame = Vec::new();
+    }
     written.map_err(CodecError::Io)
 }
 

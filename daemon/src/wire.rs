@@ -6,9 +6,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// A body buffer grown past this by a large frame is given back after it:
-/// requests are a few dozen bytes, and a connection holds its buffer.
-const KEEP_BODY: usize = 4096;
+/// A kept buffer grown past this by a large frame is given back after it:
+/// requests and most replies are a few hundred bytes, and a connection
+/// holds its buffers for its life (a `list` page may be a megabyte).
+pub const KEEP_BUFFER: usize = 4096;
 
 /// Reads one frame. `Ok(None)` is a clean end of stream between frames.
 pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
@@ -41,7 +42,7 @@ pub async fn read_frame_with<R: AsyncRead + Unpin, T: DeserializeOwned>(
         _ => CodecError::Io(e),
     })?;
     let decoded = codec::from_slice(body).map(Some);
-    if body.capacity() > KEEP_BODY {
+    if body.capacity() > KEEP_BUFFER {
         *body = Vec::new();
     }
     decoded

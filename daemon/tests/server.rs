@@ -276,3 +276,33 @@ fn a_client_that_never_reads_its_replies_is_dropped() {
         "the daemon never closed the connection: {failed}"
     );
 }
+
+/// The idle timer is one per connection, re-armed when it fires before
+/// the connection has been idle for `idle`: a connection that keeps
+/// asking outlives several `idle` spans and is answered every time, and
+/// is closed once it stops asking.
+#[test]
+fn a_busy_connection_outlives_its_idle_timeout() {
+    let idle = Duration::from_millis(100);
+    let server = Running::start(Limits {
+        idle,
+        ..Limits::default()
+    });
+    let mut s = server.hello();
+    let hello = Request::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        client_version: VERSION.into(),
+    };
+    let started = std::time::Instant::now();
+    let mut answered = 0;
+    while started.elapsed() < idle * 5 {
+        codec::write_frame(&mut s, &hello).unwrap();
+        let r: Response = codec::read_frame(&mut s).unwrap().unwrap();
+        assert!(matches!(r, Response::Hello { .. }), "{r:?}");
+        answered += 1;
+    }
+    assert!(answered > 1, "{answered}");
+    // Quiet now: closed (end of stream, not the read timeout).
+    let mut buf = [0u8; 1];
+    assert_eq!(s.read(&mut buf).unwrap(), 0);
+}

@@ -107,9 +107,8 @@ pub fn loose_file_warning(path: &Path) -> Option<String> {
 /// One malloc arena for the whole process, where glibc is the allocator.
 /// glibc gives each thread that allocates an arena of its own, and what is
 /// freed in one arena is not reused by another thread's allocations: the
-/// daemon's few threads (the runtime's worker and blocking pool, sled's,
-/// the start-up reader) kept a daemon that had fetched 10,000 tokens at
-/// 53 MB rather than 44 (BENCHMARKS.md, issue 15). Requests are served by
+/// daemon's few threads (the runtime's worker and blocking pool, sled's)
+/// kept a daemon that had fetched 10,000 tokens at 53 MB rather than 44 (BENCHMARKS.md, issue 15). Requests are served by
 /// the one runtime worker, so the shared arena's lock is seldom contended.
 /// Must run before any other thread starts.
 pub fn one_malloc_arena() {

@@ -242,6 +242,44 @@ fn loopback_http_is_allowed() {
     assert_eq!(s.cluster.platform, ClusterPlatform::Aws);
 }
 
+/// Each URL is checked once per parse (issue 15), but every credential
+/// that names a bad one still gets its own problem, and a good one is
+/// the same value everywhere it is named.
+#[test]
+fn a_url_named_twice_is_judged_for_each_credential() {
+    let gke = |name: &str, endpoint: &str| {
+        format!(
+            "[credentials.{name}]\nkind = \"gke-cluster\"\nauth = \"google\"\n\
+             cluster = \"projects/p/locations/l/azureClusters/c\"\nendpoint = \"{endpoint}\"\n"
+        )
+    };
+    let bad = format!(
+        "{}{}",
+        gke("a", "http://gke.example.com"),
+        gke("b", "http://gke.example.com")
+    );
+    let p = problems(&bad);
+    has(
+        &p,
+        "credentials.a.endpoint: \"http://gke.example.com\" uses http://",
+    );
+    has(
+        &p,
+        "credentials.b.endpoint: \"http://gke.example.com\" uses http://",
+    );
+    let good = ok(&format!(
+        "{}{}",
+        gke("a", "https://gke.example.com/"),
+        gke("b", "https://gke.example.com/")
+    ));
+    for name in ["a", "b"] {
+        let Source::GkeCluster(s) = &good.credential(name).unwrap().source else {
+            panic!()
+        };
+        assert_eq!(s.endpoint, "https://gke.example.com");
+    }
+}
+
 #[test]
 fn client_secret_method_needs_its_fields() {
     let p = problems("[credentials.corp]\nkind = \"azure\"\nmethod = \"client-secret\"\n");
