@@ -51,8 +51,6 @@ pub struct Locations {
 /// Why the engine could not start, or a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("cannot build the HTTP client: {source}")]
-    HttpClient { source: reqwest::Error },
     #[error("cannot start the cache writer: {source}")]
     Writer { source: std::io::Error },
 }
@@ -122,7 +120,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
         providers: impl Fn(&Credential, &Config) -> Arc<dyn Provider> + Send + Sync + 'static,
     ) -> Result<Self, EngineError> {
-        let loaded = Loaded::new(config, &locations.config_file)?;
+        let loaded = Loaded::new(config, &locations.config_file);
         let records = store.load_all();
         Self::with_records(loaded, locations, store, records, clock, providers)
     }

@@ -2,6 +2,7 @@
 //! translation of every kind of failure (network, status, error body) into
 //! a one-line [`FetchError`] that carries the cloud's own words.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -35,37 +36,59 @@ pub async fn upstream_permit() -> tokio::sync::SemaphorePermit<'static> {
         .expect("the semaphore is never closed")
 }
 
-/// The HTTP clients the providers share.
-#[derive(Clone)]
+/// The HTTP clients the providers share, each made at its first use.
+///
+/// Making one reads the system's root certificates, a third of an empty
+/// daemon's start (BENCHMARKS.md, issue 15), and a daemon restarted with
+/// every token cached may make no upstream call for an hour. A client that
+/// cannot be made is retried at the next use.
 pub struct Http {
+    timeout: Duration,
     /// For public endpoints: honours HTTPS_PROXY / NO_PROXY.
-    client: reqwest::Client,
+    client: OnceLock<reqwest::Client>,
     /// For metadata servers and IMDS: never through a proxy.
-    direct: reqwest::Client,
+    direct: OnceLock<reqwest::Client>,
 }
 
 impl Http {
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
-        let build = |proxy: bool| {
-            let b = reqwest::Client::builder()
-                .user_agent(concat!("credcache/", env!("CARGO_PKG_VERSION")))
-                .timeout(timeout)
-                .connect_timeout(timeout.min(Duration::from_secs(10)))
-                .redirect(reqwest::redirect::Policy::none());
-            if proxy { b } else { b.no_proxy() }.build()
-        };
-        Ok(Self {
-            client: build(true)?,
-            direct: build(false)?,
-        })
+    /// Clients whose requests time out after `timeout`; none is made yet.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            client: OnceLock::new(),
+            direct: OnceLock::new(),
+        }
     }
 
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
+    /// The client for public endpoints, through the proxy if one is set.
+    pub fn client(&self) -> Result<&reqwest::Client, FetchError> {
+        self.made(&self.client, true)
     }
 
-    pub fn direct(&self) -> &reqwest::Client {
-        &self.direct
+    /// The client for metadata servers and IMDS, never through a proxy.
+    pub fn direct(&self) -> Result<&reqwest::Client, FetchError> {
+        self.made(&self.direct, false)
+    }
+
+    fn made<'a>(
+        &self,
+        cell: &'a OnceLock<reqwest::Client>,
+        proxy: bool,
+    ) -> Result<&'a reqwest::Client, FetchError> {
+        if let Some(client) = cell.get() {
+            return Ok(client);
+        }
+        let builder = reqwest::Client::builder()
+            .user_agent(concat!("credcache/", env!("CARGO_PKG_VERSION")))
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none());
+        let builder = if proxy { builder } else { builder.no_proxy() };
+        let client = builder.build().map_err(|e| {
+            FetchError::transient(format!("cannot make the HTTP client: {}", root_cause(&e)))
+        })?;
+        // Two first uses at once may both build; the first one kept wins.
+        Ok(cell.get_or_init(|| client))
     }
 }
 
@@ -421,6 +444,18 @@ mod tests {
             headers: HeaderMap::new(),
             body: body.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn the_clients_are_made_at_their_first_use_and_kept() {
+        let http = Http::new(Duration::from_secs(5));
+        assert!(http.client.get().is_none() && http.direct.get().is_none());
+        let client = http.client().unwrap() as *const reqwest::Client;
+        assert!(http.direct.get().is_none(), "only the one asked for is made");
+        assert_eq!(http.client().unwrap() as *const _, client);
+        let direct = http.direct().unwrap() as *const reqwest::Client;
+        assert_ne!(direct, client);
+        assert_eq!(http.direct().unwrap() as *const _, direct);
     }
 
     #[test]

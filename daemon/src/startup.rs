@@ -215,8 +215,7 @@ async fn serve(
 
     let config = Config::load(&paths.config_file)
         .map_err(|e| StartError::Config(e.to_string(), e.lines().collect()))?;
-    let loaded =
-        Loaded::new(config, &paths.config_file).map_err(|e| StartError::Other(e.to_string()))?;
+    let loaded = Loaded::new(config, &paths.config_file);
     // The config and the cache need nothing of each other, but making them
     // on two threads saved no time: with one malloc arena
     // (`sys::one_malloc_arena`) the two threads contend for its lock, and

@@ -7,7 +7,6 @@ use std::sync::{Arc, OnceLock};
 
 use credcache_shared::config::{Config, Credential, SecretSource, Source};
 
-use super::EngineError;
 use super::reload::Stamps;
 use crate::fingerprint;
 use crate::http::Http;
@@ -60,9 +59,8 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    pub fn new(config: Config, config_path: &Path) -> Result<Self, EngineError> {
-        let http = Http::new(config.daemon.http_timeout)
-            .map_err(|source| EngineError::HttpClient { source })?;
+    pub fn new(config: Config, config_path: &Path) -> Self {
+        let http = Http::new(config.daemon.http_timeout);
         let mut fingerprints = fingerprint::all(&config);
         let entries = config
             .credentials
@@ -81,13 +79,13 @@ impl Loaded {
             .iter()
             .filter_map(|p| seal::loose_file_warning(p))
             .collect();
-        Ok(Self {
+        Self {
             config,
             entries,
             http,
             stamps,
             warnings,
-        })
+        }
     }
 }
 

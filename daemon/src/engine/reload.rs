@@ -109,8 +109,7 @@ impl Engine {
                 return Err(WireError::new(ErrorKind::Config, message));
             }
         };
-        let new = Loaded::new(config, &path)
-            .map_err(|e| WireError::new(ErrorKind::Internal, e.to_string()))?;
+        let new = Loaded::new(config, &path);
         let mut changed = Vec::new();
         {
             let old = self.loaded();

@@ -42,8 +42,9 @@ impl Provider for Apim {
                 "keyType": s.key_type.as_str(),
                 "expiry": format_dotnet(asked),
             }});
+            let client = cx.http.client()?;
             let answer = authorized::send(cx, &s.auth, WHAT, |auth| {
-                request(cx.http.client(), url.clone(), auth, &body)
+                request(client, url.clone(), auth, &body)
             })
             .await?;
             parse(&answer, asked, cx.now)

@@ -174,8 +174,9 @@ mod tests {
         async fn call(h: &Harness, peer: &Peer) -> Result<Answer, FetchError> {
             let cx = h.cx();
             let url = format!("{}/resource", peer.url());
+            let client = cx.http.client()?;
             send(&cx, "id", "the api", |auth| {
-                cx.http.client().get(&url).bearer_auth(auth.token.expose())
+                client.get(&url).bearer_auth(auth.token.expose())
             })
             .await
         }

@@ -397,7 +397,7 @@ async fn entra_token(
     form: &[(&str, &str)],
 ) -> Result<Fetched, FetchError> {
     let url = format!("{authority}/{tenant}/oauth2/v2.0/token");
-    let request = cx.http.client().post(url).form(form);
+    let request = cx.http.client()?.post(url).form(form);
     let answer = http::send("entra token endpoint", request).await?;
     if !answer.is_success() {
         return Err(answer.error(cx.now));

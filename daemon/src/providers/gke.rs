@@ -30,8 +30,9 @@ impl Provider for Gke {
     fn fetch<'a>(&'a self, cx: &'a FetchContext<'a>) -> BoxFuture<'a, Result<Fetched, FetchError>> {
         Box::pin(async move {
             let url = url(&self.settings)?;
+            let client = cx.http.client()?;
             let answer = authorized::send(cx, &self.settings.auth, WHAT, |auth| {
-                request(cx.http.client(), url.clone(), auth)
+                request(client, url.clone(), auth)
             })
             .await?;
             parse(&answer, cx.now)

@@ -245,7 +245,7 @@ impl Google {
                     token_uri,
                     path,
                 )?;
-                let request = cx.http.client().post(token_uri).form(&[
+                let request = cx.http.client()?.post(token_uri).form(&[
                     ("grant_type", JWT_BEARER),
                     ("assertion", assertion.as_str()),
                 ]);
@@ -265,7 +265,7 @@ impl Google {
                     .as_deref()
                     .ok_or_else(|| missing("refresh_token"))?;
                 let token_uri = self.token_uri(key.token_uri.as_deref());
-                let request = cx.http.client().post(token_uri).form(&[
+                let request = cx.http.client()?.post(token_uri).form(&[
                     ("grant_type", "refresh_token"),
                     ("client_id", client_id),
                     ("client_secret", client_secret),
@@ -311,7 +311,7 @@ impl Google {
             format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/token");
         let request = cx
             .http
-            .direct()
+            .direct()?
             .get(url)
             .query(&[("scopes", self.settings.scopes.join(","))])
             .header("Metadata-Flavor", "Google");

@@ -243,7 +243,7 @@ pub async fn mint(
             let scope = format!("{} offline_access", scope.unwrap_or(configured));
             let request = cx
                 .http
-                .client()
+                .client()?
                 .post(format!("{authority}/{tenant}/oauth2/v2.0/token"))
                 .form(&[
                     ("grant_type", "refresh_token"),
@@ -255,7 +255,7 @@ pub async fn mint(
         }
         (SignIn::Google { scopes, .. }, Some(client)) => {
             let scope = scope.map_or_else(|| scopes.join(" "), str::to_owned);
-            let request = cx.http.client().post(&client.token_uri).form(&[
+            let request = cx.http.client()?.post(&client.token_uri).form(&[
                 ("grant_type", "refresh_token"),
                 ("client_id", client.client_id.as_str()),
                 ("client_secret", client.client_secret.expose()),

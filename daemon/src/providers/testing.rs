@@ -128,7 +128,7 @@ impl Harness {
     pub fn with(deps: FakeDeps) -> Self {
         Self {
             deps,
-            http: Http::new(Duration::from_secs(5)).unwrap(),
+            http: Http::new(Duration::from_secs(5)),
         }
     }
 

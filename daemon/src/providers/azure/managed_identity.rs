@@ -205,7 +205,7 @@ pub async fn fetch(
             let value = secret_header("MSI_SECRET")?;
             let request = cx
                 .http
-                .direct()
+                .direct()?
                 .get(url)
                 .query(&[
                     ("api-version", APP_SERVICE_2017_API_VERSION),
@@ -229,7 +229,7 @@ pub async fn fetch(
             }
             let request = cx
                 .http
-                .direct()
+                .direct()?
                 .post(url)
                 .header("Metadata", "true")
                 .form(&[("resource", resource)]);
@@ -267,7 +267,7 @@ pub async fn fetch(
         let left = cx.timeout.saturating_sub(started.elapsed());
         let request = cx
             .http
-            .direct()
+            .direct()?
             .get(&url)
             .query(&query)
             .header(header.0, header.1.clone())
@@ -322,9 +322,9 @@ async fn arc(
 ) -> Result<Fetched, FetchError> {
     const WHAT: &str = "Azure Arc identity endpoint";
     let query = [("api-version", ARC_API_VERSION), ("resource", resource)];
+    let client = cx.http.direct()?;
     let ask = || {
-        cx.http
-            .direct()
+        client
             .get(url)
             .query(&query)
             .header("Metadata", "true")

@@ -167,9 +167,9 @@ async fn subject_token(
             field,
         } => {
             let client = if url.starts_with("https://") {
-                cx.http.client()
+                cx.http.client()?
             } else {
-                cx.http.direct()
+                cx.http.direct()?
             };
             let mut request = client.get(url);
             for (k, v) in headers {
@@ -231,7 +231,7 @@ pub(super) async fn sts_token(
     if let Some(o) = &options {
         form.push(("options", o.as_str()));
     }
-    let answer = http::send("google sts", cx.http.client().post(token_url).form(&form)).await?;
+    let answer = http::send("google sts", cx.http.client()?.post(token_url).form(&form)).await?;
     if !answer.is_success() {
         return Err(answer.error(cx.now));
     }

@@ -148,7 +148,7 @@ impl GoogleIdToken {
             target_audience: &self.settings.audience,
         };
         let assertion = super::sign(&claims, pem, key.private_key_id.as_deref(), path)?;
-        let request = cx.http.client().post(token_uri).form(&[
+        let request = cx.http.client()?.post(token_uri).form(&[
             ("grant_type", JWT_BEARER),
             ("assertion", assertion.as_str()),
         ]);
@@ -170,7 +170,7 @@ impl GoogleIdToken {
             format!("http://{host}/computeMetadata/v1/instance/service-accounts/default/identity");
         let request = cx
             .http
-            .direct()
+            .direct()?
             .get(url)
             .query(&[
                 ("audience", self.settings.audience.as_str()),

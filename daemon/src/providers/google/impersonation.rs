@@ -307,10 +307,9 @@ impl Plan {
             &["v1", "projects", "-", "serviceAccounts", &last],
             &[],
         )?;
+        let client = cx.http.client()?;
         let send = |token: &AuthToken| {
-            let request = cx
-                .http
-                .client()
+            let request = client
                 .post(url.clone())
                 .bearer_auth(token.token.expose())
                 .json(body);

@@ -98,7 +98,7 @@ pub(super) async fn access_token(
         .unwrap_or(DEFAULT_TOKEN_URL);
     let request = cx
         .http
-        .client()
+        .client()?
         .post(token_url)
         .basic_auth(client_id, Some(client_secret))
         .form(&[

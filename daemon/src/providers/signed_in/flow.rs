@@ -103,7 +103,7 @@ pub async fn start(
                 )));
             };
             let request = http
-                .client()
+                .client()?
                 .post(format!("{authority}/{tenant}/oauth2/v2.0/devicecode"))
                 .form(&[
                     ("client_id", client_id.as_str()),
@@ -246,7 +246,7 @@ pub async fn poll(
         unreachable!("only Entra starts a device code sign-in");
     };
     let request = http
-        .client()
+        .client()?
         .post(format!("{authority}/{tenant}/oauth2/v2.0/token"))
         .form(&[
             ("grant_type", DEVICE_CODE_GRANT),
@@ -308,7 +308,7 @@ pub async fn redeem(
             },
             _,
         ) => http
-            .client()
+            .client()?
             .post(format!("{authority}/{tenant}/oauth2/v2.0/token"))
             .form(&[
                 ("grant_type", "authorization_code"),
@@ -318,7 +318,7 @@ pub async fn redeem(
                 ("code_verifier", verifier.expose()),
                 ("scope", &format!("{scope} offline_access openid profile")),
             ]),
-        (SignIn::Google { .. }, Some(client)) => http.client().post(&client.token_uri).form(&[
+        (SignIn::Google { .. }, Some(client)) => http.client()?.post(&client.token_uri).form(&[
             ("grant_type", "authorization_code"),
             ("client_id", client.client_id.as_str()),
             ("client_secret", client.client_secret.expose()),
