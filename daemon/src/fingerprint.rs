@@ -2,7 +2,7 @@
 //! which token a credential yields, so that a changed config, a rotated key
 //! file or a changed identity behind `auth` never serves an old token.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 
 use credcache_shared::config::{Config, Credential, Source};
@@ -13,13 +13,13 @@ use crate::providers::azure;
 /// Fingerprints of every credential of `config`, by name. A credential's
 /// fingerprint covers its own settings, the content of any identity file it
 /// reads, and the fingerprint of the credential named by its `auth`.
-pub fn all(config: &Config) -> BTreeMap<String, String> {
+pub fn all(config: &Config) -> HashMap<String, String> {
     all_in(config, &azure::process_env)
 }
 
 /// [`all`] with the environment that decides env-derived identities.
-fn all_in(config: &Config, env: azure::Env<'_>) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+fn all_in(config: &Config, env: azure::Env<'_>) -> HashMap<String, String> {
+    let mut out = HashMap::with_capacity(config.credentials.len());
     for name in config.credentials.keys() {
         fingerprint_of(config, name, env, &mut out, 0);
     }
@@ -30,7 +30,7 @@ fn fingerprint_of(
     config: &Config,
     name: &str,
     env: azure::Env<'_>,
-    done: &mut BTreeMap<String, String>,
+    done: &mut HashMap<String, String>,
     depth: usize,
 ) -> String {
     if let Some(fp) = done.get(name) {
@@ -146,7 +146,7 @@ mod tests {
         std::fs::write(&token_file, "assertion-1").unwrap();
         let config = parse("[credentials.wi]\nkind = \"azure\"\nmethod = \"workload-identity\"\n");
         let fp = |vars: &[(&str, &str)]| {
-            let vars: BTreeMap<String, String> = vars
+            let vars: HashMap<String, String> = vars
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();

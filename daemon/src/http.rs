@@ -451,7 +451,10 @@ mod tests {
         let http = Http::new(Duration::from_secs(5));
         assert!(http.client.get().is_none() && http.direct.get().is_none());
         let client = http.client().unwrap() as *const reqwest::Client;
-        assert!(http.direct.get().is_none(), "only the one asked for is made");
+        assert!(
+            http.direct.get().is_none(),
+            "only the one asked for is made"
+        );
         assert_eq!(http.client().unwrap() as *const _, client);
         let direct = http.direct().unwrap() as *const reqwest::Client;
         assert_ne!(direct, client);

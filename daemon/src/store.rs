@@ -28,8 +28,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::seal::Sealer;
 
-/// The record format written today: sealed.
+/// Sealed: a refresh token's text, or (read only) a token record whose
+/// timestamps are RFC 3339 text ([`RecordV2`]).
 const FORMAT_SEALED_V2: u8 = 2;
+
+/// The token record format written today: sealed, timestamps as numbers.
+const FORMAT_RECORD_V3: u8 = 3;
 
 /// The sled tree that holds refresh tokens, apart from token records.
 const REFRESH_TREE: &str = "refresh-tokens";
@@ -45,9 +49,35 @@ const CACHE_CAPACITY: u64 = 4 << 20;
 pub struct Record {
     pub kind: String,
     pub token: Secret,
+    #[serde(with = "credcache_shared::time::compact")]
     pub expires_at: DateTime<Utc>,
+    #[serde(with = "credcache_shared::time::compact")]
     pub fetched_at: DateTime<Utc>,
     pub quota_project: Option<String>,
+}
+
+/// A token record as written before timestamps were numbers: read, so that
+/// an upgrade keeps the cached tokens, and written again only as a
+/// [`Record`].
+#[derive(Deserialize)]
+struct RecordV2 {
+    kind: String,
+    token: Secret,
+    expires_at: DateTime<Utc>,
+    fetched_at: DateTime<Utc>,
+    quota_project: Option<String>,
+}
+
+impl From<RecordV2> for Record {
+    fn from(r: RecordV2) -> Self {
+        Record {
+            kind: r.kind,
+            token: r.token,
+            expires_at: r.expires_at,
+            fetched_at: r.fetched_at,
+            quota_project: r.quota_project,
+        }
+    }
 }
 
 /// One record read back at start-up.
@@ -289,7 +319,7 @@ impl Store {
                     continue;
                 }
             };
-            let mut value = vec![FORMAT_SEALED_V2];
+            let mut value = vec![FORMAT_RECORD_V3];
             value.extend(self.sealer.seal(name, fingerprint, &plain));
             self.remove_except(name, Some(fingerprint))?;
             db.insert(key(name, fingerprint), value)
@@ -496,11 +526,19 @@ fn split_key(key: &[u8]) -> Option<(&str, &str)> {
 fn decode(sealer: &Sealer, key: &[u8], value: &[u8]) -> Option<Stored> {
     let (name, fingerprint) = split_key(key)?;
     let (&format, body) = value.split_first()?;
-    if format != FORMAT_SEALED_V2 {
-        return None;
-    }
-    let plain = sealer.open(name, fingerprint, body)?;
-    let record = credcache_shared::codec::from_slice(&plain).ok()?;
+    let record = match format {
+        FORMAT_RECORD_V3 => {
+            credcache_shared::codec::from_slice(&sealer.open(name, fingerprint, body)?).ok()?
+        }
+        FORMAT_SEALED_V2 => credcache_shared::codec::from_slice::<RecordV2>(&sealer.open(
+            name,
+            fingerprint,
+            body,
+        )?)
+        .ok()?
+        .into(),
+        _ => return None,
+    };
     Some(Stored {
         name: name.to_owned(),
         fingerprint: fingerprint.to_owned(),
@@ -583,6 +621,56 @@ mod tests {
         store.db().unwrap().insert(key("b", "fp"), v).unwrap();
         let names: Vec<String> = store.load_all().into_iter().map(|s| s.name).collect();
         assert_eq!(names, vec!["a".to_owned()]);
+    }
+
+    /// A cache written before timestamps were numbers still serves its
+    /// tokens after an upgrade, and is rewritten in today's format.
+    #[test]
+    fn a_record_of_the_previous_format_is_read() {
+        #[derive(Serialize)]
+        struct Old<'a> {
+            kind: &'a str,
+            token: &'a str,
+            expires_at: DateTime<Utc>,
+            fetched_at: DateTime<Utc>,
+            quota_project: Option<&'a str>,
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&tmp.path().join("cache"), sealer()).unwrap();
+        let expires_at = DateTime::parse_from_rfc3339("2026-12-02T10:00:00.5Z")
+            .unwrap()
+            .to_utc();
+        let fetched_at = expires_at - chrono::Duration::hours(1);
+        let plain = credcache_shared::codec::to_vec(&Old {
+            kind: "gke-cluster",
+            token: "old-token",
+            expires_at,
+            fetched_at,
+            quota_project: Some("p"),
+        })
+        .unwrap();
+        let mut value = vec![FORMAT_SEALED_V2];
+        value.extend(store.sealer.seal("gke", "fp", &plain));
+        store.db().unwrap().insert(key("gke", "fp"), value).unwrap();
+
+        let loaded = store.load_all();
+        assert_eq!(loaded.len(), 1);
+        let old = &loaded[0];
+        assert_eq!((old.name.as_str(), old.fingerprint.as_str()), ("gke", "fp"));
+        assert_eq!(
+            old.record,
+            Record {
+                kind: "gke-cluster".into(),
+                token: Secret::new("old-token"),
+                expires_at,
+                fetched_at,
+                quota_project: Some("p".into()),
+            }
+        );
+        store.put("gke", "fp", &old.record).unwrap();
+        let raw = store.db().unwrap().get(key("gke", "fp")).unwrap().unwrap();
+        assert_eq!(raw[0], FORMAT_RECORD_V3);
+        assert_eq!(store.load_all()[0].record, old.record);
     }
 
     fn record(token: &str) -> Record {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::Secret;
 
 /// Bumped by hand whenever a message below changes shape.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The longest credential name a request may carry, in bytes. Config
 /// names are far shorter; this keeps every request well under the frame
@@ -127,7 +127,10 @@ pub enum LoginStep {
     /// `slow_down`).
     Pending { interval_secs: u64 },
     /// Signed in, and the first token fetched.
-    Done { expires_at: DateTime<Utc> },
+    Done {
+        #[serde(with = "crate::time::compact")]
+        expires_at: DateTime<Utc>,
+    },
 }
 
 /// What the daemon answers; one per request.
@@ -204,7 +207,9 @@ pub struct SdkEndpointStatus {
 pub struct ScopedInfo {
     pub scopes: Vec<String>,
     pub state: CredentialState,
+    #[serde(with = "crate::time::compact::option")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time::compact::option")]
     pub fetched_at: Option<DateTime<Utc>>,
     pub fetches: u64,
 }
@@ -215,7 +220,9 @@ pub struct TokenReply {
     pub name: String,
     pub kind: String,
     pub token: Secret,
+    #[serde(with = "crate::time::compact")]
     pub expires_at: DateTime<Utc>,
+    #[serde(with = "crate::time::compact")]
     pub fetched_at: DateTime<Utc>,
     /// The variable `get --format env` and `exec` put the token in.
     pub env_var: String,
@@ -276,9 +283,12 @@ pub struct CredentialInfo {
     /// The credential whose token authorizes this one's fetch, if any.
     pub auth: Option<String>,
     pub state: CredentialState,
+    #[serde(with = "crate::time::compact::option")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time::compact::option")]
     pub fetched_at: Option<DateTime<Utc>>,
     /// When the daemon plans to fetch it anew in the background.
+    #[serde(with = "crate::time::compact::option")]
     pub next_refresh: Option<DateTime<Utc>>,
     pub consecutive_failures: u32,
     /// The last fetch error, with the cloud's own code and message.
@@ -295,6 +305,7 @@ pub struct DaemonStatus {
     pub daemon_version: String,
     pub protocol_version: u32,
     pub pid: u32,
+    #[serde(with = "crate::time::compact")]
     pub started_at: DateTime<Utc>,
     pub uptime_secs: u64,
     pub socket: String,
@@ -336,7 +347,9 @@ pub struct SourceInfo {
     /// credentials.
     pub source: String,
     pub state: CredentialState,
+    #[serde(with = "crate::time::compact::option")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::time::compact::option")]
     pub fetched_at: Option<DateTime<Utc>>,
     /// How many configured credentials have fetched through it.
     pub shared_by: u32,
@@ -397,7 +410,7 @@ mod tests {
     /// Changing this number is a deliberate act: the messages changed shape.
     #[test]
     fn protocol_version_is_pinned() {
-        assert_eq!(PROTOCOL_VERSION, 5);
+        assert_eq!(PROTOCOL_VERSION, 6);
     }
 
     /// Hello must stay decodable across protocol versions: variant 0 of both

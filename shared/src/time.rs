@@ -60,10 +60,104 @@ pub fn format_duration_secs(secs: i64) -> String {
     format!("{sign}{}", humantime::format_duration(d))
 }
 
+/// `#[serde(with = "credcache_shared::time::compact")]`: a timestamp as
+/// whole seconds and nanoseconds since the epoch in binary formats (the
+/// socket protocol, cache records), and as RFC 3339 text in human-readable
+/// ones (JSON), as chrono writes it.
+///
+/// chrono's own binary form is the RFC 3339 text: formatting it was 7% of
+/// the daemon's work per cached `get`, and parsing it back a third of
+/// decoding a cache record at start (BENCHMARKS.md, issue 15).
+pub mod compact {
+    use chrono::{DateTime, Utc};
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            t.serialize(s)
+        } else {
+            (t.timestamp(), t.timestamp_subsec_nanos()).serialize(s)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        if d.is_human_readable() {
+            DateTime::deserialize(d)
+        } else {
+            let (secs, nanos) = <(i64, u32)>::deserialize(d)?;
+            from_parts(secs, nanos).map_err(D::Error::custom)
+        }
+    }
+
+    fn from_parts(secs: i64, nanos: u32) -> Result<DateTime<Utc>, String> {
+        DateTime::from_timestamp(secs, nanos)
+            .ok_or_else(|| format!("timestamp {secs}s {nanos}ns is out of range"))
+    }
+
+    /// [`compact`](self) for an `Option`.
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            if s.is_human_readable() {
+                t.serialize(s)
+            } else {
+                t.map(|t| (t.timestamp(), t.timestamp_subsec_nanos()))
+                    .serialize(s)
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            if d.is_human_readable() {
+                Option::deserialize(d)
+            } else {
+                <Option<(i64, u32)>>::deserialize(d)?
+                    .map(|(secs, nanos)| from_parts(secs, nanos).map_err(D::Error::custom))
+                    .transpose()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Stamped {
+        #[serde(with = "compact")]
+        at: DateTime<Utc>,
+        #[serde(with = "compact::option")]
+        maybe: Option<DateTime<Utc>>,
+    }
+
+    #[test]
+    fn compact_timestamps_are_numbers_in_binary_and_rfc_3339_in_json() {
+        let at = DateTime::from_timestamp(1_790_000_000, 123_456_789).unwrap();
+        for maybe in [None, Some(at), DateTime::from_timestamp(-1, 0)] {
+            let value = Stamped { at, maybe };
+            let bytes = crate::codec::to_vec(&value).unwrap();
+            assert!(bytes.len() <= 1 + 9 + 5 + 1 + 9 + 5, "{bytes:?}");
+            assert_eq!(crate::codec::from_slice::<Stamped>(&bytes).unwrap(), value);
+            let json = serde_json::to_value(&value).unwrap();
+            assert_eq!(json["at"], "2026-09-21T14:13:20.123456789Z");
+            assert_eq!(serde_json::from_value::<Stamped>(json).unwrap(), value);
+        }
+    }
+
+    #[test]
+    fn a_compact_timestamp_out_of_range_is_an_error_not_a_panic() {
+        let bytes = crate::codec::to_vec(&(i64::MAX, 0u32, None::<(i64, u32)>)).unwrap();
+        let e = crate::codec::from_slice::<Stamped>(&bytes).unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
+    }
 
     #[test]
     fn reads_the_forms_clouds_send() {

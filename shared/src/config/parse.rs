@@ -312,8 +312,10 @@ impl<'t> Fields<'t> {
 
     fn opt_str_array(&mut self, key: &str) -> Option<Vec<String>> {
         let arr = self.typed(key, "an array of strings", Value::as_array)?;
-        let strings: Option<Vec<String>> =
-            arr.iter().map(|v| v.get_ref().as_str().map(str::to_owned)).collect();
+        let strings: Option<Vec<String>> = arr
+            .iter()
+            .map(|v| v.get_ref().as_str().map(str::to_owned))
+            .collect();
         if strings.is_none() {
             self.problem(key, "must be an array of strings");
         }
@@ -1039,17 +1041,16 @@ fn check_auth_references(creds: Option<&Table<'_>>, problems: &mut Problems) {
             None => None,
         }
     };
-    let auth_of = |name: &str| {
-        creds.get(name).and_then(|t| field_str(t, "auth"))
-    };
+    let auth_of = |name: &str| creds.get(name).and_then(|t| field_str(t, "auth"));
     for (name, table) in creds {
         let name: &str = name.get_ref();
         let Some(auth) = auth_of(name) else { continue };
-        let at = format!("credentials.{}.auth", shown_key(name));
+        // Made only for a problem: 10,000 credentials usually have none.
+        let at = || format!("credentials.{}.auth", shown_key(name));
         let own_kind = field_str(table, "kind").unwrap_or("");
         if !creds.contains_key(auth) && kind_of(auth).is_none() {
             problems.push(Problem {
-                at,
+                at: at(),
                 message: format!("names {auth:?}, which is not a configured credential"),
             });
             continue;
@@ -1058,7 +1059,7 @@ fn check_auth_references(creds: Option<&Table<'_>>, problems: &mut Problems) {
             let target_kind = kind_of(auth).unwrap_or("");
             if target_kind != "google" && KINDS.contains(&target_kind) {
                 problems.push(Problem {
-                    at: at.clone(),
+                    at: at(),
                     message: format!("names {auth:?}, a {target_kind} credential; google-id-token needs a google credential, whose identity mints the ID token"),
                 });
             }
@@ -1071,7 +1072,7 @@ fn check_auth_references(creds: Option<&Table<'_>>, problems: &mut Problems) {
         let target_kind = kind_of(auth).unwrap_or("");
         if target_kind != wants && target_kind != "command" && KINDS.contains(&target_kind) {
             problems.push(Problem {
-                at: at.clone(),
+                at: at(),
                 message: format!("names {auth:?}, a {target_kind} credential; {own_kind} needs a {wants} (or command) credential"),
             });
         }
@@ -1082,7 +1083,7 @@ fn check_auth_references(creds: Option<&Table<'_>>, problems: &mut Problems) {
             if n == name {
                 chain.push(n);
                 problems.push(Problem {
-                    at: at.clone(),
+                    at: at(),
                     message: format!("forms a cycle: {}", chain.join(" -> ")),
                 });
                 break;

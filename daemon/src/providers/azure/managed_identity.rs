@@ -323,12 +323,7 @@ async fn arc(
     const WHAT: &str = "Azure Arc identity endpoint";
     let query = [("api-version", ARC_API_VERSION), ("resource", resource)];
     let client = cx.http.direct()?;
-    let ask = || {
-        client
-            .get(url)
-            .query(&query)
-            .header("Metadata", "true")
-    };
+    let ask = || client.get(url).query(&query).header("Metadata", "true");
     let challenge = http::send(WHAT, ask()).await?;
     if challenge.is_success() {
         return token_response::parse(&challenge, cx.now);
