@@ -1,9 +1,4 @@
 //! The config validator: a TOML table in, a [`Config`] or every problem out.
-//!
-//! The table is toml's borrowing one ([`DeTable`]): its strings point into
-//! the config text, and no `toml::Table` of owned copies is built only to be
-//! read once. For 10,000 credentials that copy was half of the parse
-//! (BENCHMARKS.md, issue 15).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -11,11 +6,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use toml::Spanned;
-use toml::de::{DeTable, DeValue};
-
-type Table<'t> = DeTable<'t>;
-type Value<'t> = DeValue<'t>;
+use toml::{Table, Value};
 
 use super::keys;
 use super::*;
@@ -25,9 +16,10 @@ use crate::paths::expand_tilde;
 type Problems = Vec<Problem>;
 
 pub(super) fn parse(text: &str) -> Result<Config, Problems> {
-    let root = DeTable::parse(text).map_err(|e| vec![syntax_problem(text, &e)])?;
-    let root = root.get_ref();
-    let mut top = Fields::new(root, "", keys::TOP);
+    let root: Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| vec![syntax_problem(text, &e)])?;
+    let mut top = Fields::new(&root, "", keys::TOP);
 
     let daemon = match top.table("daemon") {
         Some(t) => {
@@ -45,7 +37,6 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
         let mut creds_fields = top.child(creds, "credentials", &[]);
         creds_fields.known = None;
         for (name, value) in creds {
-            let (name, value) = (name.get_ref().as_ref(), value.get_ref());
             let at = format!("credentials.{}", shown_key(name));
             if let Err(why) = check_name(name) {
                 creds_fields.problems.push(Problem {
@@ -62,7 +53,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
             };
             let mut f = creds_fields.sibling(table, &at, keys::CREDENTIAL);
             if let Some(cred) = parse_credential(name, &mut f) {
-                credentials.insert(name.to_owned(), Arc::new(cred));
+                credentials.insert(name.clone(), Arc::new(cred));
             }
             creds_fields.absorb(f);
         }
@@ -110,7 +101,7 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
 
     let mut problems = top.finish();
     check_auth_references(
-        root.get("credentials").and_then(|v| v.get_ref().as_table()),
+        root.get("credentials").and_then(Value::as_table),
         &mut problems,
     );
     check_helper_references(&credentials, &git, &docker, &mut problems);
@@ -126,12 +117,9 @@ pub(super) fn parse(text: &str) -> Result<Config, Problems> {
     }
 }
 
-fn builtin_table(name: &str) -> Table<'_> {
+fn builtin_table(name: &str) -> Table {
     let mut t = Table::new();
-    t.insert(
-        Spanned::new(0..0, "kind".into()),
-        Spanned::new(0..0, Value::String(name.into())),
-    );
+    t.insert("kind".into(), Value::String(name.into()));
     t
 }
 
@@ -154,7 +142,7 @@ fn syntax_problem(text: &str, e: &toml::de::Error) -> Problem {
 /// Reads the keys of one table, collecting problems as it goes; keys not
 /// in its [`keys`] lists are reported as unknown.
 struct Fields<'t> {
-    table: &'t Table<'t>,
+    table: &'t Table,
     prefix: String,
     /// The lists of keys this table accepts; `None`: any key (the
     /// credentials' names).
@@ -170,7 +158,7 @@ struct Fields<'t> {
 type UrlMemo = Rc<RefCell<HashMap<String, Result<String, String>>>>;
 
 impl<'t> Fields<'t> {
-    fn new(table: &'t Table<'t>, prefix: &str, known: &'static [&'static str]) -> Self {
+    fn new(table: &'t Table, prefix: &str, known: &'static [&'static str]) -> Self {
         Self {
             table,
             prefix: prefix.to_owned(),
@@ -180,14 +168,14 @@ impl<'t> Fields<'t> {
         }
     }
 
-    fn child(&self, table: &'t Table<'t>, key: &str, known: &'static [&'static str]) -> Fields<'t> {
+    fn child(&self, table: &'t Table, key: &str, known: &'static [&'static str]) -> Fields<'t> {
         self.sibling(table, &self.at(key), known)
     }
 
     /// Fields of another table at `prefix`, in the same parse.
     fn sibling(
         &self,
-        table: &'t Table<'t>,
+        table: &'t Table,
         prefix: &str,
         known: &'static [&'static str],
     ) -> Fields<'t> {
@@ -231,19 +219,19 @@ impl<'t> Fields<'t> {
         self.problems.extend(other.finish());
     }
 
-    fn get(&mut self, key: &str) -> Option<&'t Value<'t>> {
+    fn get(&mut self, key: &str) -> Option<&'t Value> {
         debug_assert!(
             self.knows(key),
             "{key:?} is read but not listed in config::keys"
         );
-        self.table.get(key).map(Spanned::get_ref)
+        self.table.get(key)
     }
 
     fn typed<T>(
         &mut self,
         key: &str,
         want: &str,
-        conv: impl Fn(&'t Value<'t>) -> Option<T>,
+        conv: impl Fn(&'t Value) -> Option<T>,
     ) -> Option<T> {
         let v = self.get(key)?;
         let out = conv(v);
@@ -253,17 +241,17 @@ impl<'t> Fields<'t> {
         out
     }
 
-    fn table(&mut self, key: &str) -> Option<&'t Table<'t>> {
+    fn table(&mut self, key: &str) -> Option<&'t Table> {
         self.typed(key, "a table", Value::as_table)
     }
 
-    fn array_of_tables(&mut self, key: &str) -> Vec<&'t Table<'t>> {
+    fn array_of_tables(&mut self, key: &str) -> Vec<&'t Table> {
         let Some(arr) = self.typed(key, "an array of tables", Value::as_array) else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for (i, v) in arr.iter().enumerate() {
-            match v.get_ref().as_table() {
+            match v.as_table() {
                 Some(t) => out.push(t),
                 None => self.problem(&format!("{key}[{i}]"), "must be a table ([[...]])"),
             }
@@ -293,7 +281,9 @@ impl<'t> Fields<'t> {
     }
 
     fn opt_f64(&mut self, key: &str) -> Option<f64> {
-        self.typed(key, "a number", number)
+        self.typed(key, "a number", |v| {
+            v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
+        })
     }
 
     fn opt_duration(&mut self, key: &str) -> Option<Duration> {
@@ -312,10 +302,8 @@ impl<'t> Fields<'t> {
 
     fn opt_str_array(&mut self, key: &str) -> Option<Vec<String>> {
         let arr = self.typed(key, "an array of strings", Value::as_array)?;
-        let strings: Option<Vec<String>> = arr
-            .iter()
-            .map(|v| v.get_ref().as_str().map(str::to_owned))
-            .collect();
+        let strings: Option<Vec<String>> =
+            arr.iter().map(|v| v.as_str().map(str::to_owned)).collect();
         if strings.is_none() {
             self.problem(key, "must be an array of strings");
         }
@@ -375,11 +363,10 @@ impl<'t> Fields<'t> {
         let Some(known) = &self.known else {
             return self.problems;
         };
-        let mut unknown: Vec<&str> = self
+        let mut unknown: Vec<&String> = self
             .table
             .keys()
-            .map(|k| k.get_ref().as_ref())
-            .filter(|k| !known.iter().any(|l| l.contains(k)))
+            .filter(|k| !known.iter().any(|l| l.contains(&k.as_str())))
             .collect();
         unknown.sort();
         for key in unknown {
@@ -438,15 +425,11 @@ fn parse_credential(name: &str, f: &mut Fields<'_>) -> Option<Credential> {
             f.problem("kind", format!("is required: one of {}", KINDS.join(", ")));
             None
         }
-        Some(Value::String(k)) if KINDS.contains(&k.as_ref()) => Some(k.as_ref()),
+        Some(Value::String(k)) if KINDS.contains(&k.as_str()) => Some(k.as_str()),
         Some(v) => {
             f.problem(
                 "kind",
-                format!(
-                    "unknown kind {}: expected one of {}",
-                    shown_value(v),
-                    KINDS.join(", ")
-                ),
+                format!("unknown kind {}: expected one of {}", v, KINDS.join(", ")),
             );
             None
         }
@@ -1029,25 +1012,28 @@ fn check_path_prefix(f: &mut Fields<'_>, prefix: String) -> Option<PathPrefix> {
 
 /// Checks `auth` references on the raw tables, so that a credential with
 /// other problems still has its `auth` checked.
-fn check_auth_references(creds: Option<&Table<'_>>, problems: &mut Problems) {
+fn check_auth_references(creds: Option<&Table>, problems: &mut Problems) {
     let empty = Table::new();
     let creds = creds.unwrap_or(&empty);
     let kind_of = |name: &str| -> Option<&str> {
         match creds.get(name) {
-            Some(t) => field_str(t, "kind"),
+            Some(t) => t.get("kind").and_then(Value::as_str),
             None if name == "google" || name == "azure" => {
                 Some(if name == "google" { "google" } else { "azure" })
             }
             None => None,
         }
     };
-    let auth_of = |name: &str| creds.get(name).and_then(|t| field_str(t, "auth"));
+    let auth_of = |name: &str| {
+        creds
+            .get(name)
+            .and_then(|t| t.get("auth"))
+            .and_then(Value::as_str)
+    };
     for (name, table) in creds {
-        let name: &str = name.get_ref();
         let Some(auth) = auth_of(name) else { continue };
-        // Made only for a problem: 10,000 credentials usually have none.
         let at = || format!("credentials.{}.auth", shown_key(name));
-        let own_kind = field_str(table, "kind").unwrap_or("");
+        let own_kind = table.get("kind").and_then(Value::as_str).unwrap_or("");
         if !creds.contains_key(auth) && kind_of(auth).is_none() {
             problems.push(Problem {
                 at: at(),
@@ -1077,7 +1063,7 @@ fn check_auth_references(creds: Option<&Table<'_>>, problems: &mut Problems) {
             });
         }
         // Cycles: follow the chain; coming back to `name` is a loop.
-        let mut chain = vec![name];
+        let mut chain = vec![name.as_str()];
         let mut next = Some(auth);
         while let Some(n) = next {
             if n == name {
@@ -1132,42 +1118,6 @@ fn check_helper_references(
 /// an escape sequence, a bidi override, a quote); then quoted and escaped,
 /// so that a key cannot break or forge the one line its problem is
 /// reported on, nor vanish from it.
-/// The string at `key` of `table`, when `table` is a table and that is a
-/// string.
-fn field_str<'t>(table: &'t Spanned<Value<'t>>, key: &str) -> Option<&'t str> {
-    table.get_ref().get(key)?.get_ref().as_str()
-}
-
-/// A number as TOML wrote it (an integer of any base, or a float).
-fn number(v: &Value<'_>) -> Option<f64> {
-    match v {
-        Value::Float(f) => f.as_str().parse().ok(),
-        Value::Integer(i) => i128::from_str_radix(i.as_str(), i.radix())
-            .ok()
-            .map(|i| i as f64),
-        _ => None,
-    }
-}
-
-/// A value as a message quotes it: a string in quotes, a number or a
-/// boolean as written, anything else by its type.
-fn shown_value(v: &Value<'_>) -> String {
-    match v {
-        Value::String(s) => format!("{:?}", s.as_ref()),
-        Value::Integer(i) => match i.radix() {
-            16 => format!("0x{}", i.as_str()),
-            8 => format!("0o{}", i.as_str()),
-            2 => format!("0b{}", i.as_str()),
-            _ => i.as_str().to_owned(),
-        },
-        Value::Float(f) => f.as_str().to_owned(),
-        Value::Boolean(b) => b.to_string(),
-        Value::Datetime(d) => d.to_string(),
-        Value::Array(_) => "an array".to_owned(),
-        Value::Table(_) => "a table".to_owned(),
-    }
-}
-
 fn shown_key(key: &str) -> String {
     let quoted = format!("{key:?}");
     if !key.is_empty() && quoted[1..quoted.len() - 1] == *key {
