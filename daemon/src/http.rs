@@ -38,10 +38,11 @@ pub async fn upstream_permit() -> tokio::sync::SemaphorePermit<'static> {
 
 /// The HTTP clients the providers share, each made at its first use.
 ///
-/// Making one reads the system's root certificates, a third of an empty
-/// daemon's start (BENCHMARKS.md, issue 15), and a daemon restarted with
-/// every token cached may make no upstream call for an hour. A client that
-/// cannot be made is retried at the next use.
+/// Making one reads the system's root certificates, about half of an
+/// empty daemon's start (BENCHMARKS.md, issue 15), and a daemon restarted
+/// with every token cached may make no upstream call for an hour. The
+/// first fetch pays for it instead (a few milliseconds). A client that
+/// cannot be made is that fetch's error, and is tried again at the next.
 pub struct Http {
     timeout: Duration,
     /// For public endpoints: honours HTTPS_PROXY / NO_PROXY.
