@@ -158,16 +158,16 @@ impl Engine {
                 quota_project: stored.record.quota_project,
             };
             // Found at start-up: kept warm as if just asked for.
-            let policy = policy_for(&loaded, name);
-            let slot = Slot::with_token(token.clone());
+            let due = policy_for(&loaded, name).map(|p| {
+                schedule::due_at(p, token.fetched_at, token.expires_at, schedule::jitter())
+            });
+            let next_refresh = due.map(|d| schedule::paced(d, token.fetched_at));
+            let slot = Slot::with_token(token);
             {
                 let mut s = slot.lock();
                 s.warm_until = Some(now + schedule::to_chrono(schedule::WARM_FOR));
-                let due = policy.map(|p| {
-                    schedule::due_at(p, token.fetched_at, token.expires_at, schedule::jitter())
-                });
                 s.due_unpaced = due;
-                s.next_refresh = due.map(|d| schedule::paced(d, token.fetched_at));
+                s.next_refresh = next_refresh;
             }
             if name != stored.name {
                 variants
