@@ -61,6 +61,11 @@ impl Http {
         }
     }
 
+    /// How long a request may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The client for public endpoints, through the proxy if one is set.
     pub fn client(&self) -> Result<&reqwest::Client, FetchError> {
         self.made(&self.client, true)

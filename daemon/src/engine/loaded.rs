@@ -51,7 +51,9 @@ impl Entry {
 pub struct Loaded {
     pub config: Config,
     pub entries: HashMap<String, Entry>,
-    pub http: Http,
+    /// Shared with the next config when its `http_timeout` is the same, so
+    /// a reload keeps the clients and their open connections.
+    pub http: Arc<Http>,
     /// What the files looked like when this was loaded.
     pub stamps: Stamps,
     /// Files holding secrets that others can read (as ssh warns).
@@ -60,7 +62,7 @@ pub struct Loaded {
 
 impl Loaded {
     pub fn new(config: Config, config_path: &Path) -> Self {
-        let http = Http::new(config.daemon.http_timeout);
+        let http = Arc::new(Http::new(config.daemon.http_timeout));
         let mut fingerprints = fingerprint::all(&config);
         let entries = config
             .credentials

@@ -109,7 +109,12 @@ impl Engine {
                 return Err(WireError::new(ErrorKind::Config, message));
             }
         };
-        let new = Loaded::new(config, &path);
+        let mut new = Loaded::new(config, &path);
+        // The same timeout: keep the HTTP clients and their connections.
+        let previous = self.loaded();
+        if previous.http.timeout() == new.http.timeout() {
+            new.http = Arc::clone(&previous.http);
+        }
         let mut changed = Vec::new();
         {
             let old = self.loaded();

@@ -674,3 +674,27 @@ async fn a_credential_holds_a_bounded_number_of_scoped_tokens() {
         variant::MAX_VARIANTS
     );
 }
+
+#[test]
+fn a_reload_keeps_the_http_clients_unless_the_timeout_changed() {
+    let config = "[credentials.v]\nkind = \"command\"\ncommand = [\"false\"]\n";
+    let (engine, _p, _clock, tmp) = engine_for(config, vec![]);
+    let first = engine.loaded().http.clone();
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        format!("{config}[credentials.w]\nkind = \"command\"\ncommand = [\"true\"]\n"),
+    )
+    .unwrap();
+    engine.reload().unwrap();
+    assert!(engine.loaded().config.credentials.contains_key("w"));
+    assert!(Arc::ptr_eq(&first, &engine.loaded().http));
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        format!("[daemon]\nhttp_timeout = \"7s\"\n{config}"),
+    )
+    .unwrap();
+    engine.reload().unwrap();
+    let changed = engine.loaded().http.clone();
+    assert!(!Arc::ptr_eq(&first, &changed));
+    assert_eq!(changed.timeout(), Duration::from_secs(7));
+}
