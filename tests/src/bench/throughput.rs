@@ -94,6 +94,12 @@ fn line_for(
     line.upstream_calls = upstream;
     line.errors = measured.errors.values().sum();
     let wall = measured.elapsed.as_secs_f64();
+    // Requests per CPU-second of the server: on a shared machine the rate
+    // follows the scheduler, this much less (BENCHMARKS.md, issue 15).
+    let per_server_cpu_second = measured
+        .daemon_cpu
+        .and_then(|cpu| ratio(requests as f64, cpu.as_secs_f64()))
+        .map(f64::round);
     let mut line = line
         .with("clients", clients)
         .with("duration_s", (wall * 1000.0).round() / 1000.0)
@@ -104,6 +110,7 @@ fn line_for(
                 .daemon_cpu
                 .and_then(|cpu| ratio(cpu.as_secs_f64() * 100.0, wall)),
         )
+        .with("per_server_cpu_second", per_server_cpu_second)
         .with(
             "bench_cpu_pct",
             measured
