@@ -131,6 +131,10 @@ impl Daemon {
         procfs::rss_kb(self.pid)
     }
 
+    pub fn rss_anon_kb(&self) -> Option<u64> {
+        procfs::rss_anon_kb(self.pid)
+    }
+
     pub fn threads(&self) -> Option<u64> {
         procfs::threads(self.pid)
     }

@@ -59,6 +59,8 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
         .with("rss_tokens_kb", loaded.rss_with_tokens_kb)
         .with("threads_with_tokens", loaded.threads_with_tokens)
         .with("rss_tokens_restarted_kb", loaded.rss_restarted_kb)
+        .with("rss_anon_tokens_kb", loaded.anon_with_tokens_kb)
+        .with("rss_anon_tokens_restarted_kb", loaded.anon_restarted_kb)
         .with("bytes_per_token", per_token)
         .with("cache_bytes", loaded.cache_bytes)
         .with("fetch_all_ms", loaded.fetch.wall.as_millis() as u64);

@@ -15,6 +15,15 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
     vm_rss_kb(&status)
 }
 
+/// Anonymous resident memory in KiB (`RssAnon`): the heap and stacks,
+/// without the pages of the binary and its libraries, whose count follows
+/// what the page cache holds (a freshly copied binary shows a megabyte
+/// more) rather than what the program does.
+pub fn rss_anon_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_field(&status, "RssAnon:")
+}
+
 /// Threads the process runs (`Threads`).
 pub fn threads(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -99,6 +108,8 @@ mod tests {
     fn this_process_is_visible() {
         let me = std::process::id();
         assert!(rss_kb(me).unwrap() > 0);
+        let anon = rss_anon_kb(me).unwrap();
+        assert!(anon > 0 && anon < rss_kb(me).unwrap());
         assert!(open_fds(me).unwrap() >= 3);
         assert!(threads(me).unwrap() >= 1);
         assert!(own_cpu_time().is_some());

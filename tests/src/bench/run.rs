@@ -83,8 +83,10 @@ pub struct Loaded {
     /// Fetching them all through one daemon.
     pub fetch: lab::PoolResult,
     pub rss_with_tokens_kb: Option<u64>,
+    pub anon_with_tokens_kb: Option<u64>,
     pub threads_with_tokens: Option<u64>,
     pub rss_restarted_kb: Option<u64>,
+    pub anon_restarted_kb: Option<u64>,
     pub cache_bytes: u64,
 }
 
@@ -258,19 +260,23 @@ fn make_loaded(lab: &Lab, tokens: usize) -> anyhow::Result<Loaded> {
     let (home, daemon) = lab.daemon(&lab.clusters_config(tokens))?;
     let fetch = lab::get_all(&daemon.socket, &lab::cluster_names(tokens));
     let rss_with_tokens_kb = daemon.rss_kb();
+    let anon_with_tokens_kb = daemon.rss_anon_kb();
     let threads_with_tokens = daemon.threads();
     daemon.stop()?;
     let cache_bytes = procfs::tree_bytes(&home.data.join("cache"));
     let again = home::start_daemon(&home, &lab.bins)?;
     let rss_restarted_kb = again.rss_kb();
+    let anon_restarted_kb = again.rss_anon_kb();
     again.stop()?;
     Ok(Loaded {
         home,
         tokens,
         fetch,
         rss_with_tokens_kb,
+        anon_with_tokens_kb,
         threads_with_tokens,
         rss_restarted_kb,
+        anon_restarted_kb,
         cache_bytes,
     })
 }
