@@ -526,18 +526,16 @@ fn split_key(key: &[u8]) -> Option<(&str, &str)> {
 fn decode(sealer: &Sealer, key: &[u8], value: &[u8]) -> Option<Stored> {
     let (name, fingerprint) = split_key(key)?;
     let (&format, body) = value.split_first()?;
-    let record = match format {
-        FORMAT_RECORD_V3 => {
-            credcache_shared::codec::from_slice(&sealer.open(name, fingerprint, body)?).ok()?
-        }
-        FORMAT_SEALED_V2 => credcache_shared::codec::from_slice::<RecordV2>(&sealer.open(
-            name,
-            fingerprint,
-            body,
-        )?)
-        .ok()?
-        .into(),
-        _ => return None,
+    if format != FORMAT_RECORD_V3 && format != FORMAT_SEALED_V2 {
+        return None;
+    }
+    let plain = sealer.open(name, fingerprint, body)?;
+    let record = if format == FORMAT_RECORD_V3 {
+        credcache_shared::codec::from_slice(&plain).ok()?
+    } else {
+        credcache_shared::codec::from_slice::<RecordV2>(&plain)
+            .ok()?
+            .into()
     };
     Some(Stored {
         name: name.to_owned(),

@@ -109,15 +109,14 @@ impl Engine {
                 return Err(WireError::new(ErrorKind::Config, message));
             }
         };
+        let old = self.loaded();
         let mut new = Loaded::new(config, &path);
         // The same timeout: keep the HTTP clients and their connections.
-        let previous = self.loaded();
-        if previous.http.timeout() == new.http.timeout() {
-            new.http = Arc::clone(&previous.http);
+        if old.http.timeout() == new.http.timeout() {
+            new.http = Arc::clone(&old.http);
         }
         let mut changed = Vec::new();
         {
-            let old = self.loaded();
             let mut slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
             slots.retain(|key, _| {
                 // A variant (other scopes, an ID token) goes with its credential.
@@ -137,6 +136,7 @@ impl Engine {
                 }
             }
         }
+        drop(old);
         let fingerprints: HashMap<String, String> = new
             .entries
             .iter()
