@@ -587,6 +587,12 @@ mod tests {
         Arc::new(Sealer::new(&[3u8; 32], "test"))
     }
 
+    /// Opens a database a dropped store held, as the daemon's start does:
+    /// sled's flusher thread lets go of its lock a moment after the drop.
+    fn reopen(path: &Path, sealer: Arc<Sealer>) -> (Store, Option<String>) {
+        Store::open_waiting(path, sealer, Duration::from_secs(10)).unwrap()
+    }
+
     #[test]
     fn records_are_sealed_and_a_tampered_or_foreign_one_is_a_miss() {
         let tmp = tempfile::tempdir().unwrap();
@@ -610,7 +616,7 @@ mod tests {
         // Another key cannot read what this one wrote.
         store.put("gcp", "fp", &record("t")).unwrap();
         drop(store);
-        let (other, _) = Store::open(&path, Arc::new(Sealer::new(&[4u8; 32], "other"))).unwrap();
+        let (other, _) = reopen(&path, Arc::new(Sealer::new(&[4u8; 32], "other")));
         assert!(other.load_all().is_empty());
         // A record moved under another name does not open either.
         let (store, _) = Store::open(&tmp.path().join("c2"), sealer()).unwrap();
@@ -708,7 +714,7 @@ mod tests {
             store.put("gcp", "fp2", &record("b")).unwrap();
             store.put("other", "fp1", &record("c")).unwrap();
         }
-        let (store, _) = Store::open(&path, sealer()).unwrap();
+        let (store, _) = reopen(&path, sealer());
         let mut all = store.load_all();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         assert_eq!(all.len(), 2);
@@ -759,7 +765,7 @@ mod tests {
             assert_eq!(store.retain(|_, _| false).unwrap(), 0);
             assert!(store.load_all().is_empty());
         }
-        let (store, _) = Store::open(&path, sealer()).unwrap();
+        let (store, _) = reopen(&path, sealer());
         assert_eq!(
             store.refresh_token("me", "id1").unwrap().expose(),
             "rt-secret-two"

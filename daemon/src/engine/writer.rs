@@ -382,7 +382,9 @@ mod tests {
         }
         drop(writer);
         drop(store);
-        let (store, _) = Store::open(&path, sealer).unwrap();
+        // sled's flusher thread lets go of the lock a moment after the drop.
+        let (store, _) =
+            Store::open_waiting(&path, sealer, std::time::Duration::from_secs(10)).unwrap();
         let mut names: Vec<String> = store.load_all().into_iter().map(|s| s.name).collect();
         names.sort();
         assert_eq!(names.len(), 200);
