@@ -46,6 +46,8 @@ pub struct Locations {
     pub config_file: PathBuf,
     pub socket: PathBuf,
     pub cache_dir: PathBuf,
+    /// Where the last parse of the config is kept.
+    pub parsed_config: crate::parsed_config::ParsedConfig,
 }
 
 /// Why the engine could not start, or a config could not be loaded.

@@ -17,6 +17,7 @@ pub mod http;
 pub mod logging;
 #[cfg(test)]
 mod loopback;
+pub mod parsed_config;
 pub mod providers;
 pub mod schedule;
 pub mod sdk;

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credcache_shared::config::Config;
+use crate::parsed_config::ParsedConfig;
 use credcache_shared::paths::{self, Paths};
 use credcache_shared::readiness::Readiness;
 use interprocess::local_socket::tokio::Listener;
@@ -213,7 +213,9 @@ async fn serve(
     };
     let lock = take_lock(&paths.lock_file(), &paths.pid_file())?;
 
-    let config = Config::load(&paths.config_file)
+    let parsed_config = ParsedConfig::in_dir(&paths.data_dir);
+    let config = parsed_config
+        .load(&paths.config_file)
         .map_err(|e| StartError::Config(e.to_string(), e.lines().collect()))?;
     let loaded = Loaded::new(config, &paths.config_file);
     // The config and the cache need nothing of each other, but making them
@@ -231,6 +233,7 @@ async fn serve(
         config_file: paths.config_file.clone(),
         socket: paths.socket.clone(),
         cache_dir: paths.cache_dir.clone(),
+        parsed_config,
     };
     let engine = Engine::with_records(
         loaded,

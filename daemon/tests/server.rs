@@ -44,6 +44,7 @@ impl Running {
             config_file: tmp.path().join("none.toml"),
             socket: socket.clone(),
             cache_dir: tmp.path().join("cache"),
+            parsed_config: credcache_daemon::parsed_config::ParsedConfig::in_dir(tmp.path()),
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::host_pattern::{HostPattern, PathPrefix};
 
@@ -28,7 +28,7 @@ use crate::host_pattern::{HostPattern, PathPrefix};
 pub const MAX_CONFIG: usize = 16 << 20;
 
 /// A validated config.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Config {
     pub daemon: DaemonSettings,
     /// Every credential by name, the built-in `google` and `azure` included.
@@ -40,7 +40,7 @@ pub struct Config {
 }
 
 /// `[daemon]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DaemonSettings {
     pub refresh_ahead: Duration,
     pub refresh_fraction: f64,
@@ -68,7 +68,7 @@ impl Default for DaemonSettings {
 }
 
 /// `[credentials.NAME]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Credential {
     pub name: String,
     pub source: Source,
@@ -95,7 +95,7 @@ impl Credential {
 
 /// What a credential is and where its token comes from: one variant per
 /// `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Source {
     Google(GoogleSettings),
     GoogleIdToken(GoogleIdTokenSettings),
@@ -153,7 +153,7 @@ pub const DEFAULT_LOGIN_TENANT: &str = "organizations";
 pub const DEFAULT_LOGIN_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
 
 /// `kind = "google"`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GoogleSettings {
     /// A service_account or authorized_user JSON file; `None` means the ADC
     /// order.
@@ -184,7 +184,7 @@ pub struct GoogleSettings {
 pub const GOOGLE_MAX_IMPERSONATION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// `kind = "google-id-token"`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GoogleIdTokenSettings {
     /// The `google` credential whose identity the ID token is minted for.
     pub auth: String,
@@ -193,7 +193,7 @@ pub struct GoogleIdTokenSettings {
 }
 
 /// `kind = "azure"`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AzureSettings {
     pub method: AzureMethod,
     pub tenant_id: Option<String>,
@@ -240,7 +240,7 @@ impl Default for AzureSettings {
 }
 
 /// How an Entra token is obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AzureMethod {
     ClientSecret,
     WorkloadIdentity,
@@ -272,14 +272,14 @@ impl AzureMethod {
 }
 
 /// Where a client secret is read from; never the secret itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SecretSource {
     Env(String),
     File(PathBuf),
 }
 
 /// `kind = "gke-cluster"`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GkeClusterSettings {
     pub auth: String,
     pub cluster: ClusterPath,
@@ -288,7 +288,7 @@ pub struct GkeClusterSettings {
 }
 
 /// `projects/{project}/locations/{location}/{azureClusters|awsClusters}/{cluster}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterPath {
     pub project: String,
     pub location: String,
@@ -296,7 +296,7 @@ pub struct ClusterPath {
     pub cluster: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClusterPlatform {
     Azure,
     Aws,
@@ -317,7 +317,7 @@ impl fmt::Display for ClusterPath {
 }
 
 /// `kind = "container-app"`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerAppSettings {
     pub auth: String,
     pub subscription_id: String,
@@ -328,7 +328,7 @@ pub struct ContainerAppSettings {
 }
 
 /// `kind = "apim-user-token"`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApimUserTokenSettings {
     pub auth: String,
     pub subscription_id: String,
@@ -341,7 +341,7 @@ pub struct ApimUserTokenSettings {
     pub arm_endpoint: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ApimKeyType {
     Primary,
     Secondary,
@@ -360,7 +360,7 @@ impl ApimKeyType {
 pub const APIM_MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// `kind = "command"`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandSettings {
     /// Program and arguments; run directly, never through a shell.
     pub command: Vec<String>,
@@ -369,7 +369,7 @@ pub struct CommandSettings {
 }
 
 /// `[[git]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GitHelper {
     pub host: HostPattern,
     pub path_prefix: Option<PathPrefix>,
@@ -378,7 +378,7 @@ pub struct GitHelper {
 }
 
 /// `[[docker]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DockerHelper {
     pub registry: HostPattern,
     pub credential: String,
@@ -434,6 +434,16 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Reads and validates `path`. A missing file is the built-in config.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with(path, |text| Self::parse(text, path))
+    }
+
+    /// [`Config::load`] with its parsing step given: the daemon answers a
+    /// text it parsed before from what it kept of that parse. The file is
+    /// read, and the checks that read other files run, as in `load`.
+    pub fn load_with(
+        path: &Path,
+        parse: impl FnOnce(&str) -> Result<Self, ConfigError>,
+    ) -> Result<Self, ConfigError> {
         // Regular files only, at most `MAX_CONFIG`: a FIFO or `/dev/zero`
         // named as the config is an error, not a hang.
         let read = crate::files::read_regular(path, MAX_CONFIG).and_then(|bytes| {
@@ -443,7 +453,8 @@ impl Config {
         });
         match read {
             Ok(text) => {
-                let config = Self::parse(&text, path)?;
+                let config = parse(&text)?;
+                drop(text);
                 let mut problems = config.id_token_sources();
                 problems.extend(config.lifetime_files());
                 if problems.is_empty() {

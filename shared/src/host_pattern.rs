@@ -22,7 +22,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::{Host, Url};
 
 /// `host` of `[[git]]`, `registry` of `[[docker]]`: a host or a glob of
@@ -142,6 +142,15 @@ impl Serialize for HostPattern {
     }
 }
 
+/// Checked again as the config checks it: a pattern read back is never
+/// one the config would refuse.
+impl<'de> Deserialize<'de> for HostPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// `path_prefix` of `[[git]]`: whole path segments, kept without leading
 /// or trailing `/` (`"/myorg/"` is `myorg`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +228,13 @@ impl fmt::Display for PathPrefix {
 impl Serialize for PathPrefix {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PathPrefix {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

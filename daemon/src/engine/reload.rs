@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use credcache_shared::config::{Config, ConfigError};
+use credcache_shared::config::Config;
 use credcache_shared::protocol::{ErrorKind, WireError};
 
 use super::{Engine, Loaded};
@@ -48,11 +48,6 @@ impl Stamps {
             .iter()
             .any(|(p, stamp)| fingerprint::file_stamp(p) != *stamp)
     }
-}
-
-/// Reads the config file; the error is one line.
-pub fn read_config(path: &Path) -> Result<Config, ConfigError> {
-    Config::load(path)
 }
 
 /// When the config was last checked, to check at most once a second.
@@ -98,7 +93,7 @@ impl Engine {
     /// cached token; an invalid file leaves the previous config in force.
     pub fn reload(&self) -> Result<Vec<String>, WireError> {
         let path = self.0.locations.config_file.clone();
-        let config = match read_config(&path) {
+        let config = match self.0.locations.parsed_config.load(&path) {
             Ok(c) => c,
             Err(e) => {
                 let message = e.to_string();

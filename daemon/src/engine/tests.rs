@@ -70,6 +70,7 @@ fn engine_for(
         config_file,
         socket: tmp.path().join("s"),
         cache_dir: tmp.path().join("cache"),
+        parsed_config: crate::parsed_config::ParsedConfig::in_dir(tmp.path()),
     };
     let scripted = Arc::new(Scripted {
         calls: AtomicU32::new(0),
@@ -486,6 +487,7 @@ async fn providers_are_made_at_the_first_fetch_and_credentials_are_shared() {
         config_file,
         socket: tmp.path().join("s"),
         cache_dir: tmp.path().join("cache"),
+        parsed_config: crate::parsed_config::ParsedConfig::in_dir(tmp.path()),
     };
     let scripted = Arc::new(Scripted {
         calls: AtomicU32::new(0),

@@ -683,3 +683,69 @@ fn numbers_are_read_in_every_form_toml_writes_them() {
         "line 2, column 20: invalid TOML: integer number overflowed",
     );
 }
+
+/// The daemon keeps its last parse as bincode (`credcached`'s
+/// `parsed_config`): every kind and optional setting must come back equal,
+/// host patterns and path prefixes checked again on the way.
+#[test]
+fn a_parse_comes_back_equal_through_bincode() {
+    let more = r#"
+[daemon]
+on_reauth = ["notify-send", "{name}"]
+
+[credentials.deploy]
+kind = "google"
+impersonate_service_account = "deployer@p.iam.gserviceaccount.com"
+delegates = ["hop@p.iam.gserviceaccount.com"]
+lifetime = "2h"
+iam_endpoint = "http://127.0.0.1:9"
+
+[credentials.me-google]
+kind = "google"
+oauth_client_file = "/tmp/client.json"
+
+[credentials.idt]
+kind = "google-id-token"
+auth = "deploy"
+audience = "https://run.example.com"
+include_email = true
+
+[credentials.sp]
+kind = "azure"
+method = "certificate"
+tenant_id = "contoso.onmicrosoft.com"
+client_id = "11111111-1111-1111-1111-111111111111"
+certificate_file = "/certs/sp.pem"
+certificate_password_file = "/p"
+send_certificate_chain = true
+
+[credentials.mi]
+kind = "azure"
+method = "managed-identity"
+object_id = "AAAAAAAA-1111-1111-1111-111111111111"
+arc_token_dir = "/var/opt/azcmagent/tokens"
+
+[credentials.me]
+kind = "azure"
+method = "device-code"
+
+[credentials.aws-gke]
+kind = "gke-cluster"
+auth = "deploy"
+cluster = "projects/p/locations/us-west1/awsClusters/c"
+endpoint = "http://127.0.0.1:9"
+"#;
+    let text = FULL.replace("[daemon]\n", "") + more;
+    let config = ok(&text);
+    assert!(
+        config.credentials.len() >= 14,
+        "{:?}",
+        config.credentials.keys()
+    );
+    let bytes = bincode::serde::encode_to_vec(&config, bincode::config::standard()).unwrap();
+    let (back, used): (Config, usize) =
+        bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+    assert_eq!(used, bytes.len());
+    assert_eq!(back, config);
+    assert!(back.git[0].path_prefix.is_some() && !back.docker.is_empty());
+}
