@@ -77,6 +77,9 @@ struct Inner {
     /// `status` and `forget` (a key may outlive its slot; the slot map
     /// decides).
     variants: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Whether the store's tokens have been read into `slots`
+    /// (`Engine::loading`).
+    records_read: watch::Sender<bool>,
     /// The tokens of sources no credential names, by source key
     /// (`sources.rs`).
     sources: Mutex<HashMap<String, sources::Source>>,
@@ -128,8 +131,7 @@ impl Engine {
     }
 
     /// [`Engine::new`] with the config already [`Loaded`] and the store's
-    /// records already read ([`Store::load_all`]), as the daemon's start
-    /// makes them (`startup::open_cache`).
+    /// records already read ([`Store::load_all`]).
     pub fn with_records(
         loaded: Loaded,
         locations: Locations,
@@ -138,73 +140,43 @@ impl Engine {
         clock: Arc<dyn Clock>,
         providers: impl Fn(&Credential, &Config) -> Arc<dyn Provider> + Send + Sync + 'static,
     ) -> Result<Self, EngineError> {
-        let now = clock.now();
-        let mut slots = HashMap::new();
-        let mut variants: HashMap<String, BTreeSet<String>> = HashMap::new();
-        // Records of other settings, or expired: removed below.
-        let mut stale = Vec::new();
-        for stored in records {
-            let name = variant::name_of(&stored.name);
-            let current = loaded
-                .entries
-                .get(name)
-                .is_some_and(|e| e.fingerprint == stored.fingerprint);
-            if !current || stored.record.expires_at <= now {
-                stale.push((stored.name, stored.fingerprint));
-                continue;
-            }
-            let token = CachedToken {
-                token: stored.record.token,
-                expires_at: stored.record.expires_at,
-                fetched_at: stored.record.fetched_at,
-                quota_project: stored.record.quota_project,
-            };
-            // Found at start-up: kept warm as if just asked for.
-            let due = policy_for(&loaded, name).map(|p| {
-                schedule::due_at(p, token.fetched_at, token.expires_at, schedule::jitter())
-            });
-            let next_refresh = due.map(|d| schedule::paced(d, token.fetched_at));
-            let slot = Slot::with_token(token);
-            {
-                let mut s = slot.lock();
-                s.warm_until = Some(now + schedule::to_chrono(schedule::WARM_FOR));
-                s.due_unpaced = due;
-                s.next_refresh = next_refresh;
-            }
-            if name != stored.name {
-                variants
-                    .entry(name.to_owned())
-                    .or_default()
-                    .insert(stored.name.clone());
-            }
-            slots.insert(stored.name, Arc::new(slot));
-        }
-        // `load_all` has dropped what did not open; the rest of what is
-        // not kept is known, so the cache is not walked a second time.
-        if let Err(e) = store.remove_all(stale.iter().map(|(n, f)| (n.as_str(), f.as_str()))) {
-            tracing::warn!("could not prune the cache: {e}");
-        }
+        let engine = Self::loading(loaded, locations, store, clock, providers)?;
+        engine.take_records(records);
+        Ok(engine)
+    }
+
+    /// An engine whose cached tokens are still in `store`, as the daemon
+    /// starts one: it answers at once, and [`Engine::load_records`] (on a
+    /// blocking thread) then reads the store into memory. Until it has, a
+    /// `get` of a credential not yet in memory reads that one record from
+    /// the store first (`Engine::slot`); the scheduler and the requests
+    /// that look at every credential (`list`, `status`, `refresh`,
+    /// `forget`, ...) wait for it (`Engine::records_loaded`).
+    pub fn loading(
+        loaded: Loaded,
+        locations: Locations,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        providers: impl Fn(&Credential, &Config) -> Arc<dyn Provider> + Send + Sync + 'static,
+    ) -> Result<Self, EngineError> {
         for w in &loaded.warnings {
             tracing::warn!("{w}");
         }
-        tracing::info!(
-            cached = slots.len(),
-            credentials = loaded.entries.len(),
-            "engine ready"
-        );
+        tracing::info!(credentials = loaded.entries.len(), "engine ready");
         let (shutdown, _) = watch::channel(false);
         let writer = writer::Writer::start(store.clone())
             .map_err(|source| EngineError::Writer { source })?;
         Ok(Self(Arc::new(Inner {
             locations,
-            started_at: now,
+            started_at: clock.now(),
             clock,
             store,
             writer,
             loaded: RwLock::new(Arc::new(loaded)),
             providers: Box::new(providers),
-            slots: Mutex::new(slots),
-            variants: Mutex::new(variants),
+            slots: Mutex::new(HashMap::new()),
+            variants: Mutex::new(HashMap::new()),
+            records_read: watch::channel(false).0,
             sources: Mutex::new(HashMap::new()),
             watch: Mutex::new(reload::Watch {
                 last_check: SystemTime::now(),
@@ -220,6 +192,87 @@ impl Engine {
             sdk: OnceLock::new(),
             logins: Mutex::new(HashMap::new()),
         })))
+    }
+
+    /// Reads every cached token of the store into memory (blocking: sled
+    /// and the cache key's decryption), once, for [`Engine::loading`].
+    pub fn load_records(&self) {
+        if *self.0.records_read.borrow() {
+            return;
+        }
+        let records = self.0.store.load_all();
+        self.take_records(records);
+    }
+
+    /// Resolves once the store's tokens are in memory.
+    pub async fn records_loaded(&self) {
+        let mut read = self.0.records_read.subscribe();
+        // The sender lives as long as the engine.
+        let _ = read.wait_for(|read| *read).await;
+    }
+
+    /// Moves `records` into their slots: each one of the settings in force
+    /// and unexpired, whose credential has no slot yet (a `get` may have
+    /// read or fetched it meanwhile). The rest is removed from the store.
+    fn take_records(&self, records: Vec<Stored>) {
+        // Says the records are read even if this panics: nothing waits
+        // forever on a load that is not coming.
+        struct Done<'a>(&'a watch::Sender<bool>);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.send_replace(true);
+            }
+        }
+        let _done = Done(&self.0.records_read);
+        let now = self.0.clock.now();
+        let mut slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
+        // Read under the slots' lock, as a reload swaps it.
+        let loaded = self.loaded();
+        let mut variants = self.0.variants.lock().unwrap_or_else(|p| p.into_inner());
+        // Records of other settings, or expired: removed below.
+        let mut stale = Vec::new();
+        let mut taken = 0usize;
+        for stored in records {
+            let name = variant::name_of(&stored.name);
+            let current = loaded
+                .entries
+                .get(name)
+                .is_some_and(|e| e.fingerprint == stored.fingerprint);
+            if !current {
+                stale.push((stored.name, stored.fingerprint));
+                continue;
+            }
+            if slots.contains_key(&stored.name) {
+                // Read or fetched since: that slot is the truth, and its
+                // record (of the same key) is not ours to remove.
+                continue;
+            }
+            if stored.record.expires_at <= now {
+                stale.push((stored.name, stored.fingerprint));
+                continue;
+            }
+            if name != stored.name {
+                variants
+                    .entry(name.to_owned())
+                    .or_default()
+                    .insert(stored.name.clone());
+            }
+            let slot = cached_slot(&loaded, name, stored.record, now);
+            slots.insert(stored.name, slot);
+            taken += 1;
+        }
+        drop(variants);
+        // Removed while the slots are held: a slot made after this (and
+        // the record its fetch writes) cannot be removed by it.
+        if let Err(e) = self
+            .0
+            .store
+            .remove_all(stale.iter().map(|(n, f)| (n.as_str(), f.as_str())))
+        {
+            tracing::warn!("could not prune the cache: {e}");
+        }
+        drop(slots);
+        tracing::info!(cached = taken, dropped = stale.len(), "cache read");
     }
 
     fn loaded(&self) -> Arc<Loaded> {
@@ -247,7 +300,25 @@ impl Engine {
                 .or_default()
                 .insert(key.to_owned());
         }
-        slots.entry(key.to_owned()).or_default().clone()
+        let slot = if *self.0.records_read.borrow() {
+            Arc::default()
+        } else {
+            // Asked before the start's read of the store reached it: its
+            // one record is read now (`Engine::loading`).
+            self.read_ahead(key, name).unwrap_or_default()
+        };
+        slots.insert(key.to_owned(), slot.clone());
+        slot
+    }
+
+    /// The slot of `key`'s cached token, read from the store, if it is of
+    /// the settings in force and unexpired. Called with the slots held.
+    fn read_ahead(&self, key: &str, name: &str) -> Option<Arc<Slot>> {
+        let loaded = self.loaded();
+        let entry = loaded.entries.get(name)?;
+        let record = self.0.store.get(key, &entry.fingerprint)?;
+        let now = self.0.clock.now();
+        (record.expires_at > now).then(|| cached_slot(&loaded, name, record, now))
     }
 
     /// The variant keys of `name` that have a slot now.
@@ -938,6 +1009,28 @@ impl Dependencies for Engine {
 }
 
 /// The refresh policy of credential `name` under `loaded`.
+/// The slot of a cached token found in the store: kept warm as if just
+/// asked for, its refresh planned.
+fn cached_slot(loaded: &Loaded, name: &str, record: Record, now: DateTime<Utc>) -> Arc<Slot> {
+    let token = CachedToken {
+        token: record.token,
+        expires_at: record.expires_at,
+        fetched_at: record.fetched_at,
+        quota_project: record.quota_project,
+    };
+    let due = policy_for(loaded, name)
+        .map(|p| schedule::due_at(p, token.fetched_at, token.expires_at, schedule::jitter()));
+    let next_refresh = due.map(|d| schedule::paced(d, token.fetched_at));
+    let slot = Slot::with_token(token);
+    {
+        let mut s = slot.lock();
+        s.warm_until = Some(now + schedule::to_chrono(schedule::WARM_FOR));
+        s.due_unpaced = due;
+        s.next_refresh = next_refresh;
+    }
+    Arc::new(slot)
+}
+
 fn policy_for(loaded: &Loaded, name: &str) -> Option<Policy> {
     let entry = loaded.entries.get(name)?;
     Some(Policy {

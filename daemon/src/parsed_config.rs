@@ -76,7 +76,7 @@ impl ParsedConfig {
             self.write(&key, &config);
             Ok(config)
         })?;
-        tracing::debug!(file = %self.path.display(), ?source, "config loaded");
+        tracing::trace!(file = %self.path.display(), ?source, "config loaded");
         Ok((config, source))
     }
 

@@ -483,6 +483,11 @@ fn request_name(request: &Request) -> &'static str {
 }
 
 async fn dispatch(engine: &Engine, request: Request) -> Response {
+    // A `get` reads its own record if the start's read of the store has
+    // not reached it yet; every other request looks at the whole cache.
+    if !matches!(request, Request::Get { .. }) {
+        engine.records_loaded().await;
+    }
     let done = |r: Result<Vec<String>, WireError>| match r {
         Ok(affected) => Response::Done { affected },
         Err(e) => Response::Error(e),

@@ -23,7 +23,7 @@ use crate::logging;
 use crate::providers;
 use crate::seal;
 use crate::server::{self, Limits};
-use crate::store::{Store, StoreError, Stored};
+use crate::store::{Store, StoreError};
 use crate::sys;
 use crate::systemd;
 
@@ -225,7 +225,6 @@ async fn serve(
     let cache = open_cache(&paths, unwritable);
     let OpenCache {
         store,
-        records,
         warnings: cache_warnings,
     } = cache?;
     let warnings: Vec<String> = log_warning.into_iter().chain(cache_warnings).collect();
@@ -235,11 +234,12 @@ async fn serve(
         cache_dir: paths.cache_dir.clone(),
         parsed_config,
     };
-    let engine = Engine::with_records(
+    // The cached tokens are read after `ready` (`Engine::loading`): with
+    // 10,000 of them that was a third of the start.
+    let engine = Engine::loading(
         loaded,
         locations,
         store,
-        records,
         Arc::new(SystemClock),
         providers::build,
     )
@@ -255,6 +255,8 @@ async fn serve(
     write_pid(&lock, &paths);
     reporter.ready(&paths.socket);
 
+    let loader = engine.clone();
+    tokio::task::spawn_blocking(move || loader.load_records());
     tokio::spawn(engine.clone().run_scheduler());
     // The SDK endpoints that were open before this start open again.
     crate::sdk::Endpoints::start(engine.clone(), &paths.config_file).await;
@@ -361,14 +363,14 @@ async fn idle_exit(engine: &Engine) {
 /// The cache, opened, with what it holds.
 struct OpenCache {
     store: Store,
-    records: Vec<Stored>,
     /// About the key or the cache, for `status`.
     warnings: Vec<String>,
 }
 
 /// Loads the cache key (beside the config, never in the data directory)
 /// and opens the cache, or a memory-only one when the data directory
-/// cannot be written (`unwritable` says why), and reads its records.
+/// cannot be written (`unwritable` says why). Its records are read after
+/// `ready` (`Engine::load_records`).
 fn open_cache(
     paths: &Paths,
     unwritable: Option<paths::PathError>,
@@ -398,12 +400,7 @@ fn open_cache(
         }
     };
     warnings.extend(warning);
-    let records = store.load_all();
-    Ok(OpenCache {
-        store,
-        records,
-        warnings,
-    })
+    Ok(OpenCache { store, warnings })
 }
 
 /// Why the data directory cannot be used as it is.

@@ -289,6 +289,15 @@ impl Store {
         out
     }
 
+    /// The record of `name` under `fingerprint`, if there is one and it
+    /// opens: one read, for a token asked for before [`Store::load_all`]
+    /// got to it (a record that does not open is left to `load_all`).
+    pub fn get(&self, name: &str, fingerprint: &str) -> Option<Record> {
+        let key = key(name, fingerprint);
+        let value = self.db().ok()?.get(&key).ok()??;
+        decode(&self.sealer, &key, &value).map(|stored| stored.record)
+    }
+
     /// Writes a record for `name` under `fingerprint`, replacing every other
     /// record of that name, and flushes it to disk so it survives a crash.
     pub fn put(&self, name: &str, fingerprint: &str, record: &Record) -> Result<(), StoreError> {

@@ -98,3 +98,43 @@ fn a_corrupt_cache_is_moved_aside_and_rebuilt() {
     );
     assert!(sb.log().contains("moved it to"), "{}", sb.log());
 }
+
+/// A restarted daemon says it is ready before it has read its cache: its
+/// first answer, a `list`, still shows every token it had (the `list`
+/// waits for that read), and each is then served without a fetch. The
+/// config's parse is kept beside the cache, private.
+#[test]
+fn a_restarted_daemon_lists_every_token_it_had_cached() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let sb = Sandbox::new();
+    let (script, calls) = sb.counting_script("v");
+    let mut config = String::new();
+    for name in ["a", "b", "c"] {
+        config.push_str(&Sandbox::command_credential(name, &script));
+    }
+    sb.write_config(&config);
+    for name in ["a", "b", "c"] {
+        sb.get(name);
+    }
+    assert_eq!(count(&calls), 3);
+    sb.kill_daemon();
+
+    let list: serde_json::Value =
+        serde_json::from_str(sb.run(["list", "--json"]).ok()).unwrap();
+    let states: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["state"].as_str().unwrap()))
+        .filter(|(name, _)| ["a", "b", "c"].contains(name))
+        .collect();
+    assert_eq!(states, [("a", "fresh"), ("b", "fresh"), ("c", "fresh")]);
+    for name in ["a", "b", "c"] {
+        sb.get(name);
+    }
+    assert_eq!(count(&calls), 3, "all three served from the cache");
+
+    let kept = sb.data.join("config.parsed");
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -110,6 +110,7 @@ impl Engine {
         if old.http.timeout() == new.http.timeout() {
             new.http = Arc::clone(&old.http);
         }
+        let new = Arc::new(new);
         let mut changed = Vec::new();
         {
             let mut slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -130,6 +131,11 @@ impl Engine {
                     entry.keep_provider(before);
                 }
             }
+            // Swapped while the slots are held: a cached token read from
+            // the store (at start, `Engine::load_records`, or a get's
+            // read ahead of it) is judged by the fingerprints of the
+            // config its slot is kept under.
+            *self.0.loaded.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
         }
         drop(old);
         let fingerprints: HashMap<String, String> = new
@@ -137,6 +143,7 @@ impl Engine {
             .iter()
             .map(|(n, e)| (n.clone(), e.fingerprint.clone()))
             .collect();
+        drop(new);
         if let Err(e) = self.0.store.retain(|key, fp| {
             fingerprints
                 .get(super::variant::name_of(key))
@@ -144,7 +151,6 @@ impl Engine {
         }) {
             tracing::warn!("could not prune the cache: {e}");
         }
-        *self.0.loaded.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         // A source's file may be what changed.
         self.clear_sources();
         {

@@ -55,6 +55,8 @@ impl Engine {
     /// [`schedule::MAX_SLEEP`], so a wall-clock jump is noticed soon), then
     /// starts every refresh that is due. Runs until the daemon stops.
     pub async fn run_scheduler(self) {
+        // The cached tokens first: a prefetch must not fetch what is cached.
+        self.records_loaded().await;
         self.plan_prefetch();
         loop {
             let now = self.0.clock.now();

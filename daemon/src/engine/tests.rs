@@ -700,3 +700,125 @@ fn a_reload_keeps_the_http_clients_unless_the_timeout_changed() {
     assert!(!Arc::ptr_eq(&first, &changed));
     assert_eq!(changed.timeout(), Duration::from_secs(7));
 }
+
+/// A second engine on `engine`'s store and config, as a restarted daemon
+/// makes one: its cached tokens not yet read (`Engine::loading`).
+fn restarted(engine: &Engine, p: &Arc<Scripted>, clock: &Arc<FakeClock>) -> Engine {
+    let at = &engine.0.locations;
+    let loaded = Loaded::new(Config::load(&at.config_file).unwrap(), &at.config_file);
+    let locations = Locations {
+        config_file: at.config_file.clone(),
+        socket: at.socket.clone(),
+        cache_dir: at.cache_dir.clone(),
+        parsed_config: at.parsed_config.clone(),
+    };
+    let provider = p.clone();
+    Engine::loading(
+        loaded,
+        locations,
+        engine.0.store.clone(),
+        clock.clone(),
+        move |_, _| provider.clone(),
+    )
+    .unwrap()
+}
+
+fn records_read(engine: &Engine) -> bool {
+    *engine.0.records_read.borrow()
+}
+
+/// A restarted daemon answers before it has read its cache: a `get`
+/// (its own token, or one of other scopes) reads its one record.
+#[tokio::test]
+async fn a_get_before_the_cache_is_read_reads_its_own_record() {
+    let (engine, p, clock, _tmp) = engine_for(AZURE, vec![Ok(3600), Ok(3600)]);
+    p.gate.add_permits(2);
+    let vault = scopes(&["https://vault.azure.net/.default"]);
+    let own = engine.get("corp", None, false).await.unwrap();
+    let scoped = engine
+        .get_scoped("corp", &vault, None, false)
+        .await
+        .unwrap();
+
+    let again = restarted(&engine, &p, &clock);
+    assert!(!records_read(&again));
+    let got = again.get_scoped("corp", &vault, None, false).await.unwrap();
+    assert_eq!(got.token.expose(), scoped.token.expose());
+    assert_eq!(got.expires_at, scoped.expires_at);
+    let got = again.get("corp", None, false).await.unwrap();
+    assert_eq!(got.token.expose(), own.token.expose());
+    assert_eq!(
+        p.calls.load(Ordering::SeqCst),
+        2,
+        "no fetch: both from the store"
+    );
+    assert!(!records_read(&again), "and without reading the whole store");
+
+    again.load_records();
+    again.records_loaded().await;
+    let info = again.list().into_iter().find(|c| c.name == "corp").unwrap();
+    assert_eq!(info.state, CredentialState::Fresh);
+    assert_eq!(info.scoped.len(), 1, "{:?}", info.scoped);
+    assert_eq!(again.0.store.load_all().len(), 2, "nothing removed");
+}
+
+/// The start's read of the store ran before a token was fetched anew (the
+/// cached one had expired): it neither brings the old token back nor
+/// removes the new one's record, which has the same key.
+#[tokio::test]
+async fn the_cache_read_at_start_keeps_what_was_fetched_meanwhile() {
+    let (engine, p, clock, _tmp) = engine_with(vec![Ok(3600), Ok(3600)]);
+    p.gate.add_permits(2);
+    assert_eq!(
+        engine.get("v", None, false).await.unwrap().token.expose(),
+        "token-0"
+    );
+
+    let again = restarted(&engine, &p, &clock);
+    let read_early = again.0.store.load_all();
+    assert_eq!(read_early.len(), 1);
+    clock.advance(chrono::Duration::seconds(3700));
+    assert_eq!(
+        again.get("v", None, false).await.unwrap().token.expose(),
+        "token-1"
+    );
+    again.take_records(read_early);
+
+    assert!(records_read(&again));
+    assert_eq!(
+        again.get("v", None, false).await.unwrap().token.expose(),
+        "token-1"
+    );
+    let kept = again.0.store.load_all();
+    assert_eq!(kept.len(), 1, "the new token's record stays");
+    assert_eq!(kept[0].record.token.expose(), "token-1");
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+}
+
+/// What the start reads that is expired, or of settings no longer in
+/// force, is dropped from the store.
+#[tokio::test]
+async fn the_cache_read_at_start_drops_expired_and_outdated_records() {
+    let (engine, p, clock, tmp) = engine_for(AZURE, vec![Ok(3600), Ok(60)]);
+    p.gate.add_permits(2);
+    let vault = scopes(&["https://vault.azure.net/.default"]);
+    engine.get("corp", None, false).await.unwrap();
+    engine
+        .get_scoped("corp", &vault, None, false)
+        .await
+        .unwrap();
+    clock.advance(chrono::Duration::seconds(120));
+    let again = restarted(&engine, &p, &clock);
+    again.load_records();
+    assert_eq!(again.0.store.load_all().len(), 1, "the expired one went");
+    assert_eq!(again.list()[0].scoped.len(), 0);
+
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        AZURE.replace("CORP_SECRET", "OTHER_SECRET"),
+    )
+    .unwrap();
+    let third = restarted(&again, &p, &clock);
+    third.load_records();
+    assert!(third.0.store.load_all().is_empty(), "of other settings");
+}

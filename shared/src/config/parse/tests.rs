@@ -690,9 +690,6 @@ fn numbers_are_read_in_every_form_toml_writes_them() {
 #[test]
 fn a_parse_comes_back_equal_through_bincode() {
     let more = r#"
-[daemon]
-on_reauth = ["notify-send", "{name}"]
-
 [credentials.deploy]
 kind = "google"
 impersonate_service_account = "deployer@p.iam.gserviceaccount.com"
@@ -735,7 +732,10 @@ auth = "deploy"
 cluster = "projects/p/locations/us-west1/awsClusters/c"
 endpoint = "http://127.0.0.1:9"
 "#;
-    let text = FULL.replace("[daemon]\n", "") + more;
+    let text = FULL.replace(
+        "[daemon]\n",
+        "[daemon]\non_reauth = [\"notify-send\", \"{name}\"]\n",
+    ) + more;
     let config = ok(&text);
     assert!(
         config.credentials.len() >= 14,
