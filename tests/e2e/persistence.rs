@@ -119,8 +119,7 @@ fn a_restarted_daemon_lists_every_token_it_had_cached() {
     assert_eq!(count(&calls), 3);
     sb.kill_daemon();
 
-    let list: serde_json::Value =
-        serde_json::from_str(sb.run(["list", "--json"]).ok()).unwrap();
+    let list: serde_json::Value = serde_json::from_str(sb.run(["list", "--json"]).ok()).unwrap();
     let states: Vec<(&str, &str)> = list
         .as_array()
         .unwrap()

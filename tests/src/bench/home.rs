@@ -114,6 +114,7 @@ pub fn start_daemon(home: &Sandbox, bins: &Bins) -> anyhow::Result<Daemon> {
         pid,
         socket: home.socket.clone(),
         ready_after,
+        started,
     })
 }
 
@@ -124,9 +125,24 @@ pub struct Daemon {
     pub socket: PathBuf,
     /// From spawning `credcached` to its `ready` line.
     pub ready_after: Duration,
+    started: Instant,
 }
 
 impl Daemon {
+    /// From spawning `credcached` to its having read its cache back (it
+    /// says ready before): the answer to a `list` page after the last
+    /// name, which waits for that read like every request but `get`, and
+    /// is itself empty, so cheap.
+    pub fn cache_read_after(&self) -> anyhow::Result<Duration> {
+        let mut conn = Conn::open(&self.socket).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+        let past_every_name = Request::List {
+            after: Some(char::MAX.to_string()),
+        };
+        conn.request(&past_every_name)
+            .map_err(|e| anyhow::anyhow!("list: {}", e.message()))?;
+        Ok(self.started.elapsed())
+    }
+
     pub fn rss_kb(&self) -> Option<u64> {
         procfs::rss_kb(self.pid)
     }

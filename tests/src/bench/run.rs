@@ -265,6 +265,8 @@ fn make_loaded(lab: &Lab, tokens: usize) -> anyhow::Result<Loaded> {
     daemon.stop()?;
     let cache_bytes = procfs::tree_bytes(&home.data.join("cache"));
     let again = home::start_daemon(&home, &lab.bins)?;
+    // The tokens in memory: the daemon reads its cache after `ready`.
+    again.cache_read_after()?;
     let rss_restarted_kb = again.rss_kb();
     let anon_restarted_kb = again.rss_anon_kb();
     again.stop()?;

@@ -36,16 +36,20 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the daemon of `home` `runs` times. After the last start, every
+/// Starts the daemon of `home` `runs` times, each timed to its `ready`
+/// line and to its having read its cache back (`Daemon::cache_read_after`:
+/// the daemon says ready first). After the last start, every
 /// one of the `tokens` credentials is asked for, and must be answered
 /// from the cache (no upstream call): the start really loaded them.
 fn measure(lab: &Lab, home: &Sandbox, tokens: usize, runs: usize) -> anyhow::Result<Line> {
     let mut samples = Samples::with_capacity(runs);
+    let mut cache_read = Samples::with_capacity(runs);
     let mut rss = None;
     let mut from_cache = None;
     for run in 1..=runs {
         let daemon = home::start_daemon(home, &lab.bins)?;
         samples.push(daemon.ready_after);
+        cache_read.push(daemon.cache_read_after()?);
         rss = daemon.rss_kb();
         if run == runs && tokens > 0 {
             let before = lab.upstream_calls();
@@ -61,7 +65,9 @@ fn measure(lab: &Lab, home: &Sandbox, tokens: usize, runs: usize) -> anyhow::Res
     }
     let mut line = Line::new("startup").latency(samples.summary());
     line.rss_kb = rss;
+    let cache_read_p50_us = cache_read.summary().map(|s| s.p50_us.round() as u64);
     Ok(line
+        .with("cache_read_p50_us", cache_read_p50_us)
         .with("tokens", tokens)
         .with("runs", runs)
         .with("served_from_cache_after_start", from_cache))
