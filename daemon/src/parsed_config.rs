@@ -100,10 +100,7 @@ impl ParsedConfig {
     /// Keeps `config` as the parse of `key`. Failing to is only slower
     /// starts: logged, not an error.
     fn write(&self, key: &[u8; 32], config: &Config) {
-        let written = encode(key, config)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| replace(&self.path, &bytes).map_err(|e| e.to_string()));
-        if let Err(e) = written {
+        if let Err(e) = replace(&self.path, key, config) {
             tracing::debug!(
                 "could not keep the parsed config in {}: {e}",
                 self.path.display()
@@ -112,31 +109,55 @@ impl ParsedConfig {
     }
 }
 
-/// `files::replace_private` without its `fsync`: a file torn by a crash
+/// Writes the file: to `NAME.tmp` beside it, private from its creation,
+/// then renamed over it. Streamed (a megabyte at 10,000 credentials is
+/// not held in memory at once, where it would stay in the daemon's heap),
+/// and without `files::replace_private`'s `fsync`: a file torn by a crash
 /// fails its digest and is parsed over, and a reload need not wait on the
 /// disk.
-fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
+fn replace(path: &Path, key: &[u8; 32], config: &Config) -> Result<(), String> {
+    use std::io::{Seek as _, SeekFrom, Write as _};
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
-    let mut file = crate::sys::create_new_private(&tmp)?;
-    file.write_all(bytes)?;
-    drop(file);
-    std::fs::rename(&tmp, path)
+    let io = |e: std::io::Error| e.to_string();
+    let file = crate::sys::create_new_private(&tmp).map_err(io)?;
+    let mut out = std::io::BufWriter::new(file);
+    out.write_all(MAGIC).map_err(io)?;
+    out.write_all(&[FORMAT]).map_err(io)?;
+    out.write_all(key).map_err(io)?;
+    out.write_all(&[0; 32]).map_err(io)?;
+    let mut body = Hashing {
+        out: &mut out,
+        hash: Sha256::new(),
+    };
+    bincode::serde::encode_into_std_write(config, &mut body, bincode::config::standard())
+        .map_err(|e| e.to_string())?;
+    let digest = body.hash.finalize();
+    out.seek(SeekFrom::Start((HEADER - 32) as u64))
+        .map_err(io)?;
+    out.write_all(&digest).map_err(io)?;
+    out.into_inner().map_err(|e| e.error().to_string())?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
-fn encode(key: &[u8; 32], config: &Config) -> Result<Vec<u8>, bincode::error::EncodeError> {
-    let mut bytes = Vec::with_capacity(HEADER + 64 * config.credentials.len());
-    bytes.extend_from_slice(MAGIC);
-    bytes.push(FORMAT);
-    bytes.extend_from_slice(key);
-    bytes.extend_from_slice(&[0; 32]);
-    bincode::serde::encode_into_std_write(config, &mut bytes, bincode::config::standard())?;
-    let digest = Sha256::digest(&bytes[HEADER..]);
-    bytes[HEADER - 32..HEADER].copy_from_slice(&digest);
-    Ok(bytes)
+/// Hashes what it passes on.
+struct Hashing<W> {
+    out: W,
+    hash: Sha256,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 fn decode(bytes: &[u8], key: &[u8; 32]) -> Result<Config, String> {
