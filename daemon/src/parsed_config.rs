@@ -38,7 +38,8 @@ pub struct ParsedConfig {
     path: PathBuf,
 }
 
-/// Whether a load used the kept parse; for tests and the debug log.
+/// Whether a load used the kept parse (for tests: a log line here would
+/// be one more line before a start's one-line refusal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Kept,
@@ -76,7 +77,6 @@ impl ParsedConfig {
             self.write(&key, &config);
             Ok(config)
         })?;
-        tracing::trace!(file = %self.path.display(), ?source, "config loaded");
         Ok((config, source))
     }
 
