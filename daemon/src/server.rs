@@ -379,12 +379,15 @@ async fn connection(stream: Stream, conn: Conn) {
                 (dispatch(&engine, other).await, false, false)
             }
         };
-        engine.note_request();
+        // One reading of the clock for the idle timers of both the
+        // connection and the daemon.
+        let now = Instant::now();
+        engine.note_request_at(now.into_std());
         if let Err(e) = send(&mut writer, &mut frame, &response, limits.write_timeout).await {
             tracing::debug!("could not answer a client: {e}");
             return;
         }
-        last = Instant::now();
+        last = now;
         if shutdown {
             tracing::info!("shutdown requested by a client");
             engine.request_shutdown();

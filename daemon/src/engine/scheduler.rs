@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Engine;
+use super::slot::Slot;
 use crate::schedule;
 
 /// How long the scheduler lets wake-ups gather before a pass. Refreshes
@@ -22,8 +23,13 @@ impl Engine {
 
     /// Keeps `name` warm for a day from now.
     pub(super) fn note_asked(&self, name: &str) {
-        let until = self.0.clock.now() + schedule::to_chrono(schedule::WARM_FOR);
         let slot = self.slot(name);
+        self.warm_slot(&slot, self.0.clock.now());
+    }
+
+    /// Keeps `slot` warm for a day from `now`.
+    pub(super) fn warm_slot(&self, slot: &Slot, now: DateTime<Utc>) {
+        let until = now + schedule::to_chrono(schedule::WARM_FOR);
         let mut s = slot.lock();
         let newly_warm = s
             .warm_until
