@@ -129,22 +129,8 @@ impl Engine {
         providers: impl Fn(&Credential, &Config) -> Arc<dyn Provider> + Send + Sync + 'static,
     ) -> Result<Self, EngineError> {
         let loaded = Loaded::new(config, &locations.config_file);
-        let records = store.load_all();
-        Self::with_records(loaded, locations, store, records, clock, providers)
-    }
-
-    /// [`Engine::new`] with the config already [`Loaded`] and the store's
-    /// records already read ([`Store::load_all`]).
-    pub fn with_records(
-        loaded: Loaded,
-        locations: Locations,
-        store: Store,
-        records: Vec<Stored>,
-        clock: Arc<dyn Clock>,
-        providers: impl Fn(&Credential, &Config) -> Arc<dyn Provider> + Send + Sync + 'static,
-    ) -> Result<Self, EngineError> {
         let engine = Self::loading(loaded, locations, store, clock, providers)?;
-        engine.take_records(records);
+        engine.load_records();
         Ok(engine)
     }
 
