@@ -720,7 +720,7 @@ send_certificate_chain = true
 kind = "azure"
 method = "managed-identity"
 object_id = "AAAAAAAA-1111-1111-1111-111111111111"
-arc_token_dir = "/var/opt/azcmagent/tokens"
+arc_token_dir = 'ARC_DIR'
 
 [credentials.me]
 kind = "azure"
@@ -732,10 +732,16 @@ auth = "deploy"
 cluster = "projects/p/locations/us-west1/awsClusters/c"
 endpoint = "http://127.0.0.1:9"
 "#;
+    // An absolute path on each platform.
+    let arc_dir = if cfg!(windows) {
+        r"C:\ProgramData\AzureConnectedMachineAgent\Tokens"
+    } else {
+        "/var/opt/azcmagent/tokens"
+    };
     let text = FULL.replace(
         "[daemon]\n",
         "[daemon]\non_reauth = [\"notify-send\", \"{name}\"]\n",
-    ) + more;
+    ) + &more.replace("ARC_DIR", arc_dir);
     let config = ok(&text);
     assert!(
         config.credentials.len() >= 14,
