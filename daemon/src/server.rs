@@ -16,17 +16,14 @@ use std::path::{Path, PathBuf};
 
 use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::tokio::Listener as _;
-use tokio::io::{AsyncWriteExt as _, BufReader};
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+use tokio::sync::oneshot::{self, error::TryRecvError};
+use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::engine::Engine;
-use crate::wire::{KEEP_BUFFER, read_frame, read_frame_with, write_frame};
-
-/// Bytes buffered per connection: requests are a few dozen bytes (a
-/// larger frame is read through it all the same).
-const READ_BUFFER: usize = 1024;
+use crate::wire::{FrameReader, KEEP_BUFFER, write_frame};
 
 /// Limits on clients.
 #[derive(Debug, Clone)]
@@ -140,7 +137,12 @@ pub async fn serve(
     let watchers = Arc::new(Semaphore::new(
         limits.max_connections.saturating_sub(limits.reserved),
     ));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // One stop signal per connection, sent by dropping its sender: polling
+    // a oneshot is a few atomic operations, where a shared `watch` took a
+    // lock on each poll, and a connection polls it after every request
+    // (BENCHMARKS.md, issue 15). Senders of closed connections are pruned
+    // as the list grows.
+    let mut stoppers: Vec<oneshot::Sender<()>> = Vec::new();
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -182,9 +184,14 @@ pub async fn serve(
             open = limits.max_connections - permits.available_permits(),
             "accepted a connection"
         );
+        if stoppers.len() >= limits.max_connections {
+            stoppers.retain(|s| !s.is_closed());
+        }
+        let (stopper, stop) = oneshot::channel();
+        stoppers.push(stopper);
         let conn = Conn {
             engine: engine.clone(),
-            stop: stop_rx.clone(),
+            stop,
             limits: limits.clone(),
             watchers: watchers.clone(),
         };
@@ -193,7 +200,7 @@ pub async fn serve(
             drop(permit);
         });
     }
-    stop_tx.send_replace(true);
+    drop(stoppers);
     let drained = tokio::time::timeout(limits.grace, async {
         while connections.join_next().await.is_some() {}
     })
@@ -206,7 +213,8 @@ pub async fn serve(
 /// What a connection needs besides its stream.
 struct Conn {
     engine: Engine,
-    stop: watch::Receiver<bool>,
+    /// Closed when the daemon stops.
+    stop: oneshot::Receiver<()>,
     limits: Limits,
     /// Permits for `watch`, which holds its connection for good.
     watchers: Arc<Semaphore>,
@@ -218,8 +226,8 @@ struct Conn {
 /// socket does not take the whole frame at once; a reply almost always
 /// fits its buffer, and arming and cancelling a timer for each of them was
 /// a visible share of a busy daemon's work (BENCHMARKS.md, issue 15).
-async fn send(
-    writer: &mut &Stream,
+async fn send<W: AsyncWrite + Unpin>(
+    writer: &mut W,
     frame: &mut Vec<u8>,
     response: &Response,
     limit: Duration,
@@ -258,7 +266,7 @@ async fn send(
 
 /// One client connection: `Hello` first, then requests until the client
 /// closes, goes idle, or the daemon stops.
-async fn connection(stream: Stream, conn: Conn) {
+async fn connection(mut stream: Stream, conn: Conn) {
     let Conn {
         engine,
         mut stop,
@@ -266,13 +274,10 @@ async fn connection(stream: Stream, conn: Conn) {
         watchers,
     } = conn;
     let idle = limits.idle;
-    // Buffered, so a request costs one `recvfrom` instead of two (length,
-    // then body): they arrive together.
-    let mut reader = BufReader::with_capacity(READ_BUFFER, &stream);
-    let mut writer = &stream;
-    // Kept from one request to the next: no frame buffer is allocated per
-    // request.
-    let mut body = Vec::new();
+    // Buffered, so a request costs one `recvfrom`, and none is tried
+    // before the next request arrives (`FrameReader`). Both buffers are
+    // kept from one request to the next.
+    let mut reader = FrameReader::new();
     let mut frame = Vec::new();
     // One idle timer per connection, re-armed only when it fires early:
     // a request moves `last`, not the timer.
@@ -282,10 +287,16 @@ async fn connection(stream: Stream, conn: Conn) {
     let mut greeted = false;
     loop {
         let next = {
-            let read = read_frame_with::<_, Request>(&mut reader, &mut body);
+            let read = reader.next::<_, Request>(&mut stream);
             tokio::pin!(read);
             loop {
+                // The read first: a request that has arrived is served
+                // without polling the others (3% of a cached `get`'s
+                // instructions). The stop is also checked after each
+                // answer, so a client whose next request is always there
+                // still sees it.
                 tokio::select! {
+                    biased;
                     read = &mut read => break read,
                     () = &mut idle_timer => {
                         if last.elapsed() >= idle {
@@ -294,7 +305,7 @@ async fn connection(stream: Stream, conn: Conn) {
                         }
                         idle_timer.as_mut().reset(last + idle);
                     }
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = &mut stop => return,
                 }
             }
         };
@@ -310,7 +321,7 @@ async fn connection(stream: Stream, conn: Conn) {
                     ));
                     let _ = tokio::time::timeout(
                         Duration::from_secs(1),
-                        write_frame(&mut writer, &reply),
+                        write_frame(&mut stream, &reply),
                     )
                     .await;
                 }
@@ -363,7 +374,7 @@ async fn connection(stream: Stream, conn: Conn) {
                         ErrorKind::Busy,
                         "the daemon has too many watch connections; try again later",
                     ));
-                    let _ = send(&mut writer, &mut frame, &busy, limits.write_timeout).await;
+                    let _ = send(&mut stream, &mut frame, &busy, limits.write_timeout).await;
                     return;
                 };
                 let w = Watcher {
@@ -371,7 +382,7 @@ async fn connection(stream: Stream, conn: Conn) {
                     name: &name,
                     write_timeout: limits.write_timeout,
                 };
-                w.run(&mut reader, &stream, &mut stop).await;
+                w.run(&mut reader, &mut stream, &mut stop).await;
                 return;
             }
             other => {
@@ -383,7 +394,7 @@ async fn connection(stream: Stream, conn: Conn) {
         // connection and the daemon.
         let now = Instant::now();
         engine.note_request_at(now.into_std());
-        if let Err(e) = send(&mut writer, &mut frame, &response, limits.write_timeout).await {
+        if let Err(e) = send(&mut stream, &mut frame, &response, limits.write_timeout).await {
             tracing::debug!("could not answer a client: {e}");
             return;
         }
@@ -392,7 +403,7 @@ async fn connection(stream: Stream, conn: Conn) {
             tracing::info!("shutdown requested by a client");
             engine.request_shutdown();
         }
-        if close {
+        if close || !matches!(stop.try_recv(), Err(TryRecvError::Empty)) {
             return;
         }
     }
@@ -411,24 +422,23 @@ impl Watcher<'_> {
     /// not take a token within the write timeout, or the daemon stops.
     async fn run(
         &self,
-        reader: &mut BufReader<&Stream>,
-        stream: &Stream,
-        stop: &mut watch::Receiver<bool>,
+        reader: &mut FrameReader,
+        stream: &mut Stream,
+        stop: &mut oneshot::Receiver<()>,
     ) {
         let (engine, name, limit) = (self.engine, self.name, self.write_timeout);
-        let mut writer = stream;
         let mut frame = Vec::new();
         // Subscribe before the first answer, so no new token can slip between.
         let mut changes = engine.subscribe();
         let first = match engine.get(name, None, false).await {
             Ok(token) => token,
             Err(e) => {
-                let _ = send(&mut writer, &mut frame, &Response::Error(e), limit).await;
+                let _ = send(stream, &mut frame, &Response::Error(e), limit).await;
                 return;
             }
         };
         let mut last = (first.expires_at, first.fetched_at);
-        if send(&mut writer, &mut frame, &Response::Token(first), limit)
+        if send(stream, &mut frame, &Response::Token(first), limit)
             .await
             .is_err()
         {
@@ -437,8 +447,8 @@ impl Watcher<'_> {
         loop {
             let changed = tokio::select! {
                 changed = changes.recv() => changed,
-                _ = read_frame::<_, Request>(reader) => return,
-                _ = stop.wait_for(|s| *s) => return,
+                _ = reader.next::<_, Request>(stream) => return,
+                _ = &mut *stop => return,
             };
             match changed {
                 Ok(n) if n != name => continue,
@@ -454,7 +464,7 @@ impl Watcher<'_> {
             last = (token.expires_at, token.fetched_at);
             // A watcher keeps its credential warm.
             engine.keep_warm(name);
-            if send(&mut writer, &mut frame, &Response::Token(token), limit)
+            if send(stream, &mut frame, &Response::Token(token), limit)
                 .await
                 .is_err()
             {

@@ -111,13 +111,14 @@ pub fn run(options: Options) -> ExitCode {
     if let Some(w) = harden_warning {
         tracing::warn!("{w}");
     }
-    // One worker: the daemon waits on sockets, it does not compute. With
-    // two, the workers stole connections from each other and fought the
-    // clients for the CPUs: at 64 connections on two cores p99 was 2.2 ms
-    // against 0.4 ms with one, at the same rate (BENCHMARKS.md). Cache
-    // writes have their own thread; blocking work goes to the blocking pool.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // One thread serves everything: the daemon waits on sockets, it does
+    // not compute. With two workers, they stole connections from each
+    // other and fought the clients for the CPUs: at 64 connections on two
+    // cores p99 was 2.2 ms against 0.4 ms with one (BENCHMARKS.md). With
+    // one worker, the accept loop still ran on this thread and handed each
+    // connection to the worker's; now both run here. Cache writes have
+    // their own thread; blocking work goes to the blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

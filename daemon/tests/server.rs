@@ -307,3 +307,50 @@ fn a_busy_connection_outlives_its_idle_timeout() {
     let mut buf = [0u8; 1];
     assert_eq!(s.read(&mut buf).unwrap(), 0);
 }
+
+/// Each connection has its own stop signal: one whose next request is
+/// always on its way still sees it.
+#[test]
+fn stop_ends_a_connection_that_keeps_asking() {
+    let mut server = Running::start(Limits {
+        // Longer than the safety net below: only the connection ending
+        // lets the server return in time.
+        grace: Duration::from_secs(600),
+        write_timeout: Duration::from_secs(600),
+        ..Limits::default()
+    });
+    let s = server.hello();
+    let hello = codec::encode_frame(&Request::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        client_version: VERSION.into(),
+    })
+    .unwrap();
+    let mut writer = s.try_clone().unwrap();
+    // Requests back to back until the daemon hangs up.
+    let asking = std::thread::spawn(move || while writer.write_all(&hello).is_ok() {});
+    let (answered_tx, answered_rx) = std::sync::mpsc::channel();
+    let mut reader = s;
+    let reading = std::thread::spawn(move || {
+        let mut answered = 0u64;
+        while let Ok(Some(r)) = codec::read_frame::<_, Response>(&mut reader) {
+            assert!(matches!(r, Response::Hello { .. }), "{r:?}");
+            answered += 1;
+            if answered == 100 {
+                answered_tx.send(()).unwrap();
+            }
+        }
+        answered
+    });
+    answered_rx.recv().unwrap();
+    let (stopped_tx, stopped_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        server.stop();
+        let _ = stopped_tx.send(());
+    });
+    // A safety net, so a regression fails instead of hanging.
+    stopped_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the daemon kept serving a connection that kept asking after it was told to stop");
+    assert!(reading.join().unwrap() >= 100);
+    asking.join().unwrap();
+}
