@@ -187,7 +187,7 @@ mod tests {
     fn reply(kind: &str, token: &str) -> TokenReply {
         TokenReply {
             name: "gcp".into(),
-            kind: kind.into(),
+            kind: kind.to_owned().into(),
             token: Secret::new(token),
             expires_at: at(3600, 0),
             fetched_at: at(-10, 123_400_000),

@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
 use credcache_shared::config::{Config, Credential};
 use credcache_shared::protocol::{ErrorKind, SdkEndpointStatus, SdkEnv, TokenReply, WireError};
+use rustc_hash::FxHashMap;
 use tokio::sync::{broadcast, watch};
 
 pub use loaded::{Entry, Loaded, ProviderFactory};
@@ -72,7 +73,7 @@ struct Inner {
     providers: Box<ProviderFactory>,
     /// Keyed by credential name, or by `variant::key` for a token of other
     /// scopes or an ID token (`engine/variant.rs`).
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    slots: Mutex<FxHashMap<String, Arc<Slot>>>,
     /// The variant keys of each credential that has any, for `list`,
     /// `status` and `forget` (a key may outlive its slot; the slot map
     /// decides).
@@ -163,7 +164,7 @@ impl Engine {
             writer,
             loaded: RwLock::new(Arc::new(loaded)),
             providers: Box::new(providers),
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(FxHashMap::default()),
             variants: Mutex::new(HashMap::new()),
             records_read: watch::channel(false).0,
             sources: Mutex::new(HashMap::new()),
@@ -347,8 +348,8 @@ impl Engine {
             .slot(name)
             .valid_token(self.0.clock.now(), Duration::ZERO)?;
         Some(TokenReply {
-            name: name.to_owned(),
-            kind: entry.cred.kind().to_owned(),
+            name: entry.name.clone(),
+            kind: entry.cred.kind().into(),
             token: token.token,
             expires_at: token.expires_at,
             fetched_at: token.fetched_at,
@@ -585,8 +586,8 @@ impl Engine {
             }
         }
         Ok(TokenReply {
-            name: name.to_owned(),
-            kind: entry.cred.kind().to_owned(),
+            name: entry.name.clone(),
+            kind: entry.cred.kind().into(),
             token: token.token,
             expires_at: token.expires_at,
             fetched_at: token.fetched_at,
@@ -831,7 +832,7 @@ impl Engine {
         let slots = self.0.slots.lock().unwrap_or_else(|p| p.into_inner());
         Ok(slots
             .iter()
-            .filter(|(n, s)| loaded.entries.contains_key(*n) && s.lock().token.is_some())
+            .filter(|(n, s)| loaded.entries.contains_key(n.as_str()) && s.lock().token.is_some())
             .map(|(n, _)| n.clone())
             .collect())
     }
@@ -848,7 +849,7 @@ impl Engine {
         let mut keys: Vec<String> = names.clone();
         if name.is_none() {
             for owner in self.variant_owners() {
-                if loaded.entries.contains_key(&owner) && !names.contains(&owner) {
+                if loaded.entries.contains_key(owner.as_str()) && !names.contains(&owner) {
                     names.push(owner);
                 }
             }

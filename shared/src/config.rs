@@ -75,8 +75,9 @@ pub struct Credential {
     pub refresh_ahead: Option<Duration>,
     pub min_valid: Option<Duration>,
     pub prefetch: bool,
-    /// Always set: the configured one or `CREDCACHE_<NAME>_TOKEN`.
-    pub env_var: String,
+    /// Always set: the configured one or `CREDCACHE_<NAME>_TOKEN`. Shared,
+    /// not copied, with every answer that carries it.
+    pub env_var: Arc<str>,
     /// One of the built-in `google` and `azure`, which no file configured.
     pub builtin: bool,
 }

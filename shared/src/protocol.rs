@@ -16,6 +16,9 @@
 //! with the number of credentials (`List`, `Status`) come in pages, and a
 //! credential name sent is at most [`MAX_NAME_LEN`] bytes.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -216,16 +219,20 @@ pub struct ScopedInfo {
 
 /// A token as handed to a client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The name, kind and variable are shared with the daemon's config rather
+/// than copied for each answer: three allocations fewer per cached `get`
+/// (BENCHMARKS.md, issue 15). On the wire they are plain strings.
 pub struct TokenReply {
-    pub name: String,
-    pub kind: String,
+    pub name: Arc<str>,
+    pub kind: Cow<'static, str>,
     pub token: Secret,
     #[serde(with = "crate::time::compact")]
     pub expires_at: DateTime<Utc>,
     #[serde(with = "crate::time::compact")]
     pub fetched_at: DateTime<Utc>,
     /// The variable `get --format env` and `exec` put the token in.
-    pub env_var: String,
+    pub env_var: Arc<str>,
     /// Something the user should know although the request succeeded, e.g.
     /// that the config file on disk is invalid and the previous one is in
     /// force. The client prints it on stderr as `credcache: warning: ...`.

@@ -107,12 +107,12 @@ fn serve(mut stream: UnixStream, script: &Script, config: &str, requests: &Atomi
             (_, Script::Hang) => continue,
             (Request::Get { name, .. }, Script::Token { env_var, token }) => {
                 Response::Token(TokenReply {
-                    name: name.clone(),
+                    name: name.as_str().into(),
                     kind: "command".into(),
                     token: Secret::new(token.clone()),
                     expires_at: Utc::now() + ChronoDuration::hours(1),
                     fetched_at: Utc::now(),
-                    env_var: env_var.clone(),
+                    env_var: env_var.as_str().into(),
                     warning: None,
                 })
             }

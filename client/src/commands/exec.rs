@@ -54,7 +54,7 @@ pub fn run(endpoint: &Endpoint, args: Args) -> Result<u8, Error> {
         for name in &args.names {
             let reply = get::fetch(&mut conn, name, None, false)?;
             format::check_env_var(name, &reply.env_var)?;
-            env.push((reply.env_var.clone(), reply.token.clone()));
+            env.push((reply.env_var.to_string(), reply.token.clone()));
         }
         // The connection closes here: the daemon need not keep it open for
         // as long as the child runs.

@@ -1,11 +1,11 @@
 //! The config in force, with each credential's provider and fingerprint,
 //! and the stamps of its files (see `reload.rs`).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use credcache_shared::config::{Config, Credential, SecretSource, Source};
+use rustc_hash::FxHashMap;
 
 use super::reload::Stamps;
 use crate::fingerprint;
@@ -21,6 +21,9 @@ pub type ProviderFactory = dyn Fn(&Credential, &Config) -> Arc<dyn Provider> + S
 pub struct Entry {
     /// The same `Arc` as in `Loaded::config`: one copy of the settings.
     pub cred: Arc<Credential>,
+    /// The credential's name: the same `Arc` as its key in
+    /// `Loaded::entries`, handed out with each answer.
+    pub name: Arc<str>,
     /// Made at the first fetch: a daemon restarted with 10,000 cached
     /// tokens fetches none of them, and building 10,000 providers (each a
     /// copy of its settings) was a tenth of its start-up and 4 MB.
@@ -50,7 +53,7 @@ impl Entry {
 /// One loaded config.
 pub struct Loaded {
     pub config: Config,
-    pub entries: HashMap<String, Entry>,
+    pub entries: FxHashMap<Arc<str>, Entry>,
     /// Shared with the next config when its `http_timeout` is the same, so
     /// a reload keeps the clients and their open connections.
     pub http: Arc<Http>,
@@ -68,12 +71,14 @@ impl Loaded {
             .credentials
             .values()
             .map(|cred| {
+                let name: Arc<str> = cred.name.as_str().into();
                 let entry = Entry {
                     cred: cred.clone(),
+                    name: name.clone(),
                     provider: OnceLock::new(),
                     fingerprint: fingerprints.remove(&cred.name).unwrap_or_default(),
                 };
-                (cred.name.clone(), entry)
+                (name, entry)
             })
             .collect();
         let stamps = Stamps::take(config_path, &config);

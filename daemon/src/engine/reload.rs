@@ -141,7 +141,7 @@ impl Engine {
         let fingerprints: HashMap<String, String> = new
             .entries
             .iter()
-            .map(|(n, e)| (n.clone(), e.fingerprint.clone()))
+            .map(|(n, e)| (n.to_string(), e.fingerprint.clone()))
             .collect();
         drop(new);
         if let Err(e) = self.0.store.retain(|key, fp| {

@@ -506,9 +506,19 @@ async fn providers_are_made_at_the_first_fetch_and_credentials_are_shared() {
     assert_eq!(made.load(Ordering::SeqCst), 0, "none at start");
     let loaded = engine.loaded();
     for (name, cred) in &loaded.config.credentials {
-        assert!(Arc::ptr_eq(cred, &loaded.entries[name].cred), "{name}");
+        assert!(
+            Arc::ptr_eq(cred, &loaded.entries[name.as_str()].cred),
+            "{name}"
+        );
     }
-    engine.get("v", None, false).await.unwrap();
+    // Each answer shares the entry's name and variable, not a copy.
+    for (key, entry) in &loaded.entries {
+        assert!(Arc::ptr_eq(key, &entry.name), "{key}");
+    }
+    let answer = engine.get("v", None, false).await.unwrap();
+    let entry = &loaded.entries["v"];
+    assert!(Arc::ptr_eq(&answer.name, &entry.name));
+    assert!(Arc::ptr_eq(&answer.env_var, &entry.cred.env_var));
     assert_eq!(made.load(Ordering::SeqCst), 1);
     engine.get("v", None, true).await.unwrap();
     assert_eq!(scripted.calls.load(Ordering::SeqCst), 2);

@@ -473,7 +473,7 @@ fn parse_credential(name: &str, f: &mut Fields<'_>) -> Option<Credential> {
         refresh_ahead,
         min_valid,
         prefetch,
-        env_var: env_var.unwrap_or_else(|| default_env_var(name)),
+        env_var: env_var.unwrap_or_else(|| default_env_var(name)).into(),
         builtin: false,
     })
 }

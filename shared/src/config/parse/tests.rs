@@ -107,8 +107,8 @@ fn the_spec_example_is_valid() {
         s.cluster.to_string(),
         "projects/my-proj/locations/us-east4/azureClusters/prod"
     );
-    assert_eq!(gke.env_var, "CREDCACHE_PROD_GKE_TOKEN");
-    assert_eq!(c.credential("vault").unwrap().env_var, "VAULT_TOKEN");
+    assert_eq!(&*gke.env_var, "CREDCACHE_PROD_GKE_TOKEN");
+    assert_eq!(&*c.credential("vault").unwrap().env_var, "VAULT_TOKEN");
     assert!(c.credential("apim-dev").unwrap().prefetch);
     assert_eq!(c.docker[0].username, "oauth2accesstoken");
     let Source::Google(g) = &c.credential("gcp").unwrap().source else {
