@@ -507,12 +507,15 @@ impl Engine {
         min_valid: Option<Duration>,
         refresh: bool,
     ) -> Result<TokenReply, WireError> {
-        let found = {
-            let loaded = self.loaded();
-            self.entry(&loaded, name).and_then(|e| want(&e.cred))
-        };
-        let found = found.and_then(|want| {
-            let Some(w) = &want else { return Ok(want) };
+        // One reading of the config in force for the whole request.
+        let loaded = self.loaded();
+        let found = self
+            .entry(&loaded, name)
+            .and_then(|entry| Ok((entry, want(&entry.cred)?)));
+        let found = found.and_then(|(entry, want)| {
+            let Some(w) = &want else {
+                return Ok((entry, want));
+            };
             let key = variant::key(name, Some(w));
             let known = self.0.slots.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&*key);
             if !known && self.variant_keys(name).len() >= variant::MAX_VARIANTS {
@@ -524,11 +527,11 @@ impl Engine {
                     ),
                 ));
             }
-            Ok(want)
+            Ok((entry, want))
         });
         let result = match found {
-            Ok(want) => {
-                self.get_in_force(name, want.as_ref(), min_valid, refresh)
+            Ok((entry, want)) => {
+                self.get_in_force(&loaded, entry, want.as_ref(), min_valid, refresh)
                     .await
             }
             Err(e) => Err(e),
@@ -543,13 +546,13 @@ impl Engine {
 
     async fn get_in_force(
         &self,
-        name: &str,
+        loaded: &Loaded,
+        entry: &Entry,
         want: Option<&Want>,
         asked: Option<Duration>,
         refresh: bool,
     ) -> Result<TokenReply, WireError> {
-        let loaded = self.loaded();
-        let entry = self.entry(&loaded, name)?;
+        let name = &*entry.name;
         let min_valid = asked.unwrap_or_else(|| loaded.config.min_valid(&entry.cred));
         // One slot lookup and one reading of the clock for the cached
         // answer (the clock was 5% of the daemon's time on a cached `get`).
@@ -559,7 +562,7 @@ impl Engine {
         self.warm_slot(&slot, asked_at);
         let mut token = self
             .token_in(
-                &loaded, entry, want, &key, &slot, asked_at, min_valid, refresh,
+                loaded, entry, want, &key, &slot, asked_at, min_valid, refresh,
             )
             .await
             .map_err(|e| wire_fetch_error(&e))?;
@@ -570,7 +573,7 @@ impl Engine {
             // whose tokens live long enough: a new one can meet it.
             if short(&token) && token.fetched_at < asked_at && token.lifetime() >= asked {
                 token = self
-                    .token(&loaded, entry, want, min_valid, true)
+                    .token(loaded, entry, want, min_valid, true)
                     .await
                     .map_err(|e| wire_fetch_error(&e))?;
             }
