@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::engine::Engine;
+use crate::engine::{Answer, Engine};
 use crate::wire::{FrameReader, KEEP_BUFFER, write_frame};
 
 /// Limits on clients.
@@ -220,21 +220,46 @@ struct Conn {
     watchers: Arc<Semaphore>,
 }
 
-/// Encodes `response` into `frame` (the connection's buffer, reused) and
-/// writes it, giving up after `limit`: a client that does not read its
-/// replies is dropped, not waited for. The timer is armed only when the
-/// socket does not take the whole frame at once; a reply almost always
-/// fits its buffer, and arming and cancelling a timer for each of them was
-/// a visible share of a busy daemon's work (BENCHMARKS.md, issue 15).
+/// What a request is answered with.
+enum Reply {
+    Response(Response),
+    /// A token, whose frame its slot may keep ready (`engine/answer.rs`).
+    Token(Answer),
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Self {
+        Self::Response(response)
+    }
+}
+
+/// Writes `reply`, giving up after `limit`: a client that does not read
+/// its replies is dropped, not waited for. A token goes out in the frame
+/// its slot keeps; anything else is encoded into `frame`, the
+/// connection's buffer, reused.
+///
+/// The timer is armed only when the socket does not take the whole frame
+/// at once; a reply almost always fits its buffer, and arming and
+/// cancelling a timer for each of them was a visible share of a busy
+/// daemon's work (BENCHMARKS.md, issue 15).
 async fn send<W: AsyncWrite + Unpin>(
     writer: &mut W,
     frame: &mut Vec<u8>,
-    response: &Response,
+    reply: impl Into<Reply>,
     limit: Duration,
 ) -> Result<(), CodecError> {
-    codec::encode_frame_into(response, frame)?;
+    let framed = match reply.into() {
+        Reply::Token(answer) => answer.into_frame().map_err(Response::Token),
+        Reply::Response(response) => Err(response),
+    };
+    let bytes = match &framed {
+        Ok(framed) => framed.bytes(),
+        Err(response) => {
+            codec::encode_frame_into(response, frame)?;
+            &frame[..]
+        }
+    };
     let written = {
-        let bytes = &*frame;
         let mut write = std::pin::pin!(async move {
             writer.write_all(bytes).await?;
             writer.flush().await
@@ -337,7 +362,7 @@ async fn connection(mut stream: Stream, conn: Conn) {
                     daemon_version: VERSION.to_owned(),
                     pid: std::process::id(),
                 };
-                (r, true, false)
+                (r.into(), true, false)
             }
             Request::Hello { .. } => {
                 greeted = true;
@@ -347,19 +372,20 @@ async fn connection(mut stream: Stream, conn: Conn) {
                     pid: std::process::id(),
                     config_path: engine.config_path().display().to_string(),
                 };
-                (r, false, false)
+                (r.into(), false, false)
             }
             _ if !greeted => {
                 let r = Response::Error(WireError::new(
                     ErrorKind::BadRequest,
                     "the first message must be Hello",
                 ));
-                (r, true, false)
+                (r.into(), true, false)
             }
             Request::Shutdown => (
                 Response::Done {
                     affected: Vec::new(),
-                },
+                }
+                .into(),
                 true,
                 true,
             ),
@@ -374,7 +400,7 @@ async fn connection(mut stream: Stream, conn: Conn) {
                         ErrorKind::Busy,
                         "the daemon has too many watch connections; try again later",
                     ));
-                    let _ = send(&mut stream, &mut frame, &busy, limits.write_timeout).await;
+                    let _ = send(&mut stream, &mut frame, busy, limits.write_timeout).await;
                     return;
                 };
                 let w = Watcher {
@@ -394,7 +420,7 @@ async fn connection(mut stream: Stream, conn: Conn) {
         // connection and the daemon.
         let now = Instant::now();
         engine.note_request_at(now.into_std());
-        if let Err(e) = send(&mut stream, &mut frame, &response, limits.write_timeout).await {
+        if let Err(e) = send(&mut stream, &mut frame, response, limits.write_timeout).await {
             tracing::debug!("could not answer a client: {e}");
             return;
         }
@@ -433,12 +459,12 @@ impl Watcher<'_> {
         let first = match engine.get(name, None, false).await {
             Ok(token) => token,
             Err(e) => {
-                let _ = send(stream, &mut frame, &Response::Error(e), limit).await;
+                let _ = send(stream, &mut frame, Response::Error(e), limit).await;
                 return;
             }
         };
         let mut last = (first.expires_at, first.fetched_at);
-        if send(stream, &mut frame, &Response::Token(first), limit)
+        if send(stream, &mut frame, Response::Token(first), limit)
             .await
             .is_err()
         {
@@ -464,7 +490,7 @@ impl Watcher<'_> {
             last = (token.expires_at, token.fetched_at);
             // A watcher keeps its credential warm.
             engine.keep_warm(name);
-            if send(stream, &mut frame, &Response::Token(token), limit)
+            if send(stream, &mut frame, Response::Token(token), limit)
                 .await
                 .is_err()
             {
@@ -495,7 +521,7 @@ fn request_name(request: &Request) -> &'static str {
     }
 }
 
-async fn dispatch(engine: &Engine, request: Request) -> Response {
+async fn dispatch(engine: &Engine, request: Request) -> Reply {
     // A `get` reads its own record if the start's read of the store has
     // not reached it yet; every other request looks at the whole cache.
     if !matches!(request, Request::Get { .. }) {
@@ -509,15 +535,15 @@ async fn dispatch(engine: &Engine, request: Request) -> Response {
         Ok(step) => Response::Login(step),
         Err(e) => Response::Error(e),
     };
-    match request {
+    let response = match request {
         Request::Get {
             name,
             min_valid_secs,
             refresh,
             scopes,
         } => {
-            match engine
-                .get_scoped(
+            return match engine
+                .answer(
                     &name,
                     &scopes,
                     min_valid_secs.map(Duration::from_secs),
@@ -525,9 +551,9 @@ async fn dispatch(engine: &Engine, request: Request) -> Response {
                 )
                 .await
             {
-                Ok(token) => Response::Token(token),
-                Err(e) => Response::Error(e),
-            }
+                Ok(answer) => Reply::Token(answer),
+                Err(e) => Response::Error(e).into(),
+            };
         }
         Request::List { after } => Response::Credentials(engine.list_page(after.as_deref())),
         Request::Status => Response::Status(Box::new(engine.status())),
@@ -552,5 +578,6 @@ async fn dispatch(engine: &Engine, request: Request) -> Response {
         Request::Hello { .. } | Request::Shutdown | Request::Watch { .. } => {
             Response::Error(WireError::new(ErrorKind::BadRequest, "unexpected request"))
         }
-    }
+    };
+    response.into()
 }

@@ -42,6 +42,12 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.0.0.is_empty()
     }
+
+    /// Whether `other` is a copy of this very secret (the same buffer),
+    /// not merely an equal one: a check that costs no pass over the bytes.
+    pub fn is_copy_of(&self, other: &Secret) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl PartialEq for Secret {
@@ -97,6 +103,8 @@ mod tests {
         assert_eq!(s, copy);
         assert_eq!(s, Secret::new("ya29.very-secret"));
         assert_ne!(s, Secret::new("ya29.other"));
+        assert!(copy.is_copy_of(&s));
+        assert!(!s.is_copy_of(&Secret::new("ya29.very-secret")));
         drop(s);
         assert_eq!(copy.expose(), "ya29.very-secret");
     }

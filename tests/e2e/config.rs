@@ -120,6 +120,43 @@ fn an_invalid_edit_keeps_the_previous_config_and_is_reported() {
 }
 
 #[test]
+fn a_renamed_variable_is_in_the_next_answer_with_the_token_kept() {
+    // The daemon keeps each token's answer ready-encoded (issue 15). Renaming
+    // the variable keeps the token (the source did not change), so the
+    // answer kept for it must not be written again as it was.
+    let sb = Sandbox::new();
+    let (script, calls) = sb.counting_script("v");
+    let cred = Sandbox::command_credential("vault", &script);
+    sb.write_config(&format!("{cred}env_var = \"OLD_TOKEN\"\n"));
+    for _ in 0..3 {
+        let out = sb.run(["get", "vault", "--format", "env"]);
+        assert_eq!(out.ok(), "export OLD_TOKEN='tok-1-v'\n");
+    }
+
+    sb.write_config(&format!("{cred}env_var = \"NEW_TOKEN\"\n"));
+    sb.run(["daemon", "reload"]).ok();
+    for _ in 0..3 {
+        let out = sb.run(["get", "vault", "--format", "env"]);
+        assert_eq!(out.ok(), "export NEW_TOKEN='tok-1-v'\n");
+    }
+    assert_eq!(count(&calls), 1, "the token was kept");
+
+    // An invalid edit: the answer carries the warning, then stops carrying it
+    // once the file is fixed.
+    sb.write_config(&format!("{cred}env_var = \"NEW_TOKEN\"\nbogus = 1\n"));
+    assert_eq!(sb.run(["daemon", "reload"]).code, 2);
+    let warned = sb.run(["get", "vault", "--format", "env"]);
+    assert_eq!(warned.stdout, "export NEW_TOKEN='tok-1-v'\n");
+    assert!(warned.stderr.contains("bogus: unknown key"), "{warned:?}");
+    sb.write_config(&format!("{cred}env_var = \"NEW_TOKEN\"\n"));
+    sb.run(["daemon", "reload"]).ok();
+    let fixed = sb.run(["get", "vault", "--format", "env"]);
+    assert_eq!(fixed.stdout, "export NEW_TOKEN='tok-1-v'\n");
+    assert_eq!(fixed.stderr, "", "{fixed:?}");
+    assert_eq!(count(&calls), 1);
+}
+
+#[test]
 fn sighup_and_a_changed_file_reload_the_config() {
     let sb = Sandbox::new();
     let (a, _) = sb.counting_script("a");

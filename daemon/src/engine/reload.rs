@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use credcache_shared::config::Config;
@@ -64,9 +65,18 @@ impl Engine {
     /// Checks, at most once a second, whether the config or an identity
     /// file changed, and reloads if so.
     pub(super) fn maybe_reload(&self) {
+        let now = SystemTime::now();
+        // Most requests stop here, without the lock (issue 15).
+        let now_ms = millis_since_epoch(now);
+        let last_ms = self.0.last_config_check_ms.load(Ordering::Relaxed);
+        if now_ms
+            .checked_sub(last_ms)
+            .is_some_and(|d| d < CONFIG_CHECK_INTERVAL.as_millis() as u64)
+        {
+            return;
+        }
         {
             let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
-            let now = SystemTime::now();
             if now
                 .duration_since(watch.last_check)
                 .is_ok_and(|d| d < CONFIG_CHECK_INTERVAL)
@@ -74,6 +84,7 @@ impl Engine {
                 return;
             }
             watch.last_check = now;
+            self.0.last_config_check_ms.store(now_ms, Ordering::Relaxed);
             let loaded = self.loaded();
             if !loaded.stamps.changed() {
                 return;
@@ -100,6 +111,7 @@ impl Engine {
                 tracing::warn!("config not reloaded, the previous one stays in force: {message}");
                 let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
                 watch.error = Some(message.clone());
+                self.0.config_invalid.store(true, Ordering::Relaxed);
                 watch.error_stamps = Some(Stamps::take(&path, &self.loaded().config));
                 return Err(WireError::new(ErrorKind::Config, message));
             }
@@ -157,6 +169,7 @@ impl Engine {
             let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
             watch.error = None;
             watch.error_stamps = None;
+            self.0.config_invalid.store(false, Ordering::Relaxed);
         }
         // Something changed: a kept permanent error may no longer hold.
         for slot in self
@@ -179,10 +192,19 @@ impl Engine {
     }
 
     pub(super) fn config_warning(&self) -> Option<String> {
+        if !self.0.config_invalid.load(Ordering::Relaxed) {
+            return None;
+        }
         let watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
         watch
             .error
             .as_ref()
             .map(|e| format!("the config file is invalid, the previous config stays in force: {e}"))
     }
+}
+
+/// `at` in milliseconds since 1970 (0 before).
+pub(super) fn millis_since_epoch(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

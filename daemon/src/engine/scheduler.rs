@@ -30,12 +30,7 @@ impl Engine {
     /// Keeps `slot` warm for a day from `now`.
     pub(super) fn warm_slot(&self, slot: &Slot, now: DateTime<Utc>) {
         let until = now + schedule::to_chrono(schedule::WARM_FOR);
-        let mut s = slot.lock();
-        let newly_warm = s
-            .warm_until
-            .is_none_or(|w| w < until - chrono::Duration::hours(1));
-        s.warm_until = Some(until);
-        drop(s);
+        let newly_warm = slot.lock().warm(until);
         if newly_warm {
             self.0.wake.notify_one();
         }

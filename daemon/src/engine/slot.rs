@@ -1,13 +1,14 @@
 //! One credential's in-memory state: its cached token, the lock that makes
 //! concurrent fetches single-flight, and what the last attempts did.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
 use credcache_shared::protocol::CredentialState;
 
+use super::answer::Framed;
 use crate::fetch_error::{ErrorClass, FetchError};
 use crate::schedule::{self, Policy};
 
@@ -83,9 +84,48 @@ pub struct SlotState {
     /// (a built-in `google` on a machine without Google credentials) is
     /// not retried in the background for a day; the next `get` asks.
     pub succeeded: bool,
+    /// The answer to a `get` with `token`, framed for the socket: made at
+    /// the first such answer and written as is by the next ones
+    /// (`answer.rs`). It names the token it frames, so a frame left from
+    /// a replaced token is never used.
+    pub framed: Option<Arc<Framed>>,
+}
+
+/// What a `get` answered from memory takes from its slot.
+pub struct Hit {
+    pub token: CachedToken,
+    pub framed: Option<Arc<Framed>>,
 }
 
 impl SlotState {
+    /// Replaces the token, and drops the frame made for the old one.
+    pub fn set_token(&mut self, token: Option<CachedToken>) {
+        self.token = token;
+        self.framed = None;
+    }
+
+    /// Keeps the slot warm until `until`. True if it was not warm, or only
+    /// for less than an hour more: the scheduler should look.
+    pub fn warm(&mut self, until: DateTime<Utc>) -> bool {
+        let newly_warm = self
+            .warm_until
+            .is_none_or(|w| w < until - chrono::Duration::hours(1));
+        self.warm_until = Some(until);
+        newly_warm
+    }
+
+    /// See [`Slot::demand`].
+    fn demand(&mut self, now: DateTime<Utc>) -> bool {
+        let held_by_pacing = self.due_unpaced.is_some_and(|d| d <= now)
+            && self.next_refresh.is_some_and(|n| n > now)
+            && !self.in_flight;
+        if held_by_pacing {
+            self.next_refresh = Some(now);
+            self.due_unpaced = None;
+        }
+        held_by_pacing
+    }
+
     /// Whether the scheduler refreshes this slot: `prefetch = true`, or
     /// asked for within the warm window and fetched successfully at least
     /// once.
@@ -99,7 +139,7 @@ impl Slot {
         let slot = Self::default();
         {
             let mut s = slot.lock();
-            s.token = Some(token);
+            s.set_token(Some(token));
             s.succeeded = true;
         }
         slot
@@ -109,6 +149,44 @@ impl Slot {
         // A panic while holding this lock cannot leave the state half
         // written (every update is a few assignments), so poison is ignored.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A `get`'s look at the slot, under one lock (it was taken three
+    /// times, issue 15): keeps the slot warm until `warm_until`, takes the
+    /// token if it is valid at `now` for `min_valid` (and `cached`: not a
+    /// forced refresh), and notes the demand ([`Slot::demand`]). Also says
+    /// whether the scheduler should look.
+    pub fn ask(
+        &self,
+        now: DateTime<Utc>,
+        min_valid: Duration,
+        warm_until: DateTime<Utc>,
+        cached: bool,
+    ) -> (Option<Hit>, bool) {
+        let mut s = self.lock();
+        let mut wake = s.warm(warm_until);
+        let token = s
+            .token
+            .as_ref()
+            .filter(|t| cached && t.is_valid_for(now, min_valid))
+            .cloned();
+        let hit = token.map(|token| Hit {
+            token,
+            framed: s.framed.clone(),
+        });
+        if hit.is_some() {
+            wake |= s.demand(now);
+        }
+        (hit, wake)
+    }
+
+    /// Keeps `framed` for the next `get`s, if the token it frames is
+    /// still this slot's.
+    pub fn keep_frame(&self, framed: Arc<Framed>) {
+        let mut s = self.lock();
+        if s.token.as_ref().is_some_and(|t| framed.frames(t)) {
+            s.framed = Some(framed);
+        }
     }
 
     pub fn valid_token(&self, now: DateTime<Utc>, min_valid: Duration) -> Option<CachedToken> {
@@ -177,7 +255,7 @@ impl Slot {
         };
         match outcome {
             Ok(token) => {
-                s.token = Some(token.clone());
+                s.set_token(Some(token.clone()));
                 s.succeeded = true;
                 s.fetches += 1;
                 s.last_error = None;
@@ -211,7 +289,7 @@ impl Slot {
     /// Drops the token and the error history.
     pub fn clear(&self) {
         let mut s = self.lock();
-        s.token = None;
+        s.set_token(None);
         s.next_refresh = None;
         s.due_unpaced = None;
         s.not_before = None;
@@ -245,15 +323,7 @@ impl Slot {
     /// it is kept fresh as if it lived longer. True if the plan changed
     /// (the scheduler should look).
     pub fn demand(&self, now: DateTime<Utc>) -> bool {
-        let mut s = self.lock();
-        let held_by_pacing = s.due_unpaced.is_some_and(|d| d <= now)
-            && s.next_refresh.is_some_and(|n| n > now)
-            && !s.in_flight;
-        if held_by_pacing {
-            s.next_refresh = Some(now);
-            s.due_unpaced = None;
-        }
-        held_by_pacing
+        self.lock().demand(now)
     }
 
     /// Whether the background refresh is due at `now`.

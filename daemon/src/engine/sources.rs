@@ -137,7 +137,7 @@ impl Engine {
         };
         let mut s = source.slot.lock();
         if s.token.as_ref().is_some_and(|t| t.token == *rejected) {
-            s.token = None;
+            s.set_token(None);
             tracing::info!(
                 source = key,
                 "an API rejected this source token: dropping it"
