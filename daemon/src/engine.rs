@@ -426,13 +426,19 @@ impl Engine {
         self.note_request_at(Instant::now());
     }
 
-    /// [`Engine::note_request`] with the clock already read.
-    pub fn note_request_at(&self, at: Instant) {
+    /// [`Engine::note_request`] with the clock already read. Returns `at`
+    /// as [`Engine::uptime_nanos`] does.
+    pub fn note_request_at(&self, at: Instant) -> u64 {
         self.0.requests.fetch_add(1, Ordering::Relaxed);
+        let since = self.uptime_nanos(at);
+        self.0.last_request.fetch_max(since, Ordering::Relaxed);
+        since
+    }
+
+    /// `at` in nanoseconds since the engine was made.
+    pub fn uptime_nanos(&self, at: Instant) -> u64 {
         let since = at.saturating_duration_since(self.0.made).as_nanos();
-        self.0
-            .last_request
-            .fetch_max(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Relaxed);
+        u64::try_from(since).unwrap_or(u64::MAX - 1)
     }
 
     /// How long since the last request.

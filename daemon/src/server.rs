@@ -6,11 +6,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use credcache_shared::codec::{self, CodecError};
-use credcache_shared::protocol::{ErrorKind, LoginStep, Request, Response, WireError};
+use credcache_shared::codec::{self, CodecError, Incoming};
+use credcache_shared::protocol::{ErrorKind, GetRef, LoginStep, Request, Response, WireError};
 use credcache_shared::{PROTOCOL_VERSION, VERSION};
 use std::path::{Path, PathBuf};
 
@@ -20,7 +21,6 @@ use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio::sync::oneshot::{self, error::TryRecvError};
 use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 use crate::engine::{Answer, Engine};
 use crate::wire::{FrameReader, KEEP_BUFFER, write_frame};
@@ -137,17 +137,35 @@ pub async fn serve(
     let watchers = Arc::new(Semaphore::new(
         limits.max_connections.saturating_sub(limits.reserved),
     ));
-    // One stop signal per connection, sent by dropping its sender: polling
-    // a oneshot is a few atomic operations, where a shared `watch` took a
-    // lock on each poll, and a connection polls it after every request
-    // (BENCHMARKS.md, issue 15). Senders of closed connections are pruned
-    // as the list grows.
-    let mut stoppers: Vec<oneshot::Sender<()>> = Vec::new();
+    // One stop signal per connection: sent to close it for idleness,
+    // dropped at shutdown. Polling a oneshot is a few atomic operations,
+    // where a shared `watch` took a lock on each poll (BENCHMARKS.md,
+    // issue 15). Those of closed connections are pruned as the list grows
+    // and at each sweep.
+    let mut open: Vec<Open> = Vec::new();
+    // Idle connections are found by one sweep of them all, four times per
+    // `idle`, rather than by a timer each connection polls after every
+    // request (3% of a cached `get`'s instructions).
+    let every = (limits.idle / 4).max(Duration::from_millis(1));
+    let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => accepted,
+            _ = sweep.tick() => {
+                let now = engine.uptime_nanos(Instant::now());
+                for c in &mut open {
+                    if c.activity.is_idle(now, limits.idle)
+                        && let Some(stop) = c.stop.take()
+                    {
+                        let _ = stop.send(Stop::Idle);
+                    }
+                }
+                open.retain(Open::is_open);
+                continue;
+            }
             () = &mut shutdown => break,
         };
         while connections.try_join_next().is_some() {}
@@ -184,14 +202,20 @@ pub async fn serve(
             open = limits.max_connections - permits.available_permits(),
             "accepted a connection"
         );
-        if stoppers.len() >= limits.max_connections {
-            stoppers.retain(|s| !s.is_closed());
+        if open.len() >= limits.max_connections {
+            open.retain(Open::is_open);
         }
         let (stopper, stop) = oneshot::channel();
-        stoppers.push(stopper);
+        let activity = Arc::new(Activity::default());
+        activity.idle_since(engine.uptime_nanos(Instant::now()));
+        open.push(Open {
+            stop: Some(stopper),
+            activity: activity.clone(),
+        });
         let conn = Conn {
             engine: engine.clone(),
             stop,
+            activity,
             limits: limits.clone(),
             watchers: watchers.clone(),
         };
@@ -200,7 +224,7 @@ pub async fn serve(
             drop(permit);
         });
     }
-    drop(stoppers);
+    drop(open);
     let drained = tokio::time::timeout(limits.grace, async {
         while connections.join_next().await.is_some() {}
     })
@@ -210,11 +234,56 @@ pub async fn serve(
     }
 }
 
+/// Why the accept loop stops a connection. It also stops them all by
+/// dropping their senders, when the daemon stops.
+#[derive(Debug)]
+enum Stop {
+    Idle,
+}
+
+/// A connection as the accept loop sees it.
+struct Open {
+    /// `None` once `Stop::Idle` has been sent.
+    stop: Option<oneshot::Sender<Stop>>,
+    activity: Arc<Activity>,
+}
+
+impl Open {
+    fn is_open(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| !s.is_closed())
+    }
+}
+
+/// Since when a connection has been waiting for a request, in the engine's
+/// uptime nanoseconds; [`Activity::BUSY`] while it handles one (a fetch may
+/// outlast `idle`) or holds a `watch`.
+#[derive(Debug, Default)]
+struct Activity(AtomicU64);
+
+impl Activity {
+    const BUSY: u64 = u64::MAX;
+
+    fn busy(&self) {
+        self.0.store(Self::BUSY, Ordering::Relaxed);
+    }
+
+    fn idle_since(&self, uptime_nanos: u64) {
+        self.0.store(uptime_nanos, Ordering::Relaxed);
+    }
+
+    fn is_idle(&self, now: u64, idle: Duration) -> bool {
+        let since = self.0.load(Ordering::Relaxed);
+        since != Self::BUSY && u128::from(now.saturating_sub(since)) >= idle.as_nanos()
+    }
+}
+
 /// What a connection needs besides its stream.
 struct Conn {
     engine: Engine,
-    /// Closed when the daemon stops.
-    stop: oneshot::Receiver<()>,
+    /// Says `Idle`, or is closed when the daemon stops.
+    stop: oneshot::Receiver<Stop>,
+    /// Read by the accept loop's sweep for idle connections.
+    activity: Arc<Activity>,
     limits: Limits,
     /// Permits for `watch`, which holds its connection for good.
     watchers: Arc<Semaphore>,
@@ -295,46 +364,42 @@ async fn connection(mut stream: Stream, conn: Conn) {
     let Conn {
         engine,
         mut stop,
+        activity,
         limits,
         watchers,
     } = conn;
-    let idle = limits.idle;
     // Buffered, so a request costs one `recvfrom`, and none is tried
     // before the next request arrives (`FrameReader`). Both buffers are
     // kept from one request to the next.
     let mut reader = FrameReader::new();
     let mut frame = Vec::new();
-    // One idle timer per connection, re-armed only when it fires early:
-    // a request moves `last`, not the timer.
-    let mut last = Instant::now();
-    let idle_timer = tokio::time::sleep_until(last + idle);
-    tokio::pin!(idle_timer);
     let mut greeted = false;
     loop {
         let next = {
-            let read = reader.next::<_, Request>(&mut stream);
+            let read = reader.next_body(&mut stream);
             tokio::pin!(read);
             loop {
                 // The read first: a request that has arrived is served
-                // without polling the others (3% of a cached `get`'s
+                // without polling the stop (3% of a cached `get`'s
                 // instructions). The stop is also checked after each
                 // answer, so a client whose next request is always there
                 // still sees it.
                 tokio::select! {
                     biased;
                     read = &mut read => break read,
-                    () = &mut idle_timer => {
-                        if last.elapsed() >= idle {
+                    stopped = &mut stop => {
+                        if let Ok(Stop::Idle) = stopped {
                             tracing::debug!("closing an idle connection");
-                            return;
                         }
-                        idle_timer.as_mut().reset(last + idle);
+                        return;
                     }
-                    _ = &mut stop => return,
                 }
             }
         };
-        let request = match next {
+        activity.busy();
+        // A `Get` is read in place, its name not copied (issue 15).
+        let next = next.and_then(|body| body.map(codec::decode_request).transpose());
+        let incoming = match next {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
@@ -353,78 +418,83 @@ async fn connection(mut stream: Stream, conn: Conn) {
                 return;
             }
         };
-        let (response, close, shutdown) = match request {
-            Request::Hello {
-                protocol_version, ..
-            } if protocol_version != PROTOCOL_VERSION => {
-                let r = Response::VersionMismatch {
-                    daemon_protocol_version: PROTOCOL_VERSION,
-                    daemon_version: VERSION.to_owned(),
-                    pid: std::process::id(),
-                };
-                (r.into(), true, false)
+        let (response, close, shutdown) = match incoming {
+            Incoming::Get(get) if greeted => {
+                tracing::debug!(request = "get", "request");
+                (answer_get(&engine, &get).await, false, false)
             }
-            Request::Hello { .. } => {
-                greeted = true;
-                let r = Response::Hello {
-                    protocol_version: PROTOCOL_VERSION,
-                    daemon_version: VERSION.to_owned(),
-                    pid: std::process::id(),
-                    config_path: engine.config_path().display().to_string(),
-                };
-                (r.into(), false, false)
-            }
-            _ if !greeted => {
-                let r = Response::Error(WireError::new(
-                    ErrorKind::BadRequest,
-                    "the first message must be Hello",
-                ));
-                (r.into(), true, false)
-            }
-            Request::Shutdown => (
-                Response::Done {
-                    affected: Vec::new(),
+            incoming => match incoming.into_request() {
+                Request::Hello {
+                    protocol_version, ..
+                } if protocol_version != PROTOCOL_VERSION => {
+                    let r = Response::VersionMismatch {
+                        daemon_protocol_version: PROTOCOL_VERSION,
+                        daemon_version: VERSION.to_owned(),
+                        pid: std::process::id(),
+                    };
+                    (r.into(), true, false)
                 }
-                .into(),
-                true,
-                true,
-            ),
-            Request::Watch { name } => {
-                engine.note_request();
-                let Ok(_watching) = watchers.clone().try_acquire_owned() else {
-                    tracing::warn!(
-                        max = limits.max_connections.saturating_sub(limits.reserved),
-                        "watch limit reached; refusing a watch"
-                    );
-                    let busy = Response::Error(WireError::new(
-                        ErrorKind::Busy,
-                        "the daemon has too many watch connections; try again later",
+                Request::Hello { .. } => {
+                    greeted = true;
+                    let r = Response::Hello {
+                        protocol_version: PROTOCOL_VERSION,
+                        daemon_version: VERSION.to_owned(),
+                        pid: std::process::id(),
+                        config_path: engine.config_path().display().to_string(),
+                    };
+                    (r.into(), false, false)
+                }
+                _ if !greeted => {
+                    let r = Response::Error(WireError::new(
+                        ErrorKind::BadRequest,
+                        "the first message must be Hello",
                     ));
-                    let _ = send(&mut stream, &mut frame, busy, limits.write_timeout).await;
+                    (r.into(), true, false)
+                }
+                Request::Shutdown => (
+                    Response::Done {
+                        affected: Vec::new(),
+                    }
+                    .into(),
+                    true,
+                    true,
+                ),
+                Request::Watch { name } => {
+                    engine.note_request();
+                    let Ok(_watching) = watchers.clone().try_acquire_owned() else {
+                        tracing::warn!(
+                            max = limits.max_connections.saturating_sub(limits.reserved),
+                            "watch limit reached; refusing a watch"
+                        );
+                        let busy = Response::Error(WireError::new(
+                            ErrorKind::Busy,
+                            "the daemon has too many watch connections; try again later",
+                        ));
+                        let _ = send(&mut stream, &mut frame, busy, limits.write_timeout).await;
+                        return;
+                    };
+                    let w = Watcher {
+                        engine: &engine,
+                        name: &name,
+                        write_timeout: limits.write_timeout,
+                    };
+                    w.run(&mut reader, &mut stream, &mut stop).await;
                     return;
-                };
-                let w = Watcher {
-                    engine: &engine,
-                    name: &name,
-                    write_timeout: limits.write_timeout,
-                };
-                w.run(&mut reader, &mut stream, &mut stop).await;
-                return;
-            }
-            other => {
-                tracing::debug!(request = request_name(&other), "request");
-                (dispatch(&engine, other).await, false, false)
-            }
+                }
+                other => {
+                    tracing::debug!(request = request_name(&other), "request");
+                    (dispatch(&engine, other).await, false, false)
+                }
+            },
         };
-        // One reading of the clock for the idle timers of both the
+        // One reading of the clock for the idle timeouts of both the
         // connection and the daemon.
-        let now = Instant::now();
-        engine.note_request_at(now.into_std());
+        let answered = engine.note_request_at(Instant::now());
         if let Err(e) = send(&mut stream, &mut frame, response, limits.write_timeout).await {
             tracing::debug!("could not answer a client: {e}");
             return;
         }
-        last = now;
+        activity.idle_since(answered);
         if shutdown {
             tracing::info!("shutdown requested by a client");
             engine.request_shutdown();
@@ -450,7 +520,7 @@ impl Watcher<'_> {
         &self,
         reader: &mut FrameReader,
         stream: &mut Stream,
-        stop: &mut oneshot::Receiver<()>,
+        stop: &mut oneshot::Receiver<Stop>,
     ) {
         let (engine, name, limit) = (self.engine, self.name, self.write_timeout);
         let mut frame = Vec::new();
@@ -521,6 +591,18 @@ fn request_name(request: &Request) -> &'static str {
     }
 }
 
+async fn answer_get(engine: &Engine, get: &GetRef<'_>) -> Reply {
+    let scopes: Vec<String> = get.scopes.iter().map(|s| (*s).to_owned()).collect();
+    let min_valid = get.min_valid_secs.map(Duration::from_secs);
+    match engine
+        .answer(get.name, &scopes, min_valid, get.refresh)
+        .await
+    {
+        Ok(answer) => Reply::Token(answer),
+        Err(e) => Response::Error(e).into(),
+    }
+}
+
 async fn dispatch(engine: &Engine, request: Request) -> Reply {
     // A `get` reads its own record if the start's read of the store has
     // not reached it yet; every other request looks at the whole cache.
@@ -542,18 +624,13 @@ async fn dispatch(engine: &Engine, request: Request) -> Reply {
             refresh,
             scopes,
         } => {
-            return match engine
-                .answer(
-                    &name,
-                    &scopes,
-                    min_valid_secs.map(Duration::from_secs),
-                    refresh,
-                )
-                .await
-            {
-                Ok(answer) => Reply::Token(answer),
-                Err(e) => Response::Error(e).into(),
+            let get = GetRef {
+                name: &name,
+                min_valid_secs,
+                refresh,
+                scopes: scopes.iter().map(String::as_str).collect(),
             };
+            return answer_get(engine, &get).await;
         }
         Request::List { after } => Response::Credentials(engine.list_page(after.as_deref())),
         Request::Status => Response::Status(Box::new(engine.status())),

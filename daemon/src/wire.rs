@@ -29,13 +29,15 @@ const MIN_READ: usize = 512;
 /// tries a read each time and costs a `recvfrom` finding nothing after
 /// every request (BENCHMARKS.md, issue 15).
 ///
-/// [`FrameReader::next`] is cancel-safe: what was read stays buffered for
-/// the next call.
+/// [`FrameReader::next`] and [`FrameReader::next_body`] are cancel-safe:
+/// what was read stays buffered for the next call.
 #[derive(Debug)]
 pub struct FrameReader {
     buf: Vec<u8>,
     /// Where the bytes not yet taken begin.
     at: usize,
+    /// A frame handed out by `next_body`, taken at the next call.
+    lent: usize,
 }
 
 impl Default for FrameReader {
@@ -49,6 +51,7 @@ impl FrameReader {
         Self {
             buf: Vec::with_capacity(READ_BUFFER),
             at: 0,
+            lent: 0,
         }
     }
 
@@ -58,6 +61,22 @@ impl FrameReader {
         &mut self,
         reader: &mut R,
     ) -> Result<Option<T>, CodecError> {
+        let decoded = match self.next_body(reader).await? {
+            Some(body) => codec::from_slice(body).map(Some),
+            None => Ok(None),
+        };
+        self.take_lent();
+        decoded
+    }
+
+    /// The body of the next frame, left in the buffer for the caller to
+    /// decode in place (`codec::decode_request`). `Ok(None)` is a clean end
+    /// of stream between frames.
+    pub async fn next_body<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> Result<Option<&[u8]>, CodecError> {
+        self.take_lent();
         loop {
             let pending = &self.buf[self.at..];
             let missing = match pending.first_chunk::<4>() {
@@ -65,10 +84,9 @@ impl FrameReader {
                     // Checked before anything is reserved: a hostile
                     // length costs nothing.
                     let end = 4 + codec::body_len(header)?;
-                    if let Some(body) = pending.get(4..end) {
-                        let decoded = codec::from_slice(body);
-                        self.take(end);
-                        return decoded.map(Some);
+                    if end <= pending.len() {
+                        self.lent = end;
+                        return Ok(Some(&self.buf[self.at + 4..self.at + end]));
                     }
                     end - pending.len()
                 }
@@ -85,10 +103,10 @@ impl FrameReader {
         }
     }
 
-    /// Marks `len` bytes taken; an emptied buffer starts over at its front
-    /// (and is given back if a large frame grew it).
-    fn take(&mut self, len: usize) {
-        self.at += len;
+    /// Takes the frame `next_body` lent: an emptied buffer starts over at
+    /// its front (and is given back if a large frame grew it).
+    fn take_lent(&mut self) {
+        self.at += std::mem::take(&mut self.lent);
         if self.at == self.buf.len() {
             self.at = 0;
             self.buf.clear();
@@ -205,6 +223,29 @@ mod tests {
         // More room than the request took: tokio learns the socket is
         // drained from that read, and does not try another.
         assert!(source.offered[0] > frame(&get("a")).len());
+    }
+
+    #[test]
+    fn a_lent_body_is_the_frame_and_is_taken_at_the_next_call() {
+        let (a, b) = (frame(&get("a")), frame(&get("bb")));
+        let mut source = Chunks::new([[a.clone(), b.clone()].concat()]);
+        let mut reader = FrameReader::new();
+        block_on(async {
+            let body = reader.next_body(&mut source).await.unwrap().unwrap();
+            assert_eq!(body, &a[4..]);
+            let body = reader.next_body(&mut source).await.unwrap().unwrap();
+            assert_eq!(body, &b[4..]);
+            assert_eq!(source.reads, 1);
+            assert!(reader.next_body(&mut source).await.unwrap().is_none());
+            // After a lent body, `next` reads the next frame, not it again.
+        });
+        let mut source = Chunks::new([[a, b].concat()]);
+        let mut reader = FrameReader::new();
+        block_on(async {
+            reader.next_body(&mut source).await.unwrap().unwrap();
+            let next: Request = reader.next(&mut source).await.unwrap().unwrap();
+            assert_eq!(next, get("bb"));
+        });
     }
 
     #[test]

@@ -354,3 +354,56 @@ fn stop_ends_a_connection_that_keeps_asking() {
     assert!(reading.join().unwrap() >= 100);
     asking.join().unwrap();
 }
+
+/// A connection is idle only while it waits for a request: one whose
+/// request takes longer than `idle` (a slow fetch) gets its answer, and is
+/// closed only once it has then been quiet for `idle`.
+#[test]
+fn a_request_that_outlasts_the_idle_timeout_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // The fetch waits until the test opens the gate.
+    let script = format!("read line < '{}'; echo tok-slow", gate.display());
+    let text = format!(
+        "[credentials.slow]\nkind = \"command\"\ncommand = [\"/bin/sh\", \"-c\", {script:?}]\nlifetime = \"1h\"\n"
+    );
+    let config = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
+    let idle = Duration::from_millis(100);
+    let server = Running::start_with(
+        config,
+        Limits {
+            idle,
+            ..Limits::default()
+        },
+    );
+    let mut s = server.hello();
+    let get = Request::Get {
+        name: "slow".into(),
+        min_valid_secs: None,
+        refresh: false,
+        scopes: Vec::new(),
+    };
+    codec::write_frame(&mut s, &get).unwrap();
+    // Time for several sweeps to find the connection, were it idle: no
+    // event marks that, so the test lets the time pass.
+    std::thread::sleep(idle * 5);
+    std::fs::write(&gate, "go\n").unwrap();
+    match codec::read_frame::<_, Response>(&mut s).unwrap() {
+        Some(Response::Token(t)) => assert_eq!(t.token.expose(), "tok-slow"),
+        other => panic!("{other:?}"),
+    }
+    // Still open: the next request is answered.
+    let hello = Request::Hello {
+        protocol_version: PROTOCOL_VERSION,
+        client_version: VERSION.into(),
+    };
+    assert!(matches!(ask(&mut s, &hello), Response::Hello { .. }));
+    // Quiet now: closed (end of stream, not the read timeout).
+    let mut buf = [0u8; 1];
+    assert_eq!(s.read(&mut buf).unwrap(), 0);
+}

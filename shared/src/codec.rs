@@ -8,10 +8,13 @@
 //! swapped (postcard is the natural successor) in one file.
 
 use std::io::{self, Read, Write};
+use std::sync::OnceLock;
 
 use bincode::config::{self, Configuration, Limit};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{GetRef, Request};
 
 /// The largest frame body either side accepts or sends: 1 MiB.
 pub const MAX_FRAME: usize = 1 << 20;
@@ -59,6 +62,63 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
         )));
     }
     Ok(value)
+}
+
+/// [`from_slice`] for a message that borrows from `bytes`.
+fn borrow_from_slice<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
+    let (value, used) = bincode::serde::borrow_decode_from_slice(bytes, config())
+        .map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::Malformed(format!(
+            "{} trailing bytes after the message",
+            bytes.len() - used
+        )));
+    }
+    Ok(value)
+}
+
+/// A request, as the daemon reads it.
+#[derive(Debug, PartialEq)]
+pub enum Incoming<'a> {
+    /// A `Get`, its strings still in the frame.
+    Get(GetRef<'a>),
+    Other(Request),
+}
+
+impl Incoming<'_> {
+    /// The owned request.
+    pub fn into_request(self) -> Request {
+        match self {
+            Incoming::Get(get) => get.to_request(),
+            Incoming::Other(request) => request,
+        }
+    }
+}
+
+/// Decodes a request frame's body, a `Get` without copying its strings.
+pub fn decode_request(body: &[u8]) -> Result<Incoming<'_>, CodecError> {
+    match body.strip_prefix(get_variant()) {
+        Some(fields) => borrow_from_slice(fields).map(Incoming::Get),
+        None => from_slice(body).map(Incoming::Other),
+    }
+}
+
+/// How a frame says "`Get`": the encoded variant, taken from an encoded
+/// `Get` whose four fields are each one byte (empty, `None`, `false`,
+/// empty), so it follows the enum's order wherever `Get` is in it.
+fn get_variant() -> &'static [u8] {
+    static VARIANT: OnceLock<Vec<u8>> = OnceLock::new();
+    VARIANT.get_or_init(|| {
+        let empty = Request::Get {
+            name: String::new(),
+            min_valid_secs: None,
+            refresh: false,
+            scopes: Vec::new(),
+        };
+        let mut bytes = to_vec(&empty).expect("an empty Get encodes");
+        bytes.truncate(bytes.len() - 4);
+        bytes
+    })
 }
 
 /// A whole frame: length prefix and body.
@@ -178,6 +238,61 @@ mod tests {
         let err = encode_frame_into(&huge, &mut buf).unwrap_err();
         assert!(matches!(err, CodecError::TooLarge { .. }), "{err}");
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_get_is_read_in_place_as_the_same_request() {
+        let gets = [
+            Request::Get {
+                name: "gke".into(),
+                min_valid_secs: None,
+                refresh: false,
+                scopes: Vec::new(),
+            },
+            Request::Get {
+                name: "é".repeat(200),
+                min_valid_secs: Some(u64::MAX),
+                refresh: true,
+                scopes: vec!["https://a/.default".into(), String::new()],
+            },
+        ];
+        for get in gets {
+            let body = to_vec(&get).unwrap();
+            let incoming = decode_request(&body).unwrap();
+            assert!(matches!(incoming, Incoming::Get(_)), "{incoming:?}");
+            assert_eq!(incoming.into_request(), get);
+            // Cut anywhere, or with a byte more, it is malformed.
+            for cut in 0..body.len() {
+                let err = decode_request(&body[..cut]).unwrap_err();
+                assert!(matches!(err, CodecError::Malformed(_)), "{cut}: {err}");
+            }
+            let mut longer = body.clone();
+            longer.push(0);
+            assert!(decode_request(&longer).is_err());
+        }
+        for other in [
+            Request::Status,
+            Request::Watch { name: "gke".into() },
+            Request::List { after: None },
+        ] {
+            let body = to_vec(&other).unwrap();
+            assert_eq!(decode_request(&body).unwrap(), Incoming::Other(other));
+        }
+        // A name that is not UTF-8 is refused, as for an owned `Get`.
+        let mut bad = to_vec(&gets_named("ab")).unwrap();
+        let at = bad.iter().position(|&b| b == b'a').unwrap();
+        bad[at] = 0xff;
+        assert!(decode_request(&bad).is_err());
+        assert!(from_slice::<Request>(&bad).is_err());
+    }
+
+    fn gets_named(name: &str) -> Request {
+        Request::Get {
+            name: name.into(),
+            min_valid_secs: None,
+            refresh: false,
+            scopes: Vec::new(),
+        }
     }
 
     #[test]

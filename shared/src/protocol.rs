@@ -105,6 +105,32 @@ pub enum Request {
     Logout { name: String },
 }
 
+/// [`Request::Get`] read in place, its strings borrowed from the frame:
+/// how the daemon reads the request it is sent most, without allocating
+/// (issue 15). The fields are `Get`'s, in the same order: on the wire it
+/// is the same message ([`crate::codec::decode_request`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GetRef<'a> {
+    #[serde(borrow)]
+    pub name: &'a str,
+    pub min_valid_secs: Option<u64>,
+    pub refresh: bool,
+    #[serde(borrow)]
+    pub scopes: Vec<&'a str>,
+}
+
+impl GetRef<'_> {
+    /// The owned request.
+    pub fn to_request(&self) -> Request {
+        Request::Get {
+            name: self.name.to_owned(),
+            min_valid_secs: self.min_valid_secs,
+            refresh: self.refresh,
+            scopes: self.scopes.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+}
+
 /// The two sign-in flows of `credcache login`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LoginMethod {
