@@ -305,13 +305,9 @@ impl From<Response> for Reply {
 /// Writes `reply`, giving up after `limit`: a client that does not read
 /// its replies is dropped, not waited for. A token goes out in the frame
 /// its slot keeps; anything else is encoded into `frame`, the
-/// connection's buffer, reused.
-///
-/// The timer is armed only when the socket does not take the whole frame
-/// at once; a reply almost always fits its buffer, and arming and
-/// cancelling a timer for each of them was a visible share of a busy
-/// daemon's work (BENCHMARKS.md, issue 15).
-async fn send<W: AsyncWrite + Unpin>(
+/// connection's buffer, reused. What the socket does not take at once is
+/// written by [`write_rest`].
+async fn send<W: AsyncWrite + WriteNow + Unpin>(
     writer: &mut W,
     frame: &mut Vec<u8>,
     reply: impl Into<Reply>,
@@ -328,34 +324,75 @@ async fn send<W: AsyncWrite + Unpin>(
             &frame[..]
         }
     };
-    let written = {
-        let mut write = std::pin::pin!(async move {
-            writer.write_all(bytes).await?;
-            writer.flush().await
-        });
-        let at_once = std::future::poll_fn(|cx| {
-            Poll::Ready(match write.as_mut().poll(cx) {
-                Poll::Ready(written) => Some(written),
-                Poll::Pending => None,
-            })
-        })
-        .await;
-        match at_once {
-            Some(written) => written,
-            None => tokio::time::timeout(limit, write)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the client did not take its reply in time",
-                    ))
-                }),
-        }
+    let written = match writer.write_now(bytes) {
+        Ok(n) => Ok(n),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
+        Err(e) => Err(e),
+    };
+    let written = match written {
+        Ok(n) if n == bytes.len() => Ok(()),
+        Ok(n) => write_rest(writer, &bytes[n..], limit).await,
+        Err(e) => Err(e),
     };
     if frame.capacity() > KEEP_BUFFER {
         *frame = Vec::new();
     }
     written.map_err(CodecError::Io)
+}
+
+/// Writes what the socket takes at once, without a future: a reply almost
+/// always fits the socket's buffer, and the plain call skips the write
+/// future and its readiness bookkeeping (BENCHMARKS.md, issue 15). `Ok(0)`
+/// where the stream has no such call: the write future does it all.
+trait WriteNow {
+    fn write_now(&self, bytes: &[u8]) -> std::io::Result<usize>;
+}
+
+impl WriteNow for Stream {
+    #[cfg(unix)]
+    fn write_now(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        let Stream::UdSocket(stream) = self;
+        stream.inner().try_write(bytes)
+    }
+
+    #[cfg(not(unix))]
+    fn write_now(&self, _: &[u8]) -> std::io::Result<usize> {
+        Ok(0)
+    }
+}
+
+/// Writes `bytes`, giving up after `limit`. The timer is armed only when
+/// the socket does not take them at once (on Windows, where there is no
+/// [`WriteNow`], it almost always does): arming and cancelling a timer for
+/// each reply was a visible share of a busy daemon's work (BENCHMARKS.md,
+/// issue 15).
+async fn write_rest<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    bytes: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
+    let mut write = std::pin::pin!(async move {
+        writer.write_all(bytes).await?;
+        writer.flush().await
+    });
+    let at_once = std::future::poll_fn(|cx| {
+        Poll::Ready(match write.as_mut().poll(cx) {
+            Poll::Ready(written) => Some(written),
+            Poll::Pending => None,
+        })
+    })
+    .await;
+    match at_once {
+        Some(written) => written,
+        None => tokio::time::timeout(limit, write)
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client did not take its reply in time",
+                ))
+            }),
+    }
 }
 
 /// One client connection: `Hello` first, then requests until the client

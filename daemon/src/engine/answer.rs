@@ -62,13 +62,16 @@ impl Framed {
     /// may have renamed the variable while the token stayed.
     fn answers(&self, reply: &TokenReply) -> bool {
         let (a, b) = (&self.reply, reply);
+        // The strings are almost always the very ones the frame was made
+        // from: compared by address first, by value only if not.
+        let same = |x: &str, y: &str| std::ptr::eq(x, y) || x == y;
         b.warning.is_none()
             && a.token.is_copy_of(&b.token)
             && a.expires_at == b.expires_at
             && a.fetched_at == b.fetched_at
-            && a.name == b.name
-            && a.kind == b.kind
-            && a.env_var == b.env_var
+            && same(&a.name, &b.name)
+            && same(&a.kind, &b.kind)
+            && same(&a.env_var, &b.env_var)
     }
 
     /// The frame.
