@@ -22,7 +22,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use credcache_shared::Secret;
@@ -87,9 +87,9 @@ struct Inner {
     /// (`sources.rs`).
     sources: Mutex<HashMap<String, sources::Source>>,
     watch: Mutex<reload::Watch>,
-    /// `watch.last_check` in milliseconds since 1970, read without the
-    /// lock by each request (`maybe_reload`).
-    last_config_check_ms: AtomicU64,
+    /// When the config was last checked, in [`Engine::uptime_nanos`]: read
+    /// without a lock by each request (`maybe_reload`).
+    last_config_check: AtomicU64,
     /// Whether `watch.error` is set, read without the lock by each answer.
     config_invalid: AtomicBool,
     started_at: DateTime<Utc>,
@@ -161,7 +161,6 @@ impl Engine {
         }
         tracing::info!(credentials = loaded.entries.len(), "engine ready");
         let (shutdown, _) = watch::channel(false);
-        let started = SystemTime::now();
         let writer = writer::Writer::start(store.clone())
             .map_err(|source| EngineError::Writer { source })?;
         Ok(Self(Arc::new(Inner {
@@ -177,11 +176,10 @@ impl Engine {
             records_read: watch::channel(false).0,
             sources: Mutex::new(HashMap::new()),
             watch: Mutex::new(reload::Watch {
-                last_check: started,
                 error: None,
                 error_stamps: None,
             }),
-            last_config_check_ms: AtomicU64::new(reload::millis_since_epoch(started)),
+            last_config_check: AtomicU64::new(0),
             config_invalid: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             made: Instant::now(),
@@ -493,21 +491,25 @@ impl Engine {
         min_valid: Option<Duration>,
         refresh: bool,
     ) -> Result<TokenReply, WireError> {
-        self.answer(name, scopes, min_valid, refresh)
+        let arrived = self.uptime_nanos(Instant::now());
+        self.answer(arrived, name, scopes, min_valid, refresh)
             .await
             .map(Answer::into_reply)
     }
 
     /// [`get_scoped`](Self::get_scoped) for the socket server: the reply
     /// with the frame its token's slot keeps for it ([`Answer`]).
+    /// `arrived` is when the request came, as [`Engine::note_request_at`]
+    /// returned it: the server has read the clock already.
     pub async fn answer(
         &self,
+        arrived: u64,
         name: &str,
         scopes: &[String],
         min_valid: Option<Duration>,
         refresh: bool,
     ) -> Result<Answer, WireError> {
-        self.maybe_reload();
+        self.maybe_reload_at(arrived);
         self.get_want(
             name,
             |cred| variant::scopes_for(cred, scopes),
@@ -595,6 +597,7 @@ impl Engine {
         if wake {
             self.0.wake.notify_one();
         }
+        let from_memory = hit.is_some();
         let (mut token, framed) = match hit {
             Some(hit) => {
                 tracing::debug!(credential = name, "answered from the cache");
@@ -641,7 +644,7 @@ impl Engine {
             env_var: entry.cred.env_var.clone(),
             warning: self.config_warning(),
         };
-        Ok(Answer::new(reply, slot, framed))
+        Ok(Answer::new(reply, slot, framed, from_memory))
     }
 
     fn entry<'l>(&self, loaded: &'l Loaded, name: &str) -> Result<&'l Entry, WireError> {

@@ -434,6 +434,9 @@ async fn connection(mut stream: Stream, conn: Conn) {
             }
         };
         activity.busy();
+        // One reading of the clock for the config check, the daemon's idle
+        // timeout and, if the answer is at once, the connection's.
+        let arrived = engine.note_request_at(Instant::now());
         // A `Get` is read in place, its name not copied (issue 15).
         let next = next.and_then(|body| body.map(codec::decode_request).transpose());
         let incoming = match next {
@@ -458,7 +461,7 @@ async fn connection(mut stream: Stream, conn: Conn) {
         let (response, close, shutdown) = match incoming {
             Incoming::Get(get) if greeted => {
                 tracing::debug!(request = "get", "request");
-                (answer_get(&engine, &get).await, false, false)
+                (answer_get(&engine, arrived, &get).await, false, false)
             }
             incoming => match incoming.into_request() {
                 Request::Hello {
@@ -497,7 +500,6 @@ async fn connection(mut stream: Stream, conn: Conn) {
                     true,
                 ),
                 Request::Watch { name } => {
-                    engine.note_request();
                     let Ok(_watching) = watchers.clone().try_acquire_owned() else {
                         tracing::warn!(
                             max = limits.max_connections.saturating_sub(limits.reserved),
@@ -524,14 +526,17 @@ async fn connection(mut stream: Stream, conn: Conn) {
                 }
             },
         };
-        // One reading of the clock for the idle timeouts of both the
-        // connection and the daemon.
-        let answered = engine.note_request_at(Instant::now());
+        let at_once = matches!(&response, Reply::Token(answer) if answer.from_memory());
         if let Err(e) = send(&mut stream, &mut frame, response, limits.write_timeout).await {
             tracing::debug!("could not answer a client: {e}");
             return;
         }
-        activity.idle_since(answered);
+        // Idle from the answer: a fetch may have taken longer than `idle`.
+        activity.idle_since(if at_once {
+            arrived
+        } else {
+            engine.uptime_nanos(Instant::now())
+        });
         if shutdown {
             tracing::info!("shutdown requested by a client");
             engine.request_shutdown();
@@ -628,11 +633,11 @@ fn request_name(request: &Request) -> &'static str {
     }
 }
 
-async fn answer_get(engine: &Engine, get: &GetRef<'_>) -> Reply {
+async fn answer_get(engine: &Engine, arrived: u64, get: &GetRef<'_>) -> Reply {
     let scopes: Vec<String> = get.scopes.iter().map(|s| (*s).to_owned()).collect();
     let min_valid = get.min_valid_secs.map(Duration::from_secs);
     match engine
-        .answer(get.name, &scopes, min_valid, get.refresh)
+        .answer(arrived, get.name, &scopes, min_valid, get.refresh)
         .await
     {
         Ok(answer) => Reply::Token(answer),
@@ -667,7 +672,8 @@ async fn dispatch(engine: &Engine, request: Request) -> Reply {
                 refresh,
                 scopes: scopes.iter().map(String::as_str).collect(),
             };
-            return answer_get(engine, &get).await;
+            let arrived = engine.uptime_nanos(Instant::now());
+            return answer_get(engine, arrived, &get).await;
         }
         Request::List { after } => Response::Credentials(engine.list_page(after.as_deref())),
         Request::Status => Response::Status(Box::new(engine.status())),

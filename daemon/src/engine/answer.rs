@@ -20,6 +20,8 @@ pub struct Answer {
     slot: Arc<Slot>,
     /// The frame the slot held when the token was taken from it.
     framed: Option<Arc<Framed>>,
+    /// Whether the token was in memory, valid: no fetch, no wait.
+    from_memory: bool,
 }
 
 /// One token's reply as a frame, header and body, exactly as
@@ -81,12 +83,23 @@ impl Framed {
 }
 
 impl Answer {
-    pub(super) fn new(reply: TokenReply, slot: Arc<Slot>, framed: Option<Arc<Framed>>) -> Self {
+    pub(super) fn new(
+        reply: TokenReply,
+        slot: Arc<Slot>,
+        framed: Option<Arc<Framed>>,
+        from_memory: bool,
+    ) -> Self {
         Self {
             reply,
             slot,
             framed,
+            from_memory,
         }
+    }
+
+    /// Whether the answer came from memory at once (no fetch, no wait).
+    pub fn from_memory(&self) -> bool {
+        self.from_memory
     }
 
     pub fn into_reply(self) -> TokenReply {
@@ -155,7 +168,7 @@ mod tests {
             )
             .0
             .and_then(|hit| hit.framed);
-        Answer::new(reply, slot.clone(), framed)
+        Answer::new(reply, slot.clone(), framed, true)
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use credcache_shared::config::Config;
 use credcache_shared::protocol::{ErrorKind, WireError};
@@ -51,9 +51,8 @@ impl Stamps {
     }
 }
 
-/// When the config was last checked, to check at most once a second.
+/// What the last check of the config found.
 pub struct Watch {
-    pub last_check: SystemTime,
     /// Set while the file on disk is invalid and the previous config is in
     /// force.
     pub error: Option<String>,
@@ -65,26 +64,29 @@ impl Engine {
     /// Checks, at most once a second, whether the config or an identity
     /// file changed, and reloads if so.
     pub(super) fn maybe_reload(&self) {
-        let now = SystemTime::now();
-        // Most requests stop here, without the lock (issue 15).
-        let now_ms = millis_since_epoch(now);
-        let last_ms = self.0.last_config_check_ms.load(Ordering::Relaxed);
-        if now_ms
-            .checked_sub(last_ms)
-            .is_some_and(|d| d < CONFIG_CHECK_INTERVAL.as_millis() as u64)
-        {
+        self.maybe_reload_at(self.uptime_nanos(Instant::now()));
+    }
+
+    /// [`Engine::maybe_reload`] for a request that came at `uptime`
+    /// ([`Engine::uptime_nanos`]): the server has read the clock already.
+    /// Most requests stop at the first comparison (issue 15).
+    pub(super) fn maybe_reload_at(&self, uptime: u64) {
+        let last = self.0.last_config_check.load(Ordering::Relaxed);
+        if u128::from(uptime.saturating_sub(last)) < CONFIG_CHECK_INTERVAL.as_nanos() {
+            return;
+        }
+        // One request makes the check: the one that moves the mark.
+        let claimed = self.0.last_config_check.compare_exchange(
+            last,
+            uptime,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        if claimed.is_err() {
             return;
         }
         {
-            let mut watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
-            if now
-                .duration_since(watch.last_check)
-                .is_ok_and(|d| d < CONFIG_CHECK_INTERVAL)
-            {
-                return;
-            }
-            watch.last_check = now;
-            self.0.last_config_check_ms.store(now_ms, Ordering::Relaxed);
+            let watch = self.0.watch.lock().unwrap_or_else(|p| p.into_inner());
             let loaded = self.loaded();
             if !loaded.stamps.changed() {
                 return;
@@ -201,10 +203,4 @@ impl Engine {
             .as_ref()
             .map(|e| format!("the config file is invalid, the previous config stays in force: {e}"))
     }
-}
-
-/// `at` in milliseconds since 1970 (0 before).
-pub(super) fn millis_since_epoch(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
