@@ -67,6 +67,7 @@ pub fn now() -> DateTime<Utc> {
 /// interrupted (bit 4), the rest is the stream.
 pub fn frame_decoder(data: &[u8]) {
     one_message::<Request>(data);
+    in_place_request(data);
     one_message::<Response>(data);
     if let Some((&mode, stream)) = data.split_first() {
         frame_stream::<Request>(mode, stream);
@@ -89,6 +90,19 @@ where
         }
         Err(CodecError::Malformed(why)) => assert_one_line("malformed-frame message", &why, 600),
         Err(e) => panic!("from_slice cannot fail with {e:?}"),
+    }
+}
+
+/// The daemon's reading of a request (a `Get` in place, a plain one
+/// directly) says what the owned decoding says, or fails as it does.
+fn in_place_request(body: &[u8]) {
+    match (codec::decode_request(body), codec::from_slice::<Request>(body)) {
+        (Ok(incoming), Ok(owned)) => {
+            let read = incoming.into_request();
+            assert!(read == owned, "read in place as {read:?}, owned as {owned:?}");
+        }
+        (Err(_), Err(_)) => {}
+        (read, owned) => panic!("read in place: {read:?}; owned: {owned:?}"),
     }
 }
 

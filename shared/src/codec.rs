@@ -97,10 +97,40 @@ impl Incoming<'_> {
 
 /// Decodes a request frame's body, a `Get` without copying its strings.
 pub fn decode_request(body: &[u8]) -> Result<Incoming<'_>, CodecError> {
+    if body.len() > MAX_FRAME {
+        return Err(CodecError::TooLarge { len: body.len() });
+    }
     match body.strip_prefix(get_variant()) {
-        Some(fields) => borrow_from_slice(fields).map(Incoming::Get),
+        Some(fields) => match plain_get(fields) {
+            Some(get) => Ok(Incoming::Get(get)),
+            None => borrow_from_slice(fields).map(Incoming::Get),
+        },
         None => from_slice(body).map(Incoming::Other),
     }
+}
+
+/// The fields of a plain `get NAME`, read directly: a name shorter than
+/// 251 bytes (its length is then one byte, bincode's varint), no
+/// `min_valid_secs`, no scopes. Going through serde was a third of reading
+/// such a request (issue 15). Anything else, well-formed or not, is `None`
+/// and left to bincode.
+fn plain_get(fields: &[u8]) -> Option<GetRef<'_>> {
+    let (&len, rest) = fields.split_first()?;
+    if len > 250 {
+        return None;
+    }
+    let (name, rest) = rest.split_at_checked(usize::from(len))?;
+    // `None`, the refresh flag, and an empty list of scopes.
+    let refresh = match rest {
+        [0, flag @ (0 | 1), 0] => *flag == 1,
+        _ => return None,
+    };
+    Some(GetRef {
+        name: std::str::from_utf8(name).ok()?,
+        min_valid_secs: None,
+        refresh,
+        scopes: Vec::new(),
+    })
 }
 
 /// How a frame says "`Get`": the encoded variant, taken from an encoded
@@ -284,6 +314,59 @@ mod tests {
         bad[at] = 0xff;
         assert!(decode_request(&bad).is_err());
         assert!(from_slice::<Request>(&bad).is_err());
+    }
+
+    /// Whatever the bytes, the direct reading of a plain `get` says what
+    /// bincode says, or leaves it to bincode.
+    #[test]
+    fn a_plain_get_is_read_directly_as_bincode_reads_it() {
+        let mut direct = 0;
+        for len in [0, 1, 7, 250, 251, 300] {
+            for refresh in [false, true] {
+                let get = GetRef {
+                    name: &"n".repeat(len),
+                    min_valid_secs: None,
+                    refresh,
+                    scopes: Vec::new(),
+                };
+                let request = get.to_request();
+                let body = to_vec(&request).unwrap();
+                let fields = body.strip_prefix(get_variant()).unwrap();
+                assert_eq!(plain_get(fields).is_some(), len <= 250, "{len}");
+                assert_eq!(decode_request(&body).unwrap().into_request(), request);
+            }
+        }
+        // Every single-byte change and every cut of a few gets: read
+        // directly only if bincode reads the same.
+        let samples = [
+            gets_named("emu-gke"),
+            gets_named(""),
+            Request::Get {
+                name: "é".into(),
+                min_valid_secs: Some(3),
+                refresh: true,
+                scopes: vec!["s".into()],
+            },
+        ];
+        for sample in samples {
+            let body = to_vec(&sample).unwrap();
+            let fields = body.strip_prefix(get_variant()).unwrap().to_vec();
+            let mut variants: Vec<Vec<u8>> = (0..=fields.len()).map(|n| fields[..n].to_vec()).collect();
+            for at in 0..fields.len() {
+                for byte in [0, 1, 2, 0x7f, 0x80, 0xc3, 0xfa, 0xfb, 0xff] {
+                    let mut changed = fields.clone();
+                    changed[at] = byte;
+                    variants.push(changed);
+                }
+            }
+            for bytes in variants {
+                if let Some(get) = plain_get(&bytes) {
+                    direct += 1;
+                    assert_eq!(borrow_from_slice::<GetRef>(&bytes).unwrap(), get, "{bytes:?}");
+                }
+            }
+        }
+        assert!(direct > 20, "{direct}");
     }
 
     fn gets_named(name: &str) -> Request {
