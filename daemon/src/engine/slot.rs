@@ -27,11 +27,12 @@ impl CachedToken {
     /// lifetime ([`schedule::min_valid_cap`]) so a short-lived token is
     /// still usable; an expired one never is.
     pub fn is_valid_for(&self, now: DateTime<Utc>, min_valid: Duration) -> bool {
-        let needed = min_valid.min(schedule::min_valid_cap(self.lifetime()));
-        match (self.expires_at - now).to_std() {
-            Ok(left) => left > needed,
-            Err(_) => false,
-        }
+        let Ok(left) = (self.expires_at - now).to_std() else {
+            return false;
+        };
+        // The cap matters only when the token has less than `min_valid`
+        // left: most answers need not work out the lifetime.
+        left > min_valid || left > min_valid.min(schedule::min_valid_cap(self.lifetime()))
     }
 
     /// From fetch to expiry.
