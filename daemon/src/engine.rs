@@ -635,16 +635,23 @@ impl Engine {
                 ));
             }
         }
+        let (kind, warning) = (entry.cred.kind(), self.config_warning());
+        if warning.is_none()
+            && let Some(framed) = framed
+            && framed.answers(&entry.name, kind, &entry.cred.env_var, &token)
+        {
+            return Ok(Answer::framed(framed));
+        }
         let reply = TokenReply {
             name: entry.name.clone(),
-            kind: entry.cred.kind().into(),
+            kind: kind.into(),
             token: token.token,
             expires_at: token.expires_at,
             fetched_at: token.fetched_at,
             env_var: entry.cred.env_var.clone(),
-            warning: self.config_warning(),
+            warning,
         };
-        Ok(Answer::new(reply, slot, framed, from_memory))
+        Ok(Answer::reply(reply, slot, from_memory))
     }
 
     fn entry<'l>(&self, loaded: &'l Loaded, name: &str) -> Result<&'l Entry, WireError> {

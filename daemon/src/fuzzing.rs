@@ -96,10 +96,16 @@ where
 /// The daemon's reading of a request (a `Get` in place, a plain one
 /// directly) says what the owned decoding says, or fails as it does.
 fn in_place_request(body: &[u8]) {
-    match (codec::decode_request(body), codec::from_slice::<Request>(body)) {
+    match (
+        codec::decode_request(body),
+        codec::from_slice::<Request>(body),
+    ) {
         (Ok(incoming), Ok(owned)) => {
             let read = incoming.into_request();
-            assert!(read == owned, "read in place as {read:?}, owned as {owned:?}");
+            assert!(
+                read == owned,
+                "read in place as {read:?}, owned as {owned:?}"
+            );
         }
         (Err(_), Err(_)) => {}
         (read, owned) => panic!("read in place: {read:?}; owned: {owned:?}"),

@@ -351,7 +351,8 @@ mod tests {
         for sample in samples {
             let body = to_vec(&sample).unwrap();
             let fields = body.strip_prefix(get_variant()).unwrap().to_vec();
-            let mut variants: Vec<Vec<u8>> = (0..=fields.len()).map(|n| fields[..n].to_vec()).collect();
+            let mut variants: Vec<Vec<u8>> =
+                (0..=fields.len()).map(|n| fields[..n].to_vec()).collect();
             for at in 0..fields.len() {
                 for byte in [0, 1, 2, 0x7f, 0x80, 0xc3, 0xfa, 0xfb, 0xff] {
                     let mut changed = fields.clone();
@@ -362,7 +363,11 @@ mod tests {
             for bytes in variants {
                 if let Some(get) = plain_get(&bytes) {
                     direct += 1;
-                    assert_eq!(borrow_from_slice::<GetRef>(&bytes).unwrap(), get, "{bytes:?}");
+                    assert_eq!(
+                        borrow_from_slice::<GetRef>(&bytes).unwrap(),
+                        get,
+                        "{bytes:?}"
+                    );
                 }
             }
         }

@@ -13,15 +13,21 @@ use zeroize::Zeroizing;
 
 use super::slot::{CachedToken, Slot};
 
-/// A token for a client, and where to keep its frame.
-pub struct Answer {
-    pub reply: TokenReply,
-    /// The slot the token is cached in.
-    slot: Arc<Slot>,
-    /// The frame the slot held when the token was taken from it.
-    framed: Option<Arc<Framed>>,
-    /// Whether the token was in memory, valid: no fetch, no wait.
-    from_memory: bool,
+/// A token for a client.
+pub struct Answer(Inner);
+
+enum Inner {
+    /// The frame its slot keeps says it all.
+    Framed(Arc<Framed>),
+    /// A reply to frame (and to keep for the next answers), or to send as
+    /// any response if it carries a warning.
+    Reply {
+        reply: TokenReply,
+        /// The slot the token is cached in.
+        slot: Arc<Slot>,
+        /// Whether the token was in memory, valid: no fetch, no wait.
+        from_memory: bool,
+    },
 }
 
 /// One token's reply as a frame, header and body, exactly as
@@ -59,21 +65,18 @@ impl Framed {
             && self.reply.fetched_at == token.fetched_at
     }
 
-    /// Whether writing this frame answers with `reply`: the same token,
-    /// times, name, kind and variable, and no warning to add. A reload
-    /// may have renamed the variable while the token stayed.
-    fn answers(&self, reply: &TokenReply) -> bool {
-        let (a, b) = (&self.reply, reply);
+    /// Whether writing this frame answers a `get` of credential `name`
+    /// (of `kind`, its variable `env_var`) with `token`, there being no
+    /// warning to add. A reload may have renamed the variable while the
+    /// token stayed.
+    pub fn answers(&self, name: &str, kind: &str, env_var: &str, token: &CachedToken) -> bool {
         // The strings are almost always the very ones the frame was made
         // from: compared by address first, by value only if not.
         let same = |x: &str, y: &str| std::ptr::eq(x, y) || x == y;
-        b.warning.is_none()
-            && a.token.is_copy_of(&b.token)
-            && a.expires_at == b.expires_at
-            && a.fetched_at == b.fetched_at
-            && same(&a.name, &b.name)
-            && same(&a.kind, &b.kind)
-            && same(&a.env_var, &b.env_var)
+        self.frames(token)
+            && same(&self.reply.name, name)
+            && same(&self.reply.kind, kind)
+            && same(&self.reply.env_var, env_var)
     }
 
     /// The frame.
@@ -83,47 +86,51 @@ impl Framed {
 }
 
 impl Answer {
-    pub(super) fn new(
-        reply: TokenReply,
-        slot: Arc<Slot>,
-        framed: Option<Arc<Framed>>,
-        from_memory: bool,
-    ) -> Self {
-        Self {
+    /// An answer its slot's frame gives whole: no reply is put together.
+    pub(super) fn framed(framed: Arc<Framed>) -> Self {
+        Self(Inner::Framed(framed))
+    }
+
+    pub(super) fn reply(reply: TokenReply, slot: Arc<Slot>, from_memory: bool) -> Self {
+        Self(Inner::Reply {
             reply,
             slot,
-            framed,
             from_memory,
-        }
+        })
     }
 
     /// Whether the answer came from memory at once (no fetch, no wait).
     pub fn from_memory(&self) -> bool {
-        self.from_memory
+        match &self.0 {
+            Inner::Framed(_) => true,
+            Inner::Reply { from_memory, .. } => *from_memory,
+        }
     }
 
     pub fn into_reply(self) -> TokenReply {
-        self.reply
+        match self.0 {
+            Inner::Framed(framed) => framed.reply.clone(),
+            Inner::Reply { reply, .. } => reply,
+        }
     }
 
-    /// The frame to write: the slot's if it answers with this reply, else
-    /// a new one, which the slot keeps for the next `get`s. `Err` gives the
-    /// reply back, to be encoded as any other response: it carries a
-    /// warning, or does not fit in a frame.
+    /// The frame to write: the slot's, or a new one, which the slot keeps
+    /// for the next `get`s. `Err` gives the reply back, to be encoded as
+    /// any other response: it carries a warning, or does not fit in a
+    /// frame.
     pub fn into_frame(self) -> Result<Arc<Framed>, TokenReply> {
-        if let Some(framed) = &self.framed
-            && framed.answers(&self.reply)
-        {
-            return Ok(framed.clone());
+        let (reply, slot) = match self.0 {
+            Inner::Framed(framed) => return Ok(framed),
+            Inner::Reply { reply, slot, .. } => (reply, slot),
+        };
+        if reply.warning.is_some() {
+            return Err(reply);
         }
-        if self.reply.warning.is_some() {
-            return Err(self.reply);
-        }
-        let Some(framed) = Framed::encode(&self.reply) else {
-            return Err(self.reply);
+        let Some(framed) = Framed::encode(&reply) else {
+            return Err(reply);
         };
         let framed = Arc::new(framed);
-        self.slot.keep_frame(framed.clone());
+        slot.keep_frame(framed.clone());
         Ok(framed)
     }
 }
@@ -158,8 +165,9 @@ mod tests {
         }
     }
 
+    /// What `Engine::get_in_force` does with a reply of the slot's token.
     fn answer(slot: &Arc<Slot>, reply: TokenReply) -> Answer {
-        let framed = slot
+        let hit = slot
             .ask(
                 reply.fetched_at,
                 std::time::Duration::ZERO,
@@ -167,8 +175,16 @@ mod tests {
                 true,
             )
             .0
-            .and_then(|hit| hit.framed);
-        Answer::new(reply, slot.clone(), framed, true)
+            .unwrap();
+        match hit.framed {
+            Some(framed)
+                if reply.warning.is_none()
+                    && framed.answers(&reply.name, &reply.kind, &reply.env_var, &hit.token) =>
+            {
+                Answer::framed(framed)
+            }
+            _ => Answer::reply(reply, slot.clone(), true),
+        }
     }
 
     #[test]
@@ -178,8 +194,11 @@ mod tests {
         let first = answer(&slot, reply(&token)).into_frame().ok().unwrap();
         let plain = codec::encode_frame(&Response::Token(reply(&token))).unwrap();
         assert_eq!(first.bytes(), plain);
-        let second = answer(&slot, reply(&token)).into_frame().ok().unwrap();
-        assert!(Arc::ptr_eq(&first, &second));
+        // The next answer is the kept frame, with no reply put together.
+        let next = answer(&slot, reply(&token));
+        assert!(next.from_memory());
+        assert!(matches!(&next.0, Inner::Framed(f) if Arc::ptr_eq(f, &first)));
+        assert_eq!(next.into_reply(), reply(&token));
     }
 
     #[test]
