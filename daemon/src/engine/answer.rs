@@ -2,8 +2,11 @@
 //!
 //! Encoding the same token's reply again for every cached `get` was an
 //! eighth of the daemon's instructions per request (issue 15). So the first
-//! socket answer with a token encodes it once, the token's slot keeps that
-//! frame, and every later answer with the same token writes it as is.
+//! socket answer with a token already in memory encodes it once, the
+//! token's slot keeps that frame, and every later answer with the same
+//! token writes it as is. A token asked for once (fetched for the `get`
+//! that wanted it) gets no frame: 10,000 of them would be 4 MB of frames
+//! nobody reads again.
 
 use std::sync::Arc;
 
@@ -116,12 +119,22 @@ impl Answer {
 
     /// The frame to write: the slot's, or a new one, which the slot keeps
     /// for the next `get`s. `Err` gives the reply back, to be encoded as
-    /// any other response: it carries a warning, or does not fit in a
-    /// frame.
+    /// any other response: it carries a warning, does not fit in a frame,
+    /// or has just been fetched (a token is framed from its second
+    /// answer on).
     pub fn into_frame(self) -> Result<Arc<Framed>, TokenReply> {
         let (reply, slot) = match self.0 {
             Inner::Framed(framed) => return Ok(framed),
-            Inner::Reply { reply, slot, .. } => (reply, slot),
+            Inner::Reply {
+                reply,
+                slot,
+                from_memory,
+            } => {
+                if !from_memory {
+                    return Err(reply);
+                }
+                (reply, slot)
+            }
         };
         if reply.warning.is_some() {
             return Err(reply);
@@ -199,6 +212,21 @@ mod tests {
         assert!(next.from_memory());
         assert!(matches!(&next.0, Inner::Framed(f) if Arc::ptr_eq(f, &first)));
         assert_eq!(next.into_reply(), reply(&token));
+    }
+
+    #[test]
+    fn a_token_just_fetched_is_answered_without_a_frame_and_framed_the_next_time() {
+        let token = cached("ya29.a-token");
+        let slot = Arc::new(Slot::with_token(token.clone()));
+        // The `get` that fetched it: sent as any response, nothing kept.
+        let fetched = Answer::reply(reply(&token), slot.clone(), false);
+        assert_eq!(fetched.into_frame().err(), Some(reply(&token)));
+        let next = answer(&slot, reply(&token));
+        assert!(matches!(&next.0, Inner::Reply { .. }));
+        // The next one, from memory, is framed and kept.
+        let kept = next.into_frame().ok().unwrap();
+        let again = answer(&slot, reply(&token));
+        assert!(matches!(&again.0, Inner::Framed(f) if Arc::ptr_eq(f, &kept)));
     }
 
     #[test]
