@@ -56,6 +56,11 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub client: Option<PathBuf>,
 
+    /// Let the scheduler place `throughput`'s load generator and server
+    /// (default: the server alone on one CPU, the generator on the others).
+    #[arg(long)]
+    pub no_pin: bool,
+
     /// Run only these scenarios (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "SCENARIO,...")]
     pub only: Option<Vec<Scenario>>,
@@ -130,6 +135,8 @@ pub struct Plan {
     pub socket: Option<PathBuf>,
     pub name: Option<String>,
     pub client: Option<PathBuf>,
+    /// Whether `throughput` pins the server and the generator (`--no-pin`).
+    pub pin: bool,
     pub quick: bool,
 }
 
@@ -227,6 +234,7 @@ impl Cli {
             socket: self.socket,
             name: self.name,
             client: self.client,
+            pin: !self.no_pin,
             quick,
         })
     }
@@ -269,6 +277,8 @@ mod tests {
         assert_eq!(p.soak_clients, 64);
         assert_eq!(p.soak_duration, Duration::from_secs(600));
         assert!(p.socket.is_none() && !p.quick);
+        assert!(p.pin);
+        assert!(!plan(&["--no-pin"]).unwrap().pin);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
                 BURST_CLIENTS,
                 burst,
                 throughput::Wire::Credcache,
+                false,
             );
             procfs::rss_kb(pid)
         }

@@ -12,6 +12,7 @@ mod home;
 mod lab;
 mod memory;
 mod peers;
+mod pin;
 mod procfs;
 mod redis;
 mod report;

@@ -19,6 +19,7 @@ use credcache_shared::codec;
 use credcache_shared::protocol::Response;
 
 use super::conn::{Conn, Failure, get_frame};
+use super::pin::Pinning;
 use super::procfs;
 use super::redis::{self, Redis};
 use super::report::Line;
@@ -33,13 +34,14 @@ const CONNECT_PAUSE: Duration = Duration::from_millis(20);
 pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
     let levels = bench.plan.throughput_clients.clone();
     let duration = bench.plan.throughput_duration;
+    let pin = bench.plan.pin;
     let mut redis = None;
     for clients in levels {
         bench.target()?;
         let calls_before = bench.lab.as_ref().map(|l| l.upstream_calls());
         let target = bench.target()?;
         let (socket, name, pid) = (target.socket.clone(), target.name.clone(), target.pid);
-        let measured = measure(&socket, &name, pid, clients, duration, Wire::Credcache);
+        let measured = measure(&socket, &name, pid, clients, duration, Wire::Credcache, pin);
         let rss = target.rss_kb();
         bench.rss_after_throughput = rss;
         let upstream = bench
@@ -65,6 +67,7 @@ pub fn run(bench: &mut Bench) -> anyhow::Result<()> {
                     clients,
                     duration,
                     Wire::Redis,
+                    pin,
                 );
                 let rss = procfs::rss_kb(server.pid());
                 bench.emit(
@@ -111,6 +114,7 @@ fn line_for(
                 .and_then(|cpu| ratio(cpu.as_secs_f64() * 100.0, wall)),
         )
         .with("per_server_cpu_second", per_server_cpu_second)
+        .with("server_cpu", measured.server_cpu)
         .with(
             "bench_cpu_pct",
             measured
@@ -175,6 +179,8 @@ pub struct Measured {
     /// CPU the daemon and this process used over the level.
     pub daemon_cpu: Option<Duration>,
     pub own_cpu: Option<Duration>,
+    /// The CPU the server had to itself, if pinned (`pin.rs`).
+    pub server_cpu: Option<usize>,
 }
 
 /// Runs one level: `clients` connections asking for `name` for `duration`.
@@ -183,6 +189,8 @@ pub struct Measured {
 /// multiplexing its share with epoll: with a thread per connection, 256
 /// generator threads on two CPUs would measure the scheduler's queue, not
 /// the daemon (the p99 was the time a generator thread waited to run).
+/// With `pin`, the server has one CPU to itself and the generator one
+/// thread on each of the others (`pin.rs`).
 pub fn measure(
     socket: &Path,
     name: &str,
@@ -190,13 +198,17 @@ pub fn measure(
     clients: usize,
     duration: Duration,
     wire: Wire,
+    pin: bool,
 ) -> Measured {
     let frame = wire.request(name);
-    let threads = clients.min(
-        std::thread::available_parallelism()
+    let pinning = if pin { Pinning::new(pid) } else { None };
+    let cpus = match &pinning {
+        Some(p) => p.generator_cpus(),
+        None => std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
-    );
+    };
+    let threads = clients.min(cpus);
     // Every connection opens first; the clock starts when all are ready.
     let start_line = Barrier::new(threads + 1);
     let mut start = None;
@@ -206,8 +218,13 @@ pub fn measure(
             .map(|t| {
                 // Connections t, t + threads, t + 2 * threads, ...
                 let share = (t..clients).step_by(threads).count();
-                let (frame, start_line) = (&frame, &start_line);
-                scope.spawn(move || worker(socket, share, frame, start_line, duration, wire))
+                let (frame, start_line, pinning) = (&frame, &start_line, &pinning);
+                scope.spawn(move || {
+                    if let Some(p) = pinning {
+                        p.enter_generator();
+                    }
+                    worker(socket, share, frame, start_line, duration, wire)
+                })
             })
             .collect();
         start_line.wait();
@@ -234,7 +251,10 @@ pub fn measure(
         own_cpu: procfs::own_cpu_time()
             .zip(own_before)
             .map(|(after, before)| after.saturating_sub(before)),
+        server_cpu: pinning.as_ref().map(Pinning::server_cpu),
     };
+    // The server gets its CPUs back before anything else is measured.
+    drop(pinning);
     for w in results {
         measured.samples.extend(w.samples);
         for (kind, n) in w.errors {
