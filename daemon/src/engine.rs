@@ -435,8 +435,10 @@ impl Engine {
 
     /// `at` in nanoseconds since the engine was made.
     pub fn uptime_nanos(&self, at: Instant) -> u64 {
+        // Saturating far below the values the server's `Activity` keeps
+        // for itself (`u64::MAX` and one less): 292 years.
         let since = at.saturating_duration_since(self.0.made).as_nanos();
-        u64::try_from(since).unwrap_or(u64::MAX - 1)
+        u64::try_from(since).map_or(u64::MAX / 2, |n| n.min(u64::MAX / 2))
     }
 
     /// How long since the last request.
@@ -597,7 +599,7 @@ impl Engine {
         if wake {
             self.0.wake.notify_one();
         }
-        let from_memory = hit.is_some();
+        let mut from_memory = hit.is_some();
         let (mut token, framed) = match hit {
             Some(hit) => {
                 tracing::debug!(credential = name, "answered from the cache");
@@ -623,6 +625,7 @@ impl Engine {
                     .token(loaded, entry, want, min_valid, true)
                     .await
                     .map_err(|e| wire_fetch_error(&e))?;
+                from_memory = false;
             }
             if short(&token) {
                 return Err(WireError::new(

@@ -412,10 +412,15 @@ async fn an_asked_min_valid_holds_or_fails_saying_why() {
     // 40 min left, 50 min asked: the quarter-lifetime cap does not apply to
     // an asked min_valid, so a new token is fetched instead.
     clock.advance(chrono::Duration::minutes(20));
-    let t = engine
-        .get("v", Some(Duration::from_secs(3000)), false)
+    let arrived = engine.uptime_nanos(std::time::Instant::now());
+    let answer = engine
+        .answer(arrived, "v", &[], Some(Duration::from_secs(3000)), false)
         .await
         .unwrap();
+    // Fetched for this get, not from memory: no frame is kept for it, and
+    // the connection's idle time starts after the fetch.
+    assert!(!answer.from_memory());
+    let t = answer.into_reply();
     assert_eq!(t.token.expose(), "token-1");
     assert_eq!(p.calls.load(Ordering::SeqCst), 2);
 }
