@@ -157,7 +157,8 @@ pub async fn serve(
             _ = sweep.tick() => {
                 let now = engine.uptime_nanos(Instant::now());
                 for c in &mut open {
-                    if c.activity.is_idle(now, limits.idle)
+                    if c.stop.is_some()
+                        && c.activity.claim_if_idle(now, limits.idle)
                         && let Some(stop) = c.stop.take()
                     {
                         let _ = stop.send(Stop::Idle);
@@ -256,12 +257,14 @@ impl Open {
 
 /// Since when a connection has been waiting for a request, in the engine's
 /// uptime nanoseconds; [`Activity::BUSY`] while it handles one (a fetch may
-/// outlast `idle`) or holds a `watch`.
+/// outlast `idle`) or holds a `watch`; [`Activity::STOPPING`] once a sweep
+/// has claimed it as idle.
 #[derive(Debug, Default)]
 struct Activity(AtomicU64);
 
 impl Activity {
     const BUSY: u64 = u64::MAX;
+    const STOPPING: u64 = u64::MAX - 1;
 
     fn busy(&self) {
         self.0.store(Self::BUSY, Ordering::Relaxed);
@@ -271,9 +274,18 @@ impl Activity {
         self.0.store(uptime_nanos, Ordering::Relaxed);
     }
 
-    fn is_idle(&self, now: u64, idle: Duration) -> bool {
+    /// The sweep's claim: true if the connection has waited `idle` at
+    /// `now` and has not become busy since that was read. A request that
+    /// arrives as the sweep looks either makes the claim fail or, if it
+    /// came after, is answered before the connection closes.
+    fn claim_if_idle(&self, now: u64, idle: Duration) -> bool {
         let since = self.0.load(Ordering::Relaxed);
-        since != Self::BUSY && u128::from(now.saturating_sub(since)) >= idle.as_nanos()
+        since < Self::STOPPING
+            && u128::from(now.saturating_sub(since)) >= idle.as_nanos()
+            && self
+                .0
+                .compare_exchange(since, Self::STOPPING, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 }
 
@@ -427,9 +439,6 @@ async fn connection(mut stream: Stream, conn: Conn) {
             }
         };
         activity.busy();
-        // One reading of the clock for the config check, the daemon's idle
-        // timeout and, if the answer is at once, the connection's.
-        let arrived = engine.note_request_at(Instant::now());
         // A `Get` is read in place, its name not copied (issue 15).
         let next = next.and_then(|body| body.map(codec::decode_request).transpose());
         let incoming = match next {
@@ -451,6 +460,10 @@ async fn connection(mut stream: Stream, conn: Conn) {
                 return;
             }
         };
+        // A request (not an end of stream, not a bad frame): one reading of
+        // the clock for the config check, the daemon's idle timeout and, if
+        // the answer is at once, the connection's.
+        let arrived = engine.note_request_at(Instant::now());
         let (response, close, shutdown) = match incoming {
             Incoming::Get(get) if greeted => {
                 tracing::debug!(request = "get", "request");
@@ -693,4 +706,54 @@ async fn dispatch(engine: &Engine, request: Request) -> Reply {
         }
     };
     response.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Duration = Duration::from_secs(30);
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_sweep_claims_a_connection_idle_that_long_once() {
+        let a = Activity::default();
+        a.idle_since(10 * SECOND);
+        assert!(!a.claim_if_idle(39 * SECOND, IDLE));
+        assert!(a.claim_if_idle(40 * SECOND, IDLE));
+        // Claimed: the next sweep does not claim it again.
+        assert!(!a.claim_if_idle(80 * SECOND, IDLE));
+    }
+
+    #[test]
+    fn a_busy_connection_is_never_claimed() {
+        let a = Activity::default();
+        a.busy();
+        assert!(!a.claim_if_idle(u64::MAX / 2, IDLE));
+        // Its answer starts the wait again.
+        a.idle_since(100 * SECOND);
+        assert!(!a.claim_if_idle(110 * SECOND, IDLE));
+        assert!(a.claim_if_idle(130 * SECOND, IDLE));
+    }
+
+    /// The race the claim closes: a sweep that read "idle" just before a
+    /// request arrived must not stop the connection that is now busy.
+    #[test]
+    fn a_request_between_the_sweeps_reading_and_its_claim_wins() {
+        let a = Activity::default();
+        a.idle_since(0);
+        let seen = a.0.load(Ordering::Relaxed);
+        a.busy();
+        // What the sweep's compare-and-swap meets.
+        assert!(
+            a.0.compare_exchange(
+                seen,
+                Activity::STOPPING,
+                Ordering::Relaxed,
+                Ordering::Relaxed
+            )
+            .is_err()
+        );
+        assert!(!a.claim_if_idle(60 * SECOND, IDLE));
+    }
 }

@@ -407,3 +407,37 @@ fn a_request_that_outlasts_the_idle_timeout_is_answered() {
     let mut buf = [0u8; 1];
     assert_eq!(s.read(&mut buf).unwrap(), 0);
 }
+
+/// Requests are what is counted (and what keeps the daemon from its
+/// `idle_timeout`): a client that closes, or sends a frame that is not a
+/// request, is not one.
+#[test]
+fn only_requests_are_counted() {
+    let server = Running::start(Limits::default());
+    let served = |s: &mut UnixStream| match ask(s, &Request::Status) {
+        Response::Status(status) => status.requests_served,
+        other => panic!("{other:?}"),
+    };
+    let mut s = server.hello();
+    // Hello and this Status.
+    assert_eq!(served(&mut s), 2);
+    // A Hello, then the end of the stream, which the daemon answers by
+    // closing.
+    let mut closed = server.hello();
+    closed.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    closed.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    // A frame whose message cannot be read, then the end of the stream.
+    let mut bad = server.connect();
+    bad.write_all(&[3, 0, 0, 0, 0xff, 0xff, 0xff]).unwrap();
+    let mut answer = Vec::new();
+    bad.read_to_end(&mut answer).unwrap();
+    assert!(
+        !answer.is_empty(),
+        "a bad frame is answered before the close"
+    );
+    // The Status asks on the first connection, which is still open: the
+    // other connections added their Hello (one) and nothing else.
+    assert_eq!(served(&mut s), 4);
+}
