@@ -57,7 +57,8 @@ pub struct Cli {
     pub client: Option<PathBuf>,
 
     /// Let the scheduler place `throughput`'s load generator and server
-    /// (default: the server alone on one CPU, the generator on the others).
+    /// (default: the server alone on one CPU, the generator on the others;
+    /// a daemon given by `--socket` is never pinned).
     #[arg(long)]
     pub no_pin: bool,
 
@@ -209,6 +210,8 @@ impl Cli {
         {
             return Err(PlanError::NeedsOwnDaemon { scenario: s.name() });
         }
+        // Never someone else's daemon (`pin.rs`).
+        let pin = !self.no_pin && self.socket.is_none();
         Ok(Plan {
             scenarios,
             client_runs: runs,
@@ -234,7 +237,7 @@ impl Cli {
             socket: self.socket,
             name: self.name,
             client: self.client,
-            pin: !self.no_pin,
+            pin,
             quick,
         })
     }
@@ -279,6 +282,7 @@ mod tests {
         assert!(p.socket.is_none() && !p.quick);
         assert!(p.pin);
         assert!(!plan(&["--no-pin"]).unwrap().pin);
+        assert!(!plan(&["--socket", "/tmp/s"]).unwrap().pin);
     }
 
     #[test]

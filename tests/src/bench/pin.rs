@@ -8,16 +8,21 @@
 //! server's requests per CPU-second followed where the threads happened to
 //! land more than the server's own work (BENCHMARKS.md, issue 15). Both
 //! servers are pinned the same way; `--no-pin` leaves placement to the
-//! scheduler.
+//! scheduler, and a daemon the bench did not start (`--socket`) is never
+//! pinned: a bench stopped by Ctrl-C would leave it on one CPU.
 
 use rustix::process::Pid;
 use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 
-/// A pinned level. Dropping it gives the server back every CPU it had.
+/// A pinned level. Dropping it gives each of the server's threads back the
+/// CPUs it had (a thread started meanwhile gets its process's).
 pub struct Pinning {
     server: u32,
     server_cpu: usize,
-    before: CpuSet,
+    /// Each thread's CPUs before the level, by thread id.
+    before: Vec<(u32, CpuSet)>,
+    /// What the process's main thread had, for threads not in `before`.
+    process: CpuSet,
     generator: CpuSet,
     generator_cpus: usize,
 }
@@ -33,7 +38,11 @@ impl Pinning {
         if rest.is_empty() {
             return None;
         }
-        let before = sched_getaffinity(Some(pid(server)?)).ok()?;
+        let process = sched_getaffinity(Some(pid(server)?)).ok()?;
+        let before = threads(server)?
+            .into_iter()
+            .filter_map(|tid| Some((tid, sched_getaffinity(Some(pid(tid)?)).ok()?)))
+            .collect();
         let mut alone = CpuSet::new();
         alone.set(server_cpu);
         let mut generator = CpuSet::new();
@@ -44,11 +53,12 @@ impl Pinning {
             server,
             server_cpu,
             before,
+            process,
             generator,
             generator_cpus: rest.len(),
         };
         // Dropped on failure, which puts back the threads already moved.
-        set_threads(server, &alone).then_some(pinning)
+        set_threads(server, |_| alone).then_some(pinning)
     }
 
     /// The CPU the server has to itself.
@@ -70,28 +80,39 @@ impl Pinning {
 
 impl Drop for Pinning {
     fn drop(&mut self) {
-        set_threads(self.server, &self.before);
+        set_threads(self.server, |tid| {
+            self.before
+                .iter()
+                .find(|(t, _)| *t == tid)
+                .map_or(self.process, |(_, cpus)| *cpus)
+        });
     }
 }
 
-/// Sets the affinity of every thread `pid` has; false if any could not be
-/// set (a thread that has just exited does not count).
-fn set_threads(pid: u32, cpus: &CpuSet) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+/// The thread ids of process `pid`.
+fn threads(pid: u32) -> Option<Vec<u32>> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    Some(
+        tasks
+            .flatten()
+            .filter_map(|task| task.file_name().to_str()?.parse().ok())
+            .collect(),
+    )
+}
+
+/// Sets the affinity of every thread of process `pid` to `cpus(tid)`;
+/// false if any could not be set (a thread that has just exited does not
+/// count).
+fn set_threads(pid: u32, cpus: impl Fn(u32) -> CpuSet) -> bool {
+    let Some(tids) = threads(pid) else {
         return false;
     };
-    tasks.flatten().all(|task| {
-        let tid = task
-            .file_name()
-            .to_str()
-            .and_then(|t| t.parse::<u32>().ok());
-        match tid.and_then(self::pid) {
-            Some(tid) => match sched_setaffinity(Some(tid), cpus) {
-                Ok(()) => true,
-                Err(e) => e == rustix::io::Errno::SRCH,
-            },
-            None => false,
-        }
+    tids.into_iter().all(|tid| match self::pid(tid) {
+        Some(id) => match sched_setaffinity(Some(id), &cpus(tid)) {
+            Ok(()) => true,
+            Err(e) => e == rustix::io::Errno::SRCH,
+        },
+        None => false,
     })
 }
 
@@ -124,13 +145,44 @@ mod tests {
                 let after = sched_getaffinity(pid(id)).expect("affinity readable");
                 assert_eq!(after, before);
             }
-            // One CPU: nothing to pin, and nothing was changed.
-            None => {
-                assert_eq!(before.count(), 1);
-                assert_eq!(sched_getaffinity(pid(id)).expect("readable"), before);
-            }
+            // One CPU, or affinity not ours to set: nothing was changed.
+            None => assert_eq!(sched_getaffinity(pid(id)).expect("readable"), before),
         }
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// A thread with CPUs of its own gets them back, not its process's.
+    #[test]
+    fn each_thread_gets_its_own_cpus_back() {
+        let mine = sched_getaffinity(None).expect("affinity readable");
+        let Some(first) = (0..CpuSet::MAX_CPU).find(|&c| mine.is_set(c)) else {
+            return;
+        };
+        let mut only_first = CpuSet::new();
+        only_first.set(first);
+        // This test's own process stands in for the server: a thread of it
+        // keeps to one CPU of its own choosing.
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            sched_setaffinity(None, &only_first).expect("own affinity settable");
+            tid_tx
+                .send(rustix::thread::gettid().as_raw_nonzero().get() as u32)
+                .unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = tid_rx.recv().unwrap();
+        let process = sched_getaffinity(pid(std::process::id())).expect("readable");
+        if let Some(pinning) = Pinning::new(std::process::id()) {
+            drop(pinning);
+        }
+        assert_eq!(sched_getaffinity(pid(tid)).expect("readable"), only_first);
+        assert_eq!(
+            sched_getaffinity(pid(std::process::id())).expect("readable"),
+            process
+        );
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
     }
 }
