@@ -389,10 +389,17 @@ fn a_request_that_outlasts_the_idle_timeout_is_answered() {
         scopes: Vec::new(),
     };
     codec::write_frame(&mut s, &get).unwrap();
-    // Time for several sweeps to find the connection, were it idle: no
-    // event marks that, so the test lets the time pass.
-    std::thread::sleep(idle * 5);
-    std::fs::write(&gate, "go\n").unwrap();
+    // Opening the gate's writing end waits for the command to open its
+    // reading end: from here the request is being handled.
+    let mut gate = std::fs::OpenOptions::new().write(true).open(&gate).unwrap();
+    // A connection that says Hello now and then waits is closed by a sweep
+    // once idle: by then a sweep has also looked at the busy one, whose
+    // request came earlier.
+    let mut later = server.hello();
+    let mut buf = [0u8; 1];
+    assert_eq!(later.read(&mut buf).unwrap(), 0);
+    gate.write_all(b"go\n").unwrap();
+    drop(gate);
     match codec::read_frame::<_, Response>(&mut s).unwrap() {
         Some(Response::Token(t)) => assert_eq!(t.token.expose(), "tok-slow"),
         other => panic!("{other:?}"),
@@ -404,7 +411,6 @@ fn a_request_that_outlasts_the_idle_timeout_is_answered() {
     };
     assert!(matches!(ask(&mut s, &hello), Response::Hello { .. }));
     // Quiet now: closed (end of stream, not the read timeout).
-    let mut buf = [0u8; 1];
     assert_eq!(s.read(&mut buf).unwrap(), 0);
 }
 
