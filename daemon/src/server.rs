@@ -279,7 +279,11 @@ impl Activity {
     /// arrives as the sweep looks either makes the claim fail or, if it
     /// came after, is answered before the connection closes.
     fn claim_if_idle(&self, now: u64, idle: Duration) -> bool {
-        let since = self.0.load(Ordering::Relaxed);
+        self.claim(self.0.load(Ordering::Relaxed), now, idle)
+    }
+
+    /// [`Activity::claim_if_idle`] once the sweep has read `since`.
+    fn claim(&self, since: u64, now: u64, idle: Duration) -> bool {
         since < Self::STOPPING
             && u128::from(now.saturating_sub(since)) >= idle.as_nanos()
             && self
@@ -744,16 +748,7 @@ mod tests {
         a.idle_since(0);
         let seen = a.0.load(Ordering::Relaxed);
         a.busy();
-        // What the sweep's compare-and-swap meets.
-        assert!(
-            a.0.compare_exchange(
-                seen,
-                Activity::STOPPING,
-                Ordering::Relaxed,
-                Ordering::Relaxed
-            )
-            .is_err()
-        );
-        assert!(!a.claim_if_idle(60 * SECOND, IDLE));
+        assert!(!a.claim(seen, 60 * SECOND, IDLE));
+        assert_eq!(a.0.load(Ordering::Relaxed), Activity::BUSY);
     }
 }
